@@ -1,0 +1,74 @@
+"""Submit function. Trigger: HTTP API.
+
+Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset, 200 known URL;
+GET /api/assets?limit=&cursor=; GET /api/assets/{id}; and the HTML pages
+GET / (form and assets) and POST /process (the form's target).
+Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
+"""
+
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from pydantic import BaseModel
+
+from allthethings import bootstrap, web
+from allthethings.domain.errors import DomainError
+from allthethings.http import api, json_response, origin
+from allthethings.services.assets import get_asset, list_assets, parse_limit
+from allthethings.services.submit_asset import submit_asset
+
+logger = Logger()
+app = api(logger)
+
+
+class Submission(BaseModel):
+    url: str
+
+
+@app.get("/api/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.post("/api/assets")
+def create():
+    # Parsed here rather than by the resolver so that a body sent without a JSON content type still works.
+    submission = Submission.model_validate_json(app.current_event.decoded_body or "")
+    asset, created = submit_asset(submission.url, bootstrap.deps(), webhook_base=origin(app))
+    return json_response(202 if created else 200, asset.to_public())
+
+
+@app.get("/api/assets")
+def page() -> dict:
+    params = app.current_event.query_string_parameters or {}
+    assets, cursor = list_assets(parse_limit(params.get("limit"), 20, 100), params.get("cursor"), bootstrap.deps())
+    return {"assets": [a.to_public() for a in assets], "next_cursor": cursor}
+
+
+@app.get("/api/assets/<asset_id>")
+def one(asset_id: str) -> dict:
+    return get_asset(asset_id, bootstrap.deps()).to_public()
+
+
+@app.get("/")
+def home():
+    assets, _ = list_assets(50, None, bootstrap.deps())
+    return Response(200, content_types.TEXT_HTML, web.home(assets))
+
+
+@app.post("/process")
+def process_form():
+    url = parse_qs(app.current_event.decoded_body or "").get("url", [""])[0]
+    try:
+        submit_asset(url, bootstrap.deps(), webhook_base=origin(app))
+    except DomainError as exc:
+        assets, _ = list_assets(50, None, bootstrap.deps())
+        return Response(400, content_types.TEXT_HTML, web.home(assets, error=exc.message))
+    return Response(303, content_types.TEXT_HTML, "", headers={"Location": "/"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def handler(event, context):
+    return app.resolve(event, context)

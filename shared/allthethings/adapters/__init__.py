@@ -1,0 +1,1 @@
+"""Adapters: the real implementations of the ports (SQLite, Atlas, S3, SQS, Replicate, models, HTTP)."""

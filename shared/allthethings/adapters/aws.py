@@ -1,0 +1,57 @@
+"""S3 staging and SQS queues through boto3; clients built on first use, once per container.
+
+Locally the same code talks to moto: boto3 honours AWS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import BinaryIO
+
+from allthethings.domain.errors import UpstreamUnavailable
+from allthethings.ports import BlobStore, TaskQueue
+
+_clients: dict[str, object] = {}
+
+
+def client(service: str):
+    if service not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        _clients[service] = boto3.client(service, config=Config(retries={"max_attempts": 4, "mode": "standard"}))
+    return _clients[service]
+
+
+def _wrap(what: str, fn, *args, **kwargs):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        raise UpstreamUnavailable(f"{what} failed ({type(exc).__name__})") from exc
+
+
+class S3BlobStore(BlobStore):
+    def __init__(self, bucket: str):
+        self.bucket = bucket
+
+    def put(self, key: str, body: BinaryIO, content_type: str) -> None:
+        _wrap("staging the body in S3", client("s3").upload_fileobj, body, self.bucket, key,
+              ExtraArgs={"ContentType": content_type})
+
+    def get(self, key: str) -> bytes:
+        response = _wrap("reading the staged body from S3", client("s3").get_object, Bucket=self.bucket, Key=key)
+        return response["Body"].read()
+
+    def delete(self, key: str) -> None:
+        _wrap("deleting the staged body from S3", client("s3").delete_object, Bucket=self.bucket, Key=key)
+
+
+class SqsQueue(TaskQueue):
+    def __init__(self, url: str):
+        self.url = url
+
+    def send(self, message: dict) -> None:
+        _wrap("queueing the asset", client("sqs").send_message, QueueUrl=self.url,
+              MessageBody=json.dumps(message, separators=(",", ":")))

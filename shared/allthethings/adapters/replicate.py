@@ -1,0 +1,131 @@
+"""Replicate's predictions API over httpx, and the embedder built on it.
+
+Asynchronous predictions carry a `webhook` with `webhook_events_filter:
+["completed"]`; synchronous ones (search queries) ask for `Prefer: wait` and fall
+back to polling the prediction until a deadline inside API Gateway's 29 s.
+Transient failures (429, 5xx, timeouts) are retried with exponential backoff
+that honours `Retry-After`; what is left becomes UpstreamUnavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+
+from allthethings.domain.errors import UpstreamUnavailable
+from allthethings.ports import Embedder, Pending
+
+TERMINAL = ("succeeded", "failed", "canceled")
+_RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ReplicateClient:
+    def __init__(self, base_url: str, token: Callable[[], str], *, timeout_s: float = 10.0,
+                 attempts: int = 4, backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep):
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout_s = timeout_s
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        self._sleep = sleep
+        self._http = None
+
+    def _client(self):
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(base_url=self.base_url, timeout=self._timeout_s,
+                                      headers={"Authorization": f"Bearer {self._token()}",
+                                               "User-Agent": "allthethings"})
+        return self._http
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        import httpx
+
+        last = "no attempt made"
+        for attempt in range(self._attempts):
+            try:
+                response = self._client().request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}"
+                delay = self._backoff_s * 2 ** attempt
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in _RETRYABLE:
+                    raise UpstreamUnavailable(
+                        f"Replicate refused {method} {path}: HTTP {response.status_code} {response.text[:200]}")
+                last = f"HTTP {response.status_code}"
+                delay = _retry_after(response.headers.get("retry-after"), self._backoff_s * 2 ** attempt)
+            if attempt + 1 < self._attempts:
+                self._sleep(min(delay, 10.0))
+        raise UpstreamUnavailable(f"Replicate did not answer {method} {path} after {self._attempts} tries ({last})")
+
+    def create_prediction(self, version: str, inputs: dict, *, webhook: str | None = None,
+                          wait_s: int | None = None) -> dict:
+        body: dict = {"version": version, "input": inputs}
+        if webhook:
+            body["webhook"] = webhook
+            body["webhook_events_filter"] = ["completed"]
+        headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
+        timeout = (wait_s + 5) if wait_s else None
+        return self._request("POST", "/predictions", json=body, headers=headers,
+                             **({"timeout": timeout} if timeout else {}))
+
+    def get_prediction(self, prediction_id: str) -> dict:
+        return self._request("GET", f"/predictions/{prediction_id}")
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+def vectors_from_output(output: object) -> list[list[float]]:
+    """all-mpnet-base-v2's output, `[{"embedding": [...]}, ...]`, as a list of vectors."""
+    if not isinstance(output, list) or not all(isinstance(o, dict) and isinstance(o.get("embedding"), list)
+                                               for o in output):
+        raise ValueError("prediction output is not a list of {\"embedding\": [...]} objects")
+    return [[float(x) for x in o["embedding"]] for o in output]
+
+
+class ReplicateEmbedder(Embedder):
+    """all-mpnet-base-v2 on Replicate: every text of a call in one `text_batch` prediction."""
+
+    model = "all-mpnet-base-v2"
+    dimensions = 768
+    max_tokens = 384
+
+    def __init__(self, client: ReplicateClient, version: str, *, deadline_s: float = 25.0,
+                 poll_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.version = version
+        self.deadline_s = deadline_s
+        self.poll_s = poll_s
+        self._clock = clock
+        self._sleep = sleep
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        started = self._clock()
+        prediction = self.client.create_prediction(
+            self.version, {"text_batch": json.dumps(list(texts))}, wait_s=max(1, int(self.deadline_s * 0.8)))
+        while prediction.get("status") not in TERMINAL:
+            if self._clock() - started > self.deadline_s:
+                raise UpstreamUnavailable(f"embedding prediction {prediction.get('id')} did not finish in time")
+            self._sleep(self.poll_s)
+            prediction = self.client.get_prediction(prediction["id"])
+        if prediction["status"] != "succeeded":
+            raise UpstreamUnavailable(f"embedding prediction {prediction['status']}: {prediction.get('error')}")
+        return vectors_from_output(prediction.get("output"))
+
+    def vectors_from_output(self, output: object) -> list[list[float]]:
+        return vectors_from_output(output)
+
+    def submit(self, texts: Sequence[str], webhook_url: str) -> Pending:
+        prediction = self.client.create_prediction(self.version, {"text_batch": json.dumps(list(texts))},
+                                                   webhook=webhook_url)
+        return Pending(prediction_id=prediction["id"])

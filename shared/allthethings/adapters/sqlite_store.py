@@ -1,0 +1,240 @@
+"""The embedded store: SQLite with the sqlite-vec extension, in one persistent file.
+
+Assets and chunks are plain tables; chunk vectors live in a `vec0` virtual table
+keyed by the chunk's rowid, searched by cosine distance. One connection per
+thread, WAL journal, and every multi-statement write in a transaction, so a
+crash never leaves half an asset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from allthethings.domain import cursor as cursors
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
+from allthethings.ports import AssetStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS assets (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
+    size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    asset_id TEXT NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_s REAL, end_s REAL,
+    UNIQUE (asset_id, idx)
+);
+"""
+
+_FIELDS = ("id", "url", "status", "content_type", "kind", "title", "error", "staged_key",
+           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at")
+
+
+def _connect(path: str):
+    """A connection that can load extensions (the stdlib module often cannot)."""
+    import sqlite3
+
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    else:
+        import sqlean
+
+        conn = sqlean.connect(path, timeout=30, isolation_level=None)
+    import sqlite_vec
+
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class SqliteStore(AssetStore):
+    def __init__(self, path: str, dimensions: int, model: str):
+        self.path = path
+        self.dimensions = dimensions
+        self.model = model
+        self._local = threading.local()
+        self._init_lock = threading.Lock()
+        self._initialised = False
+
+    # -- connection and schema -------------------------------------------------
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if os.path.dirname(self.path):
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._init_lock:
+                if not self._initialised:
+                    self._create_schema(conn)
+                    self._initialised = True
+        return conn
+
+    def _create_schema(self, conn) -> None:
+        conn.executescript(_SCHEMA)
+        conn.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vectors USING vec0("
+            f"embedding float[{self.dimensions}] distance_metric=cosine)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)",
+                         (json.dumps({"model": self.model, "dimensions": self.dimensions}),))
+        else:
+            stored = json.loads(row[0])
+            if stored["dimensions"] != self.dimensions:
+                raise RuntimeError(
+                    f"{self.path} holds {stored['dimensions']}-d vectors of {stored['model']}, but the "
+                    f"configured model {self.model} makes {self.dimensions}-d ones: use another DATA_DIR "
+                    "or delete the file to re-index")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- assets ----------------------------------------------------------------
+    @staticmethod
+    def _row_to_asset(row: Sequence) -> Asset:
+        d = dict(zip(_FIELDS, row))
+        return Asset(
+            id=d["id"], url=d["url"], status=Status(d["status"]),
+            created_at=datetime.fromisoformat(d["created_at"]),
+            updated_at=datetime.fromisoformat(d["updated_at"]),
+            content_type=d["content_type"], kind=Kind(d["kind"]) if d["kind"] else None,
+            title=d["title"], error=d["error"], staged_key=d["staged_key"], size_bytes=d["size_bytes"],
+            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"])
+
+    def _select(self, where: str, args: tuple) -> Asset | None:
+        row = self._conn().execute(f"SELECT {', '.join(_FIELDS)} FROM assets WHERE {where}", args).fetchone()
+        return self._row_to_asset(row) if row else None
+
+    def add(self, asset: Asset) -> Asset:
+        values = (asset.id, asset.url, asset.status.value, asset.content_type,
+                  asset.kind.value if asset.kind else None, asset.title, asset.error, asset.staged_key,
+                  asset.size_bytes, asset.chunk_count, asset.prediction_id,
+                  asset.created_at.isoformat(), asset.updated_at.isoformat())
+        cur = self._conn().execute(
+            f"INSERT INTO assets ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))}) "
+            "ON CONFLICT (url) DO NOTHING", values)
+        if cur.rowcount == 1:
+            return asset
+        existing = self.get_by_url(asset.url)
+        assert existing is not None
+        return existing
+
+    def get(self, asset_id: str) -> Asset | None:
+        return self._select("id = ?", (asset_id,))
+
+    def get_by_url(self, url: str) -> Asset | None:
+        return self._select("url = ?", (url,))
+
+    def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
+        before = cursors.decode(cursor, "seq")["seq"] if cursor else None
+        sql = f"SELECT seq, {', '.join(_FIELDS)} FROM assets"
+        args: tuple = ()
+        if before is not None:
+            sql += " WHERE seq < ?"
+            args = (int(before),)
+        rows = self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        page = rows[:limit]
+        next_cursor = cursors.encode({"seq": page[-1][0]}) if len(rows) > limit else None
+        return [self._row_to_asset(r[1:]) for r in page], next_cursor
+
+    def delete(self, asset_id: str) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
+                         (asset_id,))
+            conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
+            conn.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def move(self, asset_id: str, target: Status, **fields) -> bool:
+        fields = {k: (v.value if isinstance(v, (Status, Kind)) else v) for k, v in fields.items()}
+        unknown = set(fields) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown asset fields {sorted(unknown)}")
+        sources = sorted(s.value for s in sources_of(target))
+        sets = ", ".join(f"{k} = ?" for k in ("status", "updated_at", *fields))
+        cur = self._conn().execute(
+            f"UPDATE assets SET {sets} WHERE id = ? AND status IN ({', '.join('?' * len(sources))})",
+            (target.value, now().isoformat(), *fields.values(), asset_id, *sources))
+        return cur.rowcount == 1
+
+    # -- chunks ----------------------------------------------------------------
+    def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
+                         (asset_id,))
+            conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
+            conn.executemany(
+                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+                [(asset_id, c.index, c.text, c.start_s, c.end_s) for c in chunks])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def chunks(self, asset_id: str) -> list[Chunk]:
+        rows = self._conn().execute(
+            "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))
+        return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3]) for r in rows]
+
+    def put_vectors(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> None:
+        from sqlite_vec import serialize_float32
+
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rowids = [r[0] for r in conn.execute(
+                "SELECT rowid FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))]
+            if len(rowids) != len(vectors):
+                raise ValueError(f"asset {asset_id} has {len(rowids)} chunks but {len(vectors)} vectors came")
+            conn.execute(f"DELETE FROM chunk_vectors WHERE rowid IN ({', '.join('?' * len(rowids))})", rowids)
+            conn.executemany("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)",
+                             [(rid, serialize_float32(list(v))) for rid, v in zip(rowids, vectors)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
+        from sqlite_vec import serialize_float32
+
+        rows = self._conn().execute(
+            """
+            WITH nearest AS (
+                SELECT rowid, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ?
+            )
+            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, nearest.distance
+            FROM nearest JOIN chunks c ON c.rowid = nearest.rowid
+            JOIN assets a ON a.id = c.asset_id
+            WHERE a.status = 'SEARCHABLE'
+            ORDER BY nearest.distance
+            """, (serialize_float32(list(vector)), limit)).fetchall()
+        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=1.0 - r[5])
+                for r in rows]

@@ -1,0 +1,113 @@
+"""Settings, read from the environment when asked for (never at import time).
+
+Secrets are never plain settings in the cloud: `X_PARAM` names an SSM
+SecureString parameter that holds X, read once per container through the
+Powertools parameters utility (cached). Locally, X itself may be set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+MODELS = {
+    # name: (dimensions, maximum tokens per input including the two special tokens)
+    "all-MiniLM-L6-v2": (384, 256),
+    "all-mpnet-base-v2": (768, 384),
+}
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    store: str = "sqlite"  # sqlite | atlas
+    sqlite_path: str = ".data/allthethings.db"
+    mongodb_uri: str | None = None
+    mongodb_uri_param: str | None = None
+    mongodb_database: str = "allthethings"
+    vector_index: str = "chunk_vectors"
+
+    embedder: str = "local"  # local | replicate
+    local_model: str = "all-MiniLM-L6-v2"
+    replicate_api_base: str = "https://api.replicate.com/v1"
+    replicate_api_token: str | None = None
+    replicate_api_token_param: str | None = None
+    replicate_embedding_version: str = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
+    replicate_webhook_secret: str | None = None
+    replicate_webhook_secret_param: str | None = None
+    public_base_url: str | None = None
+
+    staging_bucket: str = "allthethings-staging"
+    process_queue_url: str | None = None
+
+    allow_private_urls: bool = False
+    max_fetch_bytes: int = 50 * 1024 * 1024
+    fetch_timeout_s: float = 20.0
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+
+    @property
+    def model(self) -> str:
+        return "all-mpnet-base-v2" if self.embedder == "replicate" else self.local_model
+
+    @property
+    def dimensions(self) -> int:
+        return MODELS[self.model][0]
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    d = Settings()
+
+    def get(name: str, default):
+        value = env.get(name)
+        return default if value is None or value == "" else value
+
+    settings = Settings(
+        store=get("STORE_BACKEND", d.store).lower(),
+        sqlite_path=get("SQLITE_PATH", os.path.join(get("DATA_DIR", ".data"), "allthethings.db")),
+        mongodb_uri=get("MONGODB_URI", None),
+        mongodb_uri_param=get("MONGODB_URI_PARAM", None),
+        mongodb_database=get("MONGODB_DATABASE", d.mongodb_database),
+        vector_index=get("VECTOR_INDEX", d.vector_index),
+        embedder=get("EMBEDDER_BACKEND", d.embedder).lower(),
+        local_model=get("LOCAL_MODEL", d.local_model),
+        replicate_api_base=get("REPLICATE_API_BASE", d.replicate_api_base).rstrip("/"),
+        replicate_api_token=get("REPLICATE_API_TOKEN", None),
+        replicate_api_token_param=get("REPLICATE_API_TOKEN_PARAM", None),
+        replicate_embedding_version=get("REPLICATE_EMBEDDING_VERSION", d.replicate_embedding_version),
+        replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET", None),
+        replicate_webhook_secret_param=get("REPLICATE_WEBHOOK_SECRET_PARAM", None),
+        public_base_url=get("PUBLIC_BASE_URL", None),
+        staging_bucket=get("STAGING_BUCKET", d.staging_bucket),
+        process_queue_url=get("PROCESS_QUEUE_URL", None),
+        allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
+        max_fetch_bytes=int(get("MAX_FETCH_BYTES", d.max_fetch_bytes)),
+        fetch_timeout_s=float(get("FETCH_TIMEOUT_S", d.fetch_timeout_s)),
+        chunk_tokens=int(get("CHUNK_TOKENS", d.chunk_tokens)),
+        chunk_overlap=int(get("CHUNK_OVERLAP", d.chunk_overlap)),
+    )
+    if settings.store not in ("sqlite", "atlas"):
+        raise ValueError(f"STORE_BACKEND must be sqlite or atlas, not {settings.store!r}")
+    if settings.embedder not in ("local", "replicate"):
+        raise ValueError(f"EMBEDDER_BACKEND must be local or replicate, not {settings.embedder!r}")
+    if settings.local_model not in MODELS:
+        raise ValueError(f"LOCAL_MODEL must be one of {sorted(MODELS)}, not {settings.local_model!r}")
+    return settings
+
+
+def secret(value: str | None, param: str | None, what: str) -> str:
+    """A secret given directly, or read (decrypted, cached 5 minutes) from SSM by name."""
+    if value:
+        return value
+    if param:
+        from aws_lambda_powertools.utilities import parameters
+
+        return parameters.get_parameter(param, decrypt=True, max_age=300)
+    raise ValueError(f"{what} is not configured: set {what} or {what}_PARAM")

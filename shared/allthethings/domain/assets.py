@@ -1,0 +1,190 @@
+"""Assets, their statuses, and the only transitions allowed between them."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from allthethings.domain.errors import InvalidInput
+
+
+class Status(str, enum.Enum):
+    SUBMITTED = "SUBMITTED"
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    GENERATING_EMBEDDINGS = "GENERATING_EMBEDDINGS"
+    SEARCHABLE = "SEARCHABLE"
+    PROCESSING_ERROR = "PROCESSING_ERROR"
+    EMBEDDINGS_ERROR = "EMBEDDINGS_ERROR"
+
+    @property
+    def is_error(self) -> bool:
+        return self in (Status.PROCESSING_ERROR, Status.EMBEDDINGS_ERROR)
+
+    @property
+    def is_final(self) -> bool:
+        return self is Status.SEARCHABLE or self.is_error
+
+
+# Status only moves forward. PROCESSING -> PROCESSING is allowed so that a queue
+# message redelivered after a crash mid-processing can pick the work up again.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.SUBMITTED: frozenset({Status.PROCESSING, Status.PROCESSING_ERROR}),
+    Status.PROCESSING: frozenset({Status.PROCESSING, Status.PROCESSED, Status.PROCESSING_ERROR}),
+    Status.PROCESSED: frozenset({Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
+    Status.GENERATING_EMBEDDINGS: frozenset({Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
+    Status.SEARCHABLE: frozenset(),
+    Status.PROCESSING_ERROR: frozenset(),
+    Status.EMBEDDINGS_ERROR: frozenset(),
+}
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """Every status from which `target` may be reached (for conditional updates)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def can_move(current: Status, target: Status) -> bool:
+    return target in TRANSITIONS[current]
+
+
+class Kind(str, enum.Enum):
+    """What an asset is, for extraction and for search filters."""
+
+    TEXT = "text"
+    HTML = "html"
+    PDF = "pdf"
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_asset_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_asset_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def check_asset_id(value: str) -> str:
+    if not is_asset_id(value):
+        raise InvalidInput("asset id must be 32 lowercase hex characters")
+    return value
+
+
+MAX_URL_LENGTH = 2048
+
+
+def normalise_url(raw: object) -> str:
+    """Validate a submitted URL and return it in one canonical spelling.
+
+    Scheme and host are lower-cased, the fragment is dropped (it never reaches
+    the server), and an empty path becomes "/" so that the duplicate check sees
+    `http://A.com` and `http://a.com/#top` as one URL.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidInput("url must be a non-empty string")
+    text = raw.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise InvalidInput(f"url is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise InvalidInput("url must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"url is malformed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput("url must start with http:// or https://")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidInput("url has no host")
+    if parts.username or parts.password:
+        raise InvalidInput("url must not carry credentials")
+    scheme = parts.scheme.lower()
+    default_port = {"http": 80, "https": 443}[scheme]
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != default_port:
+        netloc = f"{netloc}:{port}"
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{netloc}{path}{query}"
+
+
+@dataclasses.dataclass
+class Asset:
+    """One submitted URL and everything known about turning it into search results."""
+
+    id: str
+    url: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    content_type: str | None = None
+    kind: Kind | None = None
+    title: str | None = None
+    error: str | None = None
+    staged_key: str | None = None
+    size_bytes: int | None = None
+    chunk_count: int | None = None
+    prediction_id: str | None = None
+
+    @classmethod
+    def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str, size_bytes: int,
+            asset_id: str | None = None) -> Asset:
+        stamp = now()
+        return cls(id=asset_id or new_asset_id(), url=url, status=Status.SUBMITTED,
+                   created_at=stamp, updated_at=stamp, content_type=content_type, kind=kind,
+                   staged_key=staged_key, size_bytes=size_bytes)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def to_public(self) -> dict:
+        """The asset as the HTTP API shows it."""
+        body = {
+            "id": self.id,
+            "url": self.url,
+            "status": self.status.value,
+            "content_type": self.content_type,
+            "kind": self.kind.value if self.kind else None,
+            "title": self.title,
+            "size_bytes": self.size_bytes,
+            "chunk_count": self.chunk_count,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """A piece of an asset's text small enough for the embedding model."""
+
+    asset_id: str
+    index: int
+    text: str
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkHit:
+    """A chunk returned by a vector search, with its similarity (higher is better)."""
+
+    asset_id: str
+    index: int
+    text: str
+    score: float
+    start_s: float | None = None
+    end_s: float | None = None

@@ -1,0 +1,107 @@
+"""Deciding what a fetched body is, from its bytes, its declared type and its URL's extension.
+
+The declared Content-Type alone is never trusted: servers lie and mislabel. The
+bytes decide between binary families (PDF, images, audio, video, archives) and
+text; the header and the extension then refine text into HTML, Markdown or plain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from urllib.parse import urlsplit
+
+from allthethings.domain.assets import Kind
+from allthethings.domain.errors import UnsupportedContentType
+
+# (offset, magic, mime). Order matters where one magic prefixes another.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"PK\x03\x04", "application/zip"),
+    (0, b"\x1f\x8b", "application/gzip"),
+    (0, b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (0, b"Rar!\x1a\x07", "application/vnd.rar"),
+    (0, b"\x7fELF", "application/x-executable"),
+    (0, b"MZ", "application/x-msdownload"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+)
+
+_TEXT_DECLARED = {"text/plain", "text/markdown", "text/x-markdown", "text/csv", "application/json",
+                  "application/xml", "text/xml"}
+_HTML_DECLARED = {"text/html", "application/xhtml+xml"}
+_MARKDOWN_EXT = {".md", ".markdown", ".mdown"}
+_HTML_EXT = {".html", ".htm", ".xhtml"}
+_HTML_OPENERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe", b"<h1",
+                 b"<div", b"<font", b"<table", b"<a ", b"<style", b"<title", b"<b ", b"<br", b"<p ",
+                 b"<p>", b"<!--")
+# Bytes that never occur in text (WHATWG MIME Sniffing, "binary data byte").
+_BINARY_BYTES = frozenset(set(range(0x00, 0x09)) | {0x0B} | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20)))
+
+SNIFF_BYTES = 1445  # as much as the WHATWG algorithm reads
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    content_type: str
+    kind: Kind
+
+
+def _media_type(declared: str | None) -> str:
+    return (declared or "").split(";", 1)[0].strip().lower()
+
+
+def sniff(head: bytes) -> str | None:
+    """The MIME type the first bytes show, `text/html`, `text/plain`, or None for unknown binary."""
+    for offset, magic, mime in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return mime
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "audio/mp4" if brand in (b"M4A ", b"M4B ") else "video/mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio/mpeg"
+    body = head
+    for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
+        if body.startswith(bom):
+            return "text/plain"
+    if any(b in _BINARY_BYTES for b in body):
+        return None
+    lead = body.lstrip(b" \t\r\n\x0c").lower()
+    if lead.startswith(b"<?xml"):
+        return "text/html" if b"<html" in lead[:SNIFF_BYTES] else "text/xml"
+    if lead.startswith(_HTML_OPENERS):
+        return "text/html"
+    return "text/plain"
+
+
+def decide(head: bytes, declared: str | None, url: str) -> Decision:
+    """Decide content type and kind; raise UnsupportedContentType for what we cannot index."""
+    sniffed = sniff(head[:SNIFF_BYTES])
+    media = _media_type(declared)
+    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
+
+    if sniffed == "application/pdf":
+        return Decision("application/pdf", Kind.PDF)
+    if sniffed is None or not (sniffed.startswith("text/")):
+        shown = sniffed or "unrecognised binary data"
+        raise UnsupportedContentType(
+            f"the URL returned {shown} (declared {media or 'nothing'}); "
+            "supported types are text/plain, text/markdown, text/html and application/pdf")
+    if sniffed == "text/html" and media not in ("text/plain", "text/markdown", "text/x-markdown"):
+        return Decision("text/html", Kind.HTML)
+    if media in _HTML_DECLARED or (not media and ext in _HTML_EXT):
+        return Decision("text/html", Kind.HTML)
+    if media in ("text/markdown", "text/x-markdown") or ext in _MARKDOWN_EXT:
+        return Decision("text/markdown", Kind.TEXT)
+    if media in _TEXT_DECLARED or media.startswith("text/"):
+        return Decision(media if media != "text/x-markdown" else "text/markdown", Kind.TEXT)
+    return Decision("text/plain", Kind.TEXT)

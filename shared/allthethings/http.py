@@ -1,0 +1,84 @@
+"""What every HTTP entrypoint shares: the resolver, and the one mapping from error type to status.
+
+Errors are JSON `{"error": {"code", "message"}}`. Unknown errors become a
+generic 500 carrying the request id, never a stack trace or a secret.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from allthethings.domain import errors
+
+STATUS_OF: dict[type[errors.DomainError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.ContentTooLarge: 413,
+    errors.UnsupportedContentType: 415,
+    errors.UnreachableUrl: 422,
+    errors.ExtractionFailed: 422,
+    errors.UpstreamUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, **extra) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps({"error": {"code": code, "message": message, **extra}}))
+
+
+def json_response(status: int, body: dict) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def _describe(exc: RequestValidationError | ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        if err.get("type") in ("json_invalid", "json_type"):
+            parts.append("body: is not valid JSON")
+            continue
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'is not valid')}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def api(logger) -> APIGatewayHttpResolver:
+    """A resolver for an HTTP API function, with the shared error handling registered."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(errors.DomainError)
+    def domain_error(exc: errors.DomainError) -> Response:
+        status = next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 400)
+        if status >= 500:
+            logger.warning("dependency failure", extra={"error": exc.message})
+        return error_response(status, exc.code, exc.message)
+
+    @app.exception_handler([RequestValidationError, ValidationError])
+    def invalid_request(exc: RequestValidationError | ValidationError) -> Response:
+        return error_response(400, "invalid_input", _describe(exc))
+
+    @app.not_found
+    def not_found(_exc) -> Response:
+        return error_response(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+    @app.exception_handler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        request_id = app.current_event.request_context.request_id
+        return error_response(500, "internal", "internal error", request_id=request_id)
+
+    return app
+
+
+def origin(app: APIGatewayHttpResolver) -> str:
+    """The public origin this request came in on, for webhook URLs."""
+    event = app.current_event
+    headers = event.headers or {}
+    proto = headers.get("x-forwarded-proto", "https")
+    return f"{proto}://{event.request_context.domain_name}"

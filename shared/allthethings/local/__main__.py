@@ -1,0 +1,38 @@
+"""`python -m allthethings.local run [--port N] [--data-dir DIR]`: the whole system, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m allthethings.local")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the local stack and serve until Ctrl-C")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from allthethings.local.stack import LocalStack
+
+    stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.start()
+        print(f"allthethings is serving on {stack.url} (data in {stack.data_dir}); Ctrl-C stops it", flush=True)
+        stack.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

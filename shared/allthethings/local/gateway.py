@@ -1,0 +1,167 @@
+"""The local API gateway: a functions-framework HTTP function that behaves like an HTTP API.
+
+Each request is matched against the template's routes, turned into an API Gateway
+HTTP API (payload format 2.0) event, and passed to the same `handler` Lambda
+calls; the handler's answer is turned back into an HTTP response.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from allthethings.local.template import Function, Route, Template
+
+_TEXTUAL = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml",
+            "application/javascript")
+
+
+class LambdaContext:
+    """What a Lambda handler may read from its context object."""
+
+    def __init__(self, function: Function, timeout_s: int = 29):
+        self.function_name = function.logical_id
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function.logical_id}"
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.logical_id}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+_modules: dict[str, object] = {}
+_modules_lock = threading.Lock()
+
+
+def load_handler(function: Function):
+    """The function's handler, imported once from its own folder as Lambda would."""
+    with _modules_lock:
+        if function.logical_id not in _modules:
+            spec = importlib.util.spec_from_file_location(f"lambda_{function.logical_id}", function.module_path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _modules[function.logical_id] = module
+    return getattr(_modules[function.logical_id], function.handler.rsplit(".", 1)[1])
+
+
+def _pattern(path: str) -> re.Pattern:
+    regex = re.sub(r"\{([A-Za-z0-9_]+)\+\}", r"(?P<\1>.+)", path)
+    regex = re.sub(r"\{([A-Za-z0-9_]+)\}", r"(?P<\1>[^/]+)", regex)
+    return re.compile(f"^{regex}$")
+
+
+class Router:
+    def __init__(self, template: Template):
+        self.template = template
+        # Static routes win over parameterised ones, as in API Gateway.
+        entries = [(route, fn) for fn in template.functions.values() for route in fn.routes]
+        entries.sort(key=lambda e: (e[0].path.count("{"), -len(e[0].path)))
+        self.entries = [(route, _pattern(route.path), fn) for route, fn in entries]
+
+    def match(self, method: str, path: str) -> tuple[Route, Function, dict] | None:
+        for route, pattern, fn in self.entries:
+            m = pattern.match(path)
+            if m and route.method in (method, "ANY"):
+                return route, fn, m.groupdict()
+        return None
+
+
+def build_event(request, route: Route, path_params: dict) -> dict:
+    """An HTTP API payload 2.0 event for a Flask/werkzeug request."""
+    body = request.get_data()
+    content_type = request.headers.get("content-type", "")
+    textual = not body or content_type.startswith(_TEXTUAL)
+    headers: dict[str, str] = {}
+    for key, value in request.headers.items():
+        k = key.lower()
+        headers[k] = f"{headers[k]},{value}" if k in headers else value
+    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+    headers.setdefault("x-forwarded-proto", request.scheme)
+    headers.setdefault("x-forwarded-for", request.remote_addr or "127.0.0.1")
+    query = {k: ",".join(request.args.getlist(k)) for k in request.args.keys()}
+    now = datetime.now(timezone.utc)
+    event = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": request.path,
+        "rawQueryString": request.query_string.decode("latin-1"),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": request.host,
+            "domainPrefix": request.host.split(".")[0],
+            "http": {"method": request.method, "path": request.path, "protocol": "HTTP/1.1",
+                     "sourceIp": request.remote_addr or "127.0.0.1",
+                     "userAgent": request.headers.get("user-agent", "")},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": route.key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": not textual,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_params:
+        event["pathParameters"] = path_params
+    if body:
+        event["body"] = body.decode("utf-8", errors="replace") if textual else base64.b64encode(body).decode()
+    return event
+
+
+def to_response(result):
+    """A Flask response for a handler's payload 2.0 answer."""
+    from flask import Response
+
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return Response(json.dumps(result), status=200, content_type="application/json")
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    response = Response(data, status=int(result["statusCode"]))
+    for key, value in (result.get("headers") or {}).items():
+        response.headers[key] = str(value)
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            response.headers.add(key, str(value))
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+_router: Router | None = None
+
+
+def configure(template: Template) -> None:
+    global _router
+    _router = Router(template)
+    for fn in template.functions.values():
+        if fn.routes:
+            load_handler(fn)
+
+
+def gateway(request):
+    """The functions-framework entrypoint for every route."""
+    from flask import Response
+
+    if _router is None:
+        raise RuntimeError("the local gateway is not configured")
+    found = _router.match(request.method, request.path)
+    if found is None:
+        return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
+    route, fn, params = found
+    event = build_event(request, route, params)
+    return to_response(load_handler(fn)(event, LambdaContext(fn)))

@@ -1,0 +1,198 @@
+"""Starting and stopping the whole local system in one process (plus the AWS emulator's)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from allthethings.local import gateway
+from allthethings.local.sqs_pump import QueuePump
+from allthethings.local.template import Template, load, resolve_env
+
+log = logging.getLogger("allthethings.local")
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
+
+# What local mode changes from the deployed configuration; any of these set in the
+# environment wins (for example ALLOW_PRIVATE_URLS=false or LOCAL_MODEL=all-mpnet-base-v2).
+LOCAL_SETTINGS = {
+    "STORE_BACKEND": "sqlite",
+    "EMBEDDER_BACKEND": "local",
+    "ALLOW_PRIVATE_URLS": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "MONGODB_URI_PARAM": "",
+    "REPLICATE_API_TOKEN_PARAM": "",
+    "REPLICATE_WEBHOOK_SECRET_PARAM": "",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout_s: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the AWS emulator exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the AWS emulator did not listen on port {port} within {timeout_s}s")
+
+
+class LocalStack:
+    def __init__(self, *, port: int = 8000, data_dir: str = ".data", template: str | os.PathLike = DEFAULT_TEMPLATE,
+                 host: str = "127.0.0.1", retry_delay_s: int = 2):
+        self.port = port
+        self.host = host
+        self.data_dir = Path(data_dir).resolve()
+        self.template: Template = load(template)
+        self.retry_delay_s = retry_delay_s
+        self.aws_port: int | None = None
+        self.queue_urls: dict[str, str] = {}
+        self._moto: subprocess.Popen | None = None
+        self._pumps: list[QueuePump] = []
+        self._server = None
+        self._serving = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- the AWS emulator ------------------------------------------------------
+    def _start_aws(self) -> None:
+        self.aws_port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logfile = open(self.data_dir / "aws-emulator.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)],
+            stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_port(self.aws_port, 30, self._moto)
+        os.environ.update({
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.aws_port}",
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+        })
+
+    def _create_resources(self) -> dict[str, str]:
+        from allthethings.adapters.aws import client
+
+        refs: dict[str, str] = {}
+        for logical_id in self.template.buckets:
+            name = f"allthethings-{logical_id.lower()}"
+            client("s3").create_bucket(Bucket=name)
+            refs[logical_id] = name
+        sqs = client("sqs")
+        # Dead-letter queues first: a redrive policy names its target's ARN.
+        ordered = sorted(self.template.queues.values(), key=lambda q: q.dead_letter is not None)
+        for queue in ordered:
+            attributes = {"VisibilityTimeout": str(queue.visibility_timeout)}
+            if queue.dead_letter:
+                dlq_arn = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue.dead_letter],
+                                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                attributes["RedrivePolicy"] = json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(queue.max_receive_count)})
+            url = sqs.create_queue(QueueName=queue.logical_id, Attributes=attributes)["QueueUrl"]
+            self.queue_urls[queue.logical_id] = url
+            refs[queue.logical_id] = url
+        return refs
+
+    def environment(self, refs: dict[str, str], user_env: dict[str, str]) -> dict[str, str]:
+        """One environment for every function: the template's, resolved, with local settings applied."""
+        merged: dict[str, str] = {}
+        for fn in self.template.functions.values():
+            for key, value in resolve_env(fn.environment, refs).items():
+                if key in merged and merged[key] != value:
+                    raise RuntimeError(f"functions disagree on {key}; the local stack runs them in one process")
+                merged[key] = value
+        merged.update(LOCAL_SETTINGS)
+        merged["DATA_DIR"] = str(self.data_dir)
+        merged.update({k: v for k, v in user_env.items() if k in merged and k != "DATA_DIR"})
+        return merged
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self) -> None:
+        user_env = dict(os.environ)
+        self._start_aws()
+        refs = self._create_resources()
+        os.environ.update(self.environment(refs, user_env))
+        gateway.configure(self.template)
+        self._resume_unfinished()
+        from allthethings.adapters.aws import client
+
+        for fn in self.template.functions.values():
+            for trigger in fn.queue_triggers:
+                url = self.queue_urls[trigger.queue]
+                arn = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                pump = QueuePump(client("sqs"), fn, trigger, url, arn["Attributes"]["QueueArn"],
+                                 retry_delay_s=self.retry_delay_s)
+                pump.start()
+                self._pumps.append(pump)
+        import functions_framework
+        from werkzeug.serving import make_server
+
+        app = functions_framework.create_app(target="gateway", source=str(Path(gateway.__file__).with_name("entry.py")))
+        self._server = make_server(self.host, self.port, app, threaded=True)
+
+    def _resume_unfinished(self) -> None:
+        """Assets a previous run left half-done: resume those whose chunks are stored, fail the rest.
+
+        The emulator keeps staged bodies and queue messages in memory only, so after a
+        restart an asset that had not been extracted cannot continue; it is marked
+        PROCESSING_ERROR so the user sees it, rather than left PROCESSING forever.
+        """
+        from allthethings import bootstrap
+        from allthethings.domain.assets import Status
+
+        deps = bootstrap.deps()
+        cursor = None
+        while True:
+            assets, cursor = deps.store.list(100, cursor)
+            for asset in assets:
+                if asset.status in (Status.SUBMITTED, Status.PROCESSING):
+                    deps.store.move(asset.id, Status.PROCESSING_ERROR,
+                                    error="the local stack stopped before this asset was processed; submit it again")
+                elif asset.status is Status.PROCESSED:  # chunks stored: embedding can resume
+                    deps.queue.send({"asset_id": asset.id, "webhook_base": self.url})
+            if cursor is None:
+                break
+
+    def serve_forever(self) -> None:
+        self._serving = True
+        self._server.serve_forever()
+
+    def serve_in_thread(self) -> threading.Thread:
+        self._serving = True
+        thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        for pump in self._pumps:
+            pump.stop()
+        for pump in self._pumps:
+            pump.join(timeout=5)
+        if self._server is not None:
+            if self._serving:
+                self._server.shutdown()
+            self._server.server_close()
+        if self._moto is not None and self._moto.poll() is None:
+            os.killpg(self._moto.pid, signal.SIGTERM)
+            try:
+                self._moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._moto.pid, signal.SIGKILL)

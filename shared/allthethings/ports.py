@@ -1,0 +1,137 @@
+"""The interfaces the domain and services own; adapters implement them, tests fake them."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+
+
+class AssetStore(abc.ABC):
+    """Assets and their chunks, with vector search over the chunks."""
+
+    @abc.abstractmethod
+    def add(self, asset: Asset) -> Asset:
+        """Insert a new asset; if its URL is already known, return the existing one instead."""
+
+    @abc.abstractmethod
+    def get(self, asset_id: str) -> Asset | None: ...
+
+    @abc.abstractmethod
+    def get_by_url(self, url: str) -> Asset | None: ...
+
+    @abc.abstractmethod
+    def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
+        """A page of assets, newest first, and an opaque cursor for the next page (or None)."""
+
+    @abc.abstractmethod
+    def delete(self, asset_id: str) -> None:
+        """Remove an asset and its chunks (used to undo a submission that could not be queued)."""
+
+    @abc.abstractmethod
+    def move(self, asset_id: str, target: Status, **fields) -> bool:
+        """Set status to `target` (and `fields`) only if the transition is allowed from the
+        stored status; return whether it happened. Atomic: two racing callers cannot both win."""
+
+    @abc.abstractmethod
+    def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
+        """Replace the asset's chunks (without vectors)."""
+
+    @abc.abstractmethod
+    def chunks(self, asset_id: str) -> list[Chunk]:
+        """The asset's chunks in order (without vectors)."""
+
+    @abc.abstractmethod
+    def put_vectors(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> None:
+        """Attach one vector to each stored chunk, in chunk order."""
+
+    @abc.abstractmethod
+    def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
+        """The `limit` chunks of SEARCHABLE assets nearest to `vector`, best first."""
+
+
+class BlobStore(abc.ABC):
+    """Where fetched bytes are staged between submission and processing."""
+
+    @abc.abstractmethod
+    def put(self, key: str, body: BinaryIO, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None: ...
+
+
+class TaskQueue(abc.ABC):
+    """The queue between submission and processing."""
+
+    @abc.abstractmethod
+    def send(self, message: dict) -> None: ...
+
+
+@dataclasses.dataclass
+class Fetched:
+    """A fetched body, spooled to a file object, with what the server said about it."""
+
+    url: str
+    final_url: str
+    declared_type: str | None
+    body: BinaryIO
+    size: int
+    head: bytes
+
+
+class Fetcher(abc.ABC):
+    @abc.abstractmethod
+    def fetch(self, url: str, max_bytes: int) -> Fetched:
+        """GET the URL, following redirects; raise UnreachableUrl or ContentTooLarge."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Extracted:
+    title: str | None
+    text: str
+
+
+class Extractor(abc.ABC):
+    @abc.abstractmethod
+    def extract(self, body: bytes, content_type: str, url: str) -> Extracted:
+        """The main text of a document; raise ExtractionFailed when there is none."""
+
+
+class Tokenizer(abc.ABC):
+    @abc.abstractmethod
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the model's tokens in `text`, special tokens excluded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """An embedding job accepted by a remote model; its result arrives by webhook."""
+
+    prediction_id: str
+
+
+class Embedder(abc.ABC):
+    """The sentence-embedding model, local or remote."""
+
+    model: str
+    dimensions: int
+    max_tokens: int
+
+    @abc.abstractmethod
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit-length vectors for `texts`, synchronously (search queries)."""
+
+    def submit(self, texts: Sequence[str], webhook_url: str) -> list[list[float]] | Pending:
+        """Embed an asset's chunks: either the vectors now, or a Pending job whose result is
+        POSTed to `webhook_url`. The default embeds synchronously."""
+        return self.embed(texts)
+
+    def vectors_from_output(self, output: object) -> list[list[float]]:
+        """The vectors in a remote job's delivered output; ValueError if it holds none."""
+        raise ValueError(f"{type(self).__name__} does not deliver results by webhook")

@@ -1,0 +1,22 @@
+"""The service layer: one module per use case, each taking its dependencies as a `Deps`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from allthethings.config import Settings
+from allthethings.ports import AssetStore, BlobStore, Embedder, Extractor, Fetcher, TaskQueue, Tokenizer
+
+
+@dataclasses.dataclass
+class Deps:
+    """Everything a use case may touch. Built once per container by bootstrap; faked in unit tests."""
+
+    settings: Settings
+    store: AssetStore
+    blobs: BlobStore
+    queue: TaskQueue
+    fetcher: Fetcher
+    extractor: Extractor
+    tokenizer: Tokenizer
+    embedder: Embedder

@@ -1,0 +1,28 @@
+"""Reading assets: one by id, or a page of them newest first."""
+
+from __future__ import annotations
+
+from allthethings.domain.assets import Asset, check_asset_id
+from allthethings.domain.errors import InvalidInput, NotFound
+from allthethings.services import Deps
+
+MAX_PAGE = 100
+
+
+def get_asset(asset_id: str, deps: Deps) -> Asset:
+    asset = deps.store.get(check_asset_id(asset_id))
+    if asset is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    return asset
+
+
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidInput(f"limit must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+def list_assets(limit: int, cursor: str | None, deps: Deps) -> tuple[list[Asset], str | None]:
+    return deps.store.list(limit, cursor or None)

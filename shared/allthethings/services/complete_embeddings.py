@@ -1,0 +1,62 @@
+"""Attaching an asset's chunk vectors and making it SEARCHABLE, or recording why that failed.
+
+Used by the local pipeline directly and by the embedding webhook. A second
+delivery of the same result changes nothing; a result for an asset that is
+already searchable or failed cannot move it backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from allthethings.domain.assets import Asset, Status, check_asset_id
+from allthethings.domain.errors import NotFound
+from allthethings.services import Deps
+
+_WAITING = (Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
+
+
+def _load(asset_id: str, deps: Deps) -> Asset:
+    asset = deps.store.get(check_asset_id(asset_id))
+    if asset is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    return asset
+
+
+def complete_embeddings(asset_id: str, vectors: Sequence[Sequence[float]], deps: Deps) -> Asset:
+    asset = _load(asset_id, deps)
+    if asset.status not in _WAITING:
+        return asset
+    problem = None
+    if len(vectors) != asset.chunk_count:
+        problem = f"the model returned {len(vectors)} vectors for {asset.chunk_count} chunks"
+    elif any(len(v) != deps.embedder.dimensions for v in vectors):
+        problem = f"the model returned vectors that are not {deps.embedder.dimensions}-dimensional"
+    if problem:
+        return fail_embeddings(asset_id, problem, deps)
+    deps.store.put_vectors(asset_id, vectors)
+    deps.store.move(asset_id, Status.SEARCHABLE)
+    return _load(asset_id, deps)
+
+
+def fail_embeddings(asset_id: str, reason: str, deps: Deps) -> Asset:
+    deps.store.move(asset_id, Status.EMBEDDINGS_ERROR, error=reason[:1000])
+    return _load(asset_id, deps)
+
+
+def apply_embedding_prediction(asset_id: str, prediction: dict, deps: Deps) -> Asset:
+    """Apply a completed Replicate prediction delivered by webhook."""
+    asset = _load(asset_id, deps)
+    if asset.prediction_id and prediction.get("id") != asset.prediction_id:
+        return asset  # a stale prediction for this asset: the current one decides
+    status = prediction.get("status")
+    if status == "succeeded":
+        try:
+            vectors = deps.embedder.vectors_from_output(prediction.get("output"))
+        except ValueError as exc:
+            return fail_embeddings(asset_id, str(exc), deps)
+        return complete_embeddings(asset_id, vectors, deps)
+    if status in ("failed", "canceled"):
+        return fail_embeddings(asset_id, f"embedding prediction {status}: {prediction.get('error') or 'no reason given'}",
+                               deps)
+    return asset

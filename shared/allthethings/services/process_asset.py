@@ -1,0 +1,70 @@
+"""Processing a submitted asset: extract its text, chunk it, store the chunks, request embeddings.
+
+Resumable and idempotent, because SQS delivers at least once: a message for an
+asset already past a step skips that step, and a crash between steps is picked up
+from the stored status on the next delivery. Permanent problems (no text in the
+document) end in PROCESSING_ERROR; transient ones raise, so the message is retried
+and, after the queue's maxReceiveCount, parked in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from allthethings.domain.assets import Chunk, Status
+from allthethings.domain.chunking import chunk_text
+from allthethings.domain.errors import ExtractionFailed
+from allthethings.ports import Pending
+from allthethings.services import Deps
+from allthethings.services.complete_embeddings import complete_embeddings
+
+log = logging.getLogger(__name__)
+
+
+def process_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None) -> Status | None:
+    """Advance the asset as far as this step can take it; return its status (None if it is gone)."""
+    asset = deps.store.get(asset_id)
+    if asset is None:
+        log.warning("asset %s no longer exists; dropping its processing message", asset_id)
+        return None
+
+    if asset.status in (Status.SUBMITTED, Status.PROCESSING):
+        deps.store.move(asset_id, Status.PROCESSING)
+        try:
+            chunks = _extract_chunks(asset_id, asset.staged_key, asset.content_type, asset.url, deps)
+        except ExtractionFailed as exc:
+            deps.store.move(asset_id, Status.PROCESSING_ERROR, error=exc.message)
+            return Status.PROCESSING_ERROR
+        title, chunks = chunks
+        deps.store.put_chunks(asset_id, chunks)
+        deps.store.move(asset_id, Status.PROCESSED, title=title, chunk_count=len(chunks))
+        asset.status = Status.PROCESSED
+
+    if asset.status is Status.PROCESSED:
+        return _request_embeddings(asset_id, deps, webhook_base)
+    return asset.status
+
+
+def _extract_chunks(asset_id: str, key: str | None, content_type: str | None, url: str,
+                    deps: Deps) -> tuple[str | None, list[Chunk]]:
+    if not key or not content_type:
+        raise ExtractionFailed("the asset has no staged body")
+    extracted = deps.extractor.extract(deps.blobs.get(key), content_type, url)
+    settings = deps.settings
+    # Two positions of the model's window hold the [CLS]/[SEP] special tokens.
+    max_tokens = min(settings.chunk_tokens, deps.embedder.max_tokens - 2)
+    texts = chunk_text(extracted.text, deps.tokenizer.spans(extracted.text), max_tokens,
+                       min(settings.chunk_overlap, max_tokens // 2 - 1))
+    if not texts:
+        raise ExtractionFailed("the document holds no indexable text")
+    return extracted.title, [Chunk(asset_id=asset_id, index=i, text=t) for i, t in enumerate(texts)]
+
+
+def _request_embeddings(asset_id: str, deps: Deps, webhook_base: str | None) -> Status:
+    texts = [c.text for c in deps.store.chunks(asset_id)]
+    base = (deps.settings.public_base_url or webhook_base or "").rstrip("/")
+    result = deps.embedder.submit(texts, webhook_url=f"{base}/webhooks/embedding/{asset_id}")
+    if isinstance(result, Pending):
+        deps.store.move(asset_id, Status.GENERATING_EMBEDDINGS, prediction_id=result.prediction_id)
+        return Status.GENERATING_EMBEDDINGS
+    return complete_embeddings(asset_id, result, deps).status

@@ -1,0 +1,47 @@
+"""Submitting a URL: validate, de-duplicate, fetch, decide the type, stage the bytes, queue the work.
+
+Either the asset exists afterwards with its bytes staged and a processing message
+queued, or nothing does: a failure part-way undoes what was done.
+"""
+
+from __future__ import annotations
+
+from allthethings.domain.assets import Asset, new_asset_id, normalise_url
+from allthethings.domain.content import decide
+from allthethings.domain.errors import ExtractionFailed
+from allthethings.services import Deps
+
+
+def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None) -> tuple[Asset, bool]:
+    """Return the asset and whether it was created now (False: the URL was already known)."""
+    url = normalise_url(raw_url)
+    existing = deps.store.get_by_url(url)
+    if existing is not None:
+        return existing, False
+
+    fetched = deps.fetcher.fetch(url, deps.settings.max_fetch_bytes)
+    asset_id = new_asset_id()
+    key = f"staged/{asset_id}"
+    with fetched.body:
+        if fetched.size == 0:
+            raise ExtractionFailed("the URL returned an empty body")
+        decision = decide(fetched.head, fetched.declared_type, fetched.final_url)
+        deps.blobs.put(key, fetched.body, decision.content_type)
+
+    asset = Asset.new(url, content_type=decision.content_type, kind=decision.kind, staged_key=key,
+                      size_bytes=fetched.size, asset_id=asset_id)
+    try:
+        stored = deps.store.add(asset)
+    except BaseException:
+        deps.blobs.delete(key)
+        raise
+    if stored.id != asset.id:  # an identical submission won the race
+        deps.blobs.delete(key)
+        return stored, False
+    try:
+        deps.queue.send({"asset_id": asset.id, "webhook_base": webhook_base})
+    except BaseException:
+        deps.store.delete(asset.id)
+        deps.blobs.delete(key)
+        raise
+    return asset, True
