@@ -43,15 +43,19 @@ _modules: dict[str, object] = {}
 _modules_lock = threading.Lock()
 
 
-def load_handler(function: Function):
-    """The function's handler, imported once from its own folder as Lambda would."""
+def load_module(function: Function):
+    """The function's handler module, imported once from its own folder as Lambda would."""
     with _modules_lock:
         if function.logical_id not in _modules:
             spec = importlib.util.spec_from_file_location(f"lambda_{function.logical_id}", function.module_path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             _modules[function.logical_id] = module
-    return getattr(_modules[function.logical_id], function.handler.rsplit(".", 1)[1])
+    return _modules[function.logical_id]
+
+
+def load_handler(function: Function):
+    return getattr(load_module(function), function.handler.rsplit(".", 1)[1])
 
 
 def _pattern(path: str) -> re.Pattern:

@@ -1,0 +1,193 @@
+"""Fakes that subclass the real ports, for unit tests of services and handlers (no network, no disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from collections.abc import Sequence
+
+from allthethings.config import Settings
+from allthethings.domain import cursor as cursors
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
+from allthethings.domain.errors import UnreachableUrl, UpstreamUnavailable
+from allthethings.ports import (AssetStore, BlobStore, Embedder, Extracted, Extractor, Fetched, Fetcher, Pending,
+                                TaskQueue, Tokenizer)
+from allthethings.services import Deps
+
+
+class FakeStore(AssetStore):
+    def __init__(self):
+        self.assets: dict[str, Asset] = {}
+        self.chunk_rows: dict[str, list[Chunk]] = {}
+        self.vectors: dict[str, list[list[float]]] = {}
+        self.order: list[str] = []
+
+    def add(self, asset):
+        for existing in self.assets.values():
+            if existing.url == asset.url:
+                return existing
+        self.assets[asset.id] = asset
+        self.order.append(asset.id)
+        return asset
+
+    def get(self, asset_id):
+        a = self.assets.get(asset_id)
+        return None if a is None else Asset(**a.__dict__)
+
+    def get_by_url(self, url):
+        return next((Asset(**a.__dict__) for a in self.assets.values() if a.url == url), None)
+
+    def list(self, limit, cursor):
+        start = cursors.decode(cursor, "n")["n"] if cursor else 0
+        newest = list(reversed(self.order))
+        page = newest[start:start + limit]
+        more = start + limit < len(newest)
+        return [self.get(i) for i in page], cursors.encode({"n": start + limit}) if more else None
+
+    def delete(self, asset_id):
+        self.assets.pop(asset_id, None)
+        self.chunk_rows.pop(asset_id, None)
+        self.vectors.pop(asset_id, None)
+        if asset_id in self.order:
+            self.order.remove(asset_id)
+
+    def move(self, asset_id, target, **fields):
+        asset = self.assets.get(asset_id)
+        if asset is None or asset.status not in sources_of(target):
+            return False
+        asset.status = target
+        asset.updated_at = now()
+        for k, v in fields.items():
+            setattr(asset, k, v)
+        return True
+
+    def put_chunks(self, asset_id, chunks):
+        self.chunk_rows[asset_id] = list(chunks)
+        self.vectors.pop(asset_id, None)
+
+    def chunks(self, asset_id):
+        return list(self.chunk_rows.get(asset_id, []))
+
+    def put_vectors(self, asset_id, vectors):
+        if len(vectors) != len(self.chunk_rows.get(asset_id, [])):
+            raise ValueError("count mismatch")
+        self.vectors[asset_id] = [list(v) for v in vectors]
+
+    def search(self, vector, limit):
+        hits = []
+        for asset_id, vecs in self.vectors.items():
+            if self.assets[asset_id].status is not Status.SEARCHABLE:
+                continue
+            for chunk, v in zip(self.chunk_rows[asset_id], vecs):
+                score = sum(a * b for a, b in zip(vector, v))
+                hits.append(ChunkHit(asset_id, chunk.index, chunk.text, score, chunk.start_s, chunk.end_s))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:limit]
+
+
+class FakeBlobs(BlobStore):
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, key, body, content_type):
+        self.objects[key] = body.read()
+
+    def get(self, key):
+        if key not in self.objects:
+            raise UpstreamUnavailable("no such object")
+        return self.objects[key]
+
+    def delete(self, key):
+        self.objects.pop(key, None)
+
+
+class FakeQueue(TaskQueue):
+    def __init__(self, fail: bool = False):
+        self.messages: list[dict] = []
+        self.fail = fail
+
+    def send(self, message):
+        if self.fail:
+            raise UpstreamUnavailable("queue down")
+        self.messages.append(message)
+
+
+class FakeFetcher(Fetcher):
+    """Serves a dict of url -> (content type, bytes); anything else is unreachable."""
+
+    def __init__(self, pages: dict[str, tuple[str | None, bytes]] | None = None):
+        self.pages = pages or {}
+        self.calls: list[str] = []
+
+    def fetch(self, url, max_bytes):
+        self.calls.append(url)
+        if url not in self.pages:
+            raise UnreachableUrl("the URL answered HTTP 404")
+        declared, body = self.pages[url]
+        return Fetched(url=url, final_url=url, declared_type=declared, body=io.BytesIO(body), size=len(body),
+                       head=body[:1445])
+
+
+class FakeExtractor(Extractor):
+    """Treats every body as UTF-8 text; a body of b"FAIL" has no text."""
+
+    def extract(self, body, content_type, url):
+        from allthethings.domain.errors import ExtractionFailed
+
+        if body == b"FAIL":
+            raise ExtractionFailed("no text")
+        return Extracted(title="t", text=body.decode())
+
+
+class WordTokenizer(Tokenizer):
+    def spans(self, text):
+        return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+def word_vector(text: str, dims: int = 16) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words point the same way."""
+    v = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        v[int(hashlib.md5(word.encode()).hexdigest(), 16) % dims] += 1.0  # noqa: S324
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
+class FakeEmbedder(Embedder):
+    model = "fake"
+    dimensions = 16
+    max_tokens = 64
+
+    def __init__(self, pending: bool = False, fail_times: int = 0):
+        self.pending = pending
+        self.fail_times = fail_times
+        self.calls: list[list[str]] = []
+        self.submitted: list[tuple[list[str], str]] = []
+
+    def embed(self, texts: Sequence[str]):
+        self.calls.append(list(texts))
+        if self.fail_times:
+            self.fail_times -= 1
+            raise UpstreamUnavailable("model down")
+        return [word_vector(t, self.dimensions) for t in texts]
+
+    def submit(self, texts, webhook_url):
+        if self.pending:
+            self.submitted.append((list(texts), webhook_url))
+            return Pending(prediction_id=f"p{len(self.submitted)}")
+        return self.embed(texts)
+
+    def vectors_from_output(self, output):
+        if not isinstance(output, list):
+            raise ValueError("bad output")
+        return [o["embedding"] for o in output]
+
+
+def fake_deps(**overrides) -> Deps:
+    settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
+    parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
+                 extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder())
+    parts.update(overrides)
+    return Deps(**parts)

@@ -1,0 +1,155 @@
+"""The pure domain: statuses and transitions, URLs, content decisions, chunking, cursors."""
+
+from pathlib import Path
+
+import pytest
+
+from allthethings.adapters.models import packaged_tokenizer
+from allthethings.domain import cursor
+from allthethings.domain.assets import TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
+from allthethings.domain.chunking import chunk_spans, chunk_text
+from allthethings.domain.content import decide, sniff
+from allthethings.domain.errors import InvalidInput, UnsupportedContentType
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_status_only_moves_forward():
+    order = [Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS,
+             Status.SEARCHABLE]
+    for i, current in enumerate(order):
+        for earlier in order[:i]:
+            assert not can_move(current, earlier), f"{current} must not go back to {earlier}"
+
+
+def test_final_statuses_have_no_way_out():
+    for status in Status:
+        assert (TRANSITIONS[status] == frozenset()) == status.is_final
+
+
+def test_errors_are_reachable_only_from_their_own_phase():
+    assert can_move(Status.PROCESSING, Status.PROCESSING_ERROR)
+    assert not can_move(Status.PROCESSING, Status.EMBEDDINGS_ERROR)
+    assert can_move(Status.GENERATING_EMBEDDINGS, Status.EMBEDDINGS_ERROR)
+    assert not can_move(Status.SEARCHABLE, Status.EMBEDDINGS_ERROR)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("http://Example.COM", "http://example.com/"),
+    ("https://example.com:443/a?b=1#frag", "https://example.com/a?b=1"),
+    ("http://example.com:8080/x", "http://example.com:8080/x"),
+    ("  https://example.com/path  ", "https://example.com/path"),
+    ("http://[::1]:8000/", "http://[::1]:8000/"),
+])
+def test_urls_are_normalised_to_one_spelling(raw, expected):
+    assert normalise_url(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "", "   ", None, 42, "example.com", "ftp://example.com/file", "file:///etc/passwd", "javascript:alert(1)",
+    "http://", "http://exa mple.com/", "http://user:pw@example.com/", "http://example.com:99999/",
+    "http://example.com/\x00", "https://" + "a" * 3000 + ".com/",
+])
+def test_malformed_urls_are_refused_with_a_message(raw):
+    with pytest.raises(InvalidInput) as info:
+        normalise_url(raw)
+    assert info.value.message
+
+
+def test_asset_ids_are_checked_before_any_lookup():
+    assert check_asset_id("0123456789abcdef0123456789abcdef")
+    for bad in ("", "abc", "0123456789ABCDEF0123456789ABCDEF", "../../etc/passwd", "g" * 32):
+        with pytest.raises(InvalidInput):
+            check_asset_id(bad)
+
+
+def test_the_bytes_decide_over_a_lying_header():
+    pdf = (FIXTURES / "pdf" / "fake-memo.pdf").read_bytes()
+    html = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()
+    assert decide(pdf, "text/html", "http://x/page.html").kind is Kind.PDF
+    assert decide(html, "application/pdf", "http://x/file.pdf").kind is Kind.HTML
+    with pytest.raises(UnsupportedContentType):
+        decide((FIXTURES / "jfk.flac").read_bytes(), "text/plain", "http://x/notes.txt")
+
+
+def test_text_is_refined_by_header_and_extension():
+    text = (FIXTURES / "text" / "sourdough.md").read_bytes()
+    assert decide(text, None, "http://x/sourdough.md").content_type == "text/markdown"
+    assert decide(text, "text/markdown; charset=utf-8", "http://x/s").content_type == "text/markdown"
+    assert decide(text, "application/octet-stream", "http://x/s").content_type == "text/plain"
+    assert decide(b"<p>hi</p>", "text/plain", "http://x/a.txt").kind is Kind.TEXT
+    assert decide(b"<!DOCTYPE html><title>x</title>", None, "http://x/").kind is Kind.HTML
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"\x89PNG\r\n\x1a\nrest", "image/png"),
+    (b"PK\x03\x04zip", "application/zip"),
+    (b"\x00\x01\x02binary", None),
+    (b"\xef\xbb\xbfhello", "text/plain"),
+    (b"  \n<html><body>", "text/html"),
+    (b"plain words", "text/plain"),
+    (b"\x00\x00\x00\x18ftypmp42", "video/mp4"),
+])
+def test_sniffing_reads_magic_numbers(head, expected):
+    assert sniff(head) == expected
+
+
+def test_binary_garbage_is_unsupported():
+    with pytest.raises(UnsupportedContentType):
+        decide(bytes(range(256)) * 4, "text/plain", "http://x/a.txt")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return packaged_tokenizer("all-MiniLM-L6-v2")
+
+
+def test_every_chunk_fits_the_model_when_tokenized_again(minilm):
+    text = (FIXTURES / "text" / "lighthouse-keeping.txt").read_text() * 6
+    chunks = chunk_text(text, minilm.spans(text), max_tokens=60, overlap=10)
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert len(minilm.spans(chunk)) <= 60
+
+
+def test_chunks_cover_the_whole_text_with_overlap(minilm):
+    text = (FIXTURES / "text" / "lighthouse-keeping.txt").read_text()
+    spans = chunk_spans(text, minilm.spans(text), max_tokens=50, overlap=10)
+    assert spans[0][0] == text.index("The")
+    assert spans[-1][1] == len(text.rstrip())
+    for (a1, b1), (a2, b2) in zip(spans, spans[1:]):
+        assert a2 < b1, "consecutive chunks overlap"
+        assert a2 > a1
+
+
+def test_chunks_prefer_to_end_at_a_sentence(minilm):
+    text = (FIXTURES / "text" / "lighthouse-keeping.txt").read_text()
+    chunks = chunk_text(text, minilm.spans(text), max_tokens=60, overlap=8)
+    assert sum(c.rstrip()[-1] in ".!?" for c in chunks[:-1]) >= len(chunks[:-1]) - 1
+
+
+def test_a_text_shorter_than_the_window_is_one_chunk(minilm):
+    assert chunk_text("A short note.", minilm.spans("A short note."), 200, 40) == ["A short note."]
+    assert chunk_text("", [], 200, 40) == []
+
+
+def test_a_word_longer_than_the_window_is_still_split(minilm):
+    text = "x" * 5000
+    chunks = chunk_text(text, minilm.spans(text), max_tokens=50, overlap=5)
+    assert "".join(c for c in chunks).count("x") >= 5000
+    assert all(len(minilm.spans(c)) <= 52 for c in chunks)
+
+
+def test_bad_chunking_parameters_are_refused():
+    with pytest.raises(ValueError):
+        chunk_spans("abc", [(0, 3)], max_tokens=4, overlap=0)
+    with pytest.raises(ValueError):
+        chunk_spans("abc", [(0, 3)], max_tokens=40, overlap=20)
+
+
+def test_cursors_round_trip_and_refuse_tampering():
+    token = cursor.encode({"seq": 41})
+    assert cursor.decode(token, "seq") == {"seq": 41}
+    for bad in ("", "!!!", token[:-3] + "AAA", cursor.encode({"other": 1}), "x" * 600):
+        with pytest.raises(InvalidInput):
+            cursor.decode(bad, "seq")

@@ -1,0 +1,205 @@
+"""The Lambda handlers, called with API Gateway HTTP API (2.0) and SQS events, on fake dependencies."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from standardwebhooks.webhooks import Webhook
+
+from allthethings import bootstrap
+from allthethings.config import Settings
+from allthethings.domain.assets import Status
+from allthethings.local import template as templates
+from allthethings.local.gateway import LambdaContext, Router, build_event, load_handler, load_module
+from tests.fakes import FakeEmbedder, FakeFetcher, fake_deps, word_vector
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = templates.load(REPO / "infra" / "template.yaml")
+ROUTER = Router(TEMPLATE)
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TEXT = "Lighthouse keepers trimmed the wicks. Storms cut them off for weeks. " * 3
+
+
+def call(method, path, body=None, headers=None):
+    """Send one request through the template's route table to the function that owns it."""
+    with Flask(__name__).test_request_context(path, method=method, data=body, headers=headers or {}):
+        from flask import request
+
+        route, fn, params = ROUTER.match(method, request.path)
+        event = build_event(request, route, params)
+    response = load_handler(fn)(event, LambdaContext(fn))
+    content_type = response.get("headers", {}).get("Content-Type", "")
+    parsed = json.loads(response["body"]) if "json" in content_type and response.get("body") else response.get("body")
+    return response["statusCode"], parsed
+
+
+@pytest.fixture
+def deps():
+    d = fake_deps(fetcher=FakeFetcher({"http://x.test/a.txt": ("text/plain", TEXT.encode())}),
+                  settings=Settings(chunk_tokens=20, chunk_overlap=4, replicate_webhook_secret=SECRET))
+    with bootstrap.use(d):
+        yield d
+
+
+def template_routes():
+    return {(r.method, re.sub(r"\{[^}]+\}", "{}", r.path)) for f in TEMPLATE.functions.values() for r in f.routes}
+
+
+def handler_routes():
+    found = set()
+    for fn in TEMPLATE.functions.values():
+        app = getattr(load_module(fn), "app", None)
+        if app is None:
+            continue
+        for route in app._static_routes + app._dynamic_routes:
+            found.add((route.method, re.sub(r"\{[^}]+\}", "{}", route.openapi_path)))
+    return found
+
+
+def test_every_template_route_has_a_handler_and_every_handler_route_is_in_the_template():
+    assert template_routes() == handler_routes()
+
+
+def test_every_function_in_the_template_has_its_handler_file():
+    for fn in TEMPLATE.functions.values():
+        assert fn.module_path.exists(), fn.logical_id
+        assert callable(load_handler(fn))
+
+
+def test_health_answers_ok(deps):
+    assert call("GET", "/api/health") == (200, {"status": "ok"})
+
+
+def test_submitting_answers_202_then_200_for_the_same_url(deps):
+    status, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    assert status == 202 and asset["status"] == "SUBMITTED" and asset["content_type"] == "text/plain"
+    assert deps.queue.messages[0]["webhook_base"] == "http://localhost"
+    status, again = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}),
+                         {"Content-Type": "application/json"})
+    assert status == 200 and again["id"] == asset["id"]
+
+
+@pytest.mark.parametrize("body, status, code, words", [
+    ("not json", 400, "invalid_input", "JSON"),
+    ("{}", 400, "invalid_input", "url"),
+    ('{"url": 7}', 400, "invalid_input", "url"),
+    ('{"url": "ftp://x.test/a"}', 400, "invalid_input", "http"),
+    ('{"url": "http://x.test/missing"}', 422, "unreachable_url", "404"),
+])
+def test_bad_submissions_get_a_json_error_naming_the_problem(deps, body, status, code, words):
+    got_status, got = call("POST", "/api/assets", body)
+    assert got_status == status
+    assert got["error"]["code"] == code and words in got["error"]["message"]
+    assert deps.store.assets == {}
+
+
+def test_assets_are_listed_newest_first_with_a_cursor(deps):
+    for n in range(3):
+        deps.fetcher.pages[f"http://x.test/{n}.txt"] = ("text/plain", b"words and more words")
+        call("POST", "/api/assets", json.dumps({"url": f"http://x.test/{n}.txt"}))
+    status, page = call("GET", "/api/assets?limit=2")
+    assert status == 200 and [a["url"] for a in page["assets"]] == ["http://x.test/2.txt", "http://x.test/1.txt"]
+    status, rest = call("GET", f"/api/assets?limit=2&cursor={page['next_cursor']}")
+    assert [a["url"] for a in rest["assets"]] == ["http://x.test/0.txt"] and rest["next_cursor"] is None
+    assert call("GET", "/api/assets?limit=abc")[0] == 400
+    assert call("GET", "/api/assets?cursor=garbage")[0] == 400
+
+
+def test_an_asset_is_found_by_id_and_unknown_or_malformed_ids_are_refused(deps):
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    assert call("GET", f"/api/assets/{asset['id']}")[1]["url"] == "http://x.test/a.txt"
+    status, body = call("GET", "/api/assets/" + "0" * 32)
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert call("GET", "/api/assets/nope")[0] == 400
+
+
+def test_an_unexpected_error_is_a_generic_500_with_a_request_id(deps, monkeypatch):
+    monkeypatch.setattr(deps.store, "get_by_url", lambda url: 1 / 0)
+    status, body = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    assert status == 500
+    assert body["error"]["message"] == "internal error" and body["error"]["request_id"]
+    assert "ZeroDivision" not in json.dumps(body)
+
+
+def test_the_home_page_and_form_submit_and_show_assets(deps):
+    status, page = call("POST", "/process", "url=http%3A%2F%2Fx.test%2Fa.txt",
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303
+    status, html = call("GET", "/")
+    assert status == 200 and "http://x.test/a.txt" in html and "SUBMITTED" in html and "<form" in html
+    status, html = call("POST", "/process", "url=nonsense", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and "http://" in html
+
+
+def process_all(deps):
+    fn = TEMPLATE.functions["ProcessFunction"]
+    records = [{"messageId": str(i), "receiptHandle": "r", "body": json.dumps(m), "attributes": {},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:ProcessQueue", "awsRegion": "us-east-1"}
+               for i, m in enumerate(deps.queue.messages)]
+    deps.queue.messages.clear()
+    return load_handler(fn)({"Records": records}, LambdaContext(fn))
+
+
+def test_the_queue_consumer_processes_and_reports_only_failed_records(deps):
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    deps.queue.messages.append({"no_asset_id": True})
+    result = process_all(deps)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert deps.store.get(asset["id"]).status is Status.SEARCHABLE
+
+
+def test_search_finds_the_processed_asset_and_renders_the_page(deps):
+    call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    process_all(deps)
+    status, body = call("GET", "/api/search?q=lighthouse+storms&limit=5")
+    assert status == 200 and body["results"][0]["asset"]["url"] == "http://x.test/a.txt"
+    assert call("GET", "/api/search?q=")[0] == 400
+    assert call("GET", "/api/search?q=x&limit=51")[0] == 400
+    status, html = call("GET", "/search?query=lighthouse")
+    assert status == 200 and "http://x.test/a.txt" in html
+
+
+def signed(body: str, secret: str = SECRET, msg_id: str = "msg_1") -> dict:
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc)
+    signature = Webhook(secret).sign(msg_id, stamp, body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())), "webhook-signature": signature,
+            "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def waiting(deps):
+    deps.embedder = FakeEmbedder(pending=True)
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    process_all(deps)
+    chunks = deps.store.chunks(asset["id"])
+    body = json.dumps({"id": "p1", "status": "succeeded", "output": [{"embedding": word_vector(c.text)} for c in chunks]})
+    return asset["id"], body
+
+
+def test_a_signed_embedding_webhook_makes_the_asset_searchable(deps, waiting):
+    asset_id, body = waiting
+    status, reply = call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))
+    assert status == 200 and reply["status"] == "SEARCHABLE"
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "wrong-secret", "tampered-body"])
+def test_an_unsigned_or_badly_signed_webhook_is_refused_and_changes_nothing(deps, waiting, tamper):
+    asset_id, body = waiting
+    headers = {} if tamper == "unsigned" else signed(body, "whsec_" + "A" * 32 if tamper == "wrong-secret" else SECRET)
+    sent = body.replace("succeeded", "failed") if tamper == "tampered-body" else body
+    status, reply = call("POST", f"/webhooks/embedding/{asset_id}", sent, headers)
+    assert status == 401 and reply["error"]["code"] == "unauthorized"
+    assert deps.store.get(asset_id).status is Status.GENERATING_EMBEDDINGS
+
+
+def test_webhooks_for_unknown_and_malformed_ids_answer_404_and_400(deps):
+    body = json.dumps({"id": "p", "status": "succeeded", "output": []})
+    assert call("POST", "/webhooks/embedding/" + "0" * 32, body, signed(body))[0] == 404
+    assert call("POST", "/webhooks/embedding/zzz", body, signed(body))[0] == 400
+    assert call("POST", "/webhooks/audio/" + "0" * 32, body, signed(body))[0] == 404
+    assert call("POST", "/webhooks/audio/" + "0" * 32, body, {})[0] == 401

@@ -1,0 +1,215 @@
+"""The use cases, with fakes behind every port: no network, no disk, no model."""
+
+import pytest
+
+from allthethings.domain.assets import Status
+from allthethings.domain.errors import (ExtractionFailed, InvalidInput, NotFound, UnreachableUrl,
+                                        UnsupportedContentType, UpstreamUnavailable)
+from allthethings.services.complete_embeddings import apply_embedding_prediction
+from allthethings.services.process_asset import process_asset
+from allthethings.services.search import search
+from allthethings.services.submit_asset import submit_asset
+from tests.fakes import FakeEmbedder, FakeFetcher, FakeQueue, fake_deps, word_vector
+
+LIGHTHOUSE = ("Lighthouse keepers trimmed wicks and polished lenses through the night. "
+              "Storms cut the keepers off for weeks on the rock towers. ") * 4
+SOURDOUGH = "Feed the sourdough starter daily with flour and water; discard half before feeding. " * 3
+
+
+def deps_with(pages, **kw):
+    return fake_deps(fetcher=FakeFetcher(pages), **kw)
+
+
+def test_a_submitted_url_is_staged_queued_and_recorded():
+    deps = deps_with({"http://x.test/a.txt": ("text/plain", LIGHTHOUSE.encode())})
+    asset, created = submit_asset("http://X.test/a.txt", deps, webhook_base="https://api.test")
+    assert created and asset.status is Status.SUBMITTED
+    assert asset.url == "http://x.test/a.txt" and asset.content_type == "text/plain"
+    assert deps.blobs.objects[asset.staged_key] == LIGHTHOUSE.encode()
+    assert deps.queue.messages == [{"asset_id": asset.id, "webhook_base": "https://api.test"}]
+    assert deps.store.get(asset.id).status is Status.SUBMITTED
+
+
+def test_the_same_url_again_returns_the_existing_asset_without_fetching():
+    deps = deps_with({"http://x.test/a.txt": ("text/plain", b"words")})
+    first, _ = submit_asset("http://x.test/a.txt", deps)
+    again, created = submit_asset("http://x.test/a.txt#section", deps)
+    assert not created and again.id == first.id
+    assert deps.fetcher.calls == ["http://x.test/a.txt"]
+    assert len(deps.queue.messages) == 1
+
+
+@pytest.mark.parametrize("pages, url, error", [
+    ({}, "http://x.test/missing", UnreachableUrl),
+    ({"http://x.test/e": ("text/plain", b"")}, "http://x.test/e", ExtractionFailed),
+    ({"http://x.test/i.png": ("image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)}, "http://x.test/i.png",
+     UnsupportedContentType),
+    ({}, "not a url", InvalidInput),
+])
+def test_a_failed_submission_leaves_nothing_behind(pages, url, error):
+    deps = deps_with(pages)
+    with pytest.raises(error):
+        submit_asset(url, deps)
+    assert deps.store.assets == {} and deps.blobs.objects == {} and deps.queue.messages == []
+
+
+def test_a_submission_that_cannot_be_queued_is_undone():
+    deps = deps_with({"http://x.test/a.txt": ("text/plain", b"words")}, queue=FakeQueue(fail=True))
+    with pytest.raises(UpstreamUnavailable):
+        submit_asset("http://x.test/a.txt", deps)
+    assert deps.store.assets == {} and deps.blobs.objects == {}
+
+
+def submitted(deps, url="http://x.test/a.txt", text=LIGHTHOUSE):
+    deps.fetcher.pages[url] = ("text/plain", text.encode())
+    asset, _ = submit_asset(url, deps)
+    return asset.id
+
+
+def test_processing_chunks_embeds_and_makes_the_asset_searchable():
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+    asset = deps.store.get(asset_id)
+    assert asset.chunk_count == len(deps.store.chunks(asset_id)) > 1
+    assert all(len(c.text.split()) <= 20 for c in deps.store.chunks(asset_id))
+    assert len(deps.store.vectors[asset_id]) == asset.chunk_count
+
+
+def test_a_redelivered_message_changes_nothing_and_embeds_nothing():
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    process_asset(asset_id, deps)
+    calls = len(deps.embedder.calls)
+    before = deps.store.get(asset_id)
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+    assert len(deps.embedder.calls) == calls
+    assert deps.store.get(asset_id).updated_at == before.updated_at
+
+
+def test_a_document_without_text_ends_in_processing_error():
+    deps = fake_deps()
+    asset_id = submitted(deps, text="FAIL")
+    assert process_asset(asset_id, deps) is Status.PROCESSING_ERROR
+    assert deps.store.get(asset_id).error == "no text"
+
+
+def test_a_model_failure_is_retried_from_the_stored_chunks():
+    deps = fake_deps(embedder=FakeEmbedder(fail_times=1))
+    asset_id = submitted(deps)
+    with pytest.raises(UpstreamUnavailable):
+        process_asset(asset_id, deps)
+    assert deps.store.get(asset_id).status is Status.PROCESSED
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+
+
+def test_a_message_for_a_deleted_asset_is_dropped():
+    assert process_asset("0" * 32, fake_deps()) is None
+
+
+def pending_asset(deps):
+    asset_id = submitted(deps)
+    assert process_asset(asset_id, deps, webhook_base="https://api.test") is Status.GENERATING_EMBEDDINGS
+    return asset_id
+
+
+def prediction(asset_id, deps, status="succeeded", **extra):
+    texts = [c.text for c in deps.store.chunks(asset_id)]
+    body = {"id": deps.store.get(asset_id).prediction_id, "status": status,
+            "output": [{"embedding": word_vector(t)} for t in texts]}
+    body.update(extra)
+    return body
+
+
+def test_a_remote_embedder_gets_a_webhook_and_the_asset_waits_for_it():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = pending_asset(deps)
+    texts, webhook = deps.embedder.submitted[0]
+    assert webhook == f"https://api.test/webhooks/embedding/{asset_id}"
+    assert texts == [c.text for c in deps.store.chunks(asset_id)]
+    assert deps.store.get(asset_id).prediction_id == "p1"
+
+
+def test_a_succeeded_prediction_makes_the_asset_searchable_once():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = pending_asset(deps)
+    body = prediction(asset_id, deps)
+    assert apply_embedding_prediction(asset_id, body, deps).status is Status.SEARCHABLE
+    stamp = deps.store.get(asset_id).updated_at
+    assert apply_embedding_prediction(asset_id, body, deps).status is Status.SEARCHABLE
+    assert deps.store.get(asset_id).updated_at == stamp
+
+
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+def test_a_failed_prediction_records_replicates_reason(status):
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = pending_asset(deps)
+    asset = apply_embedding_prediction(asset_id, prediction(asset_id, deps, status, error="CUDA out of memory"), deps)
+    assert asset.status is Status.EMBEDDINGS_ERROR
+    assert status in asset.error and "CUDA out of memory" in asset.error
+
+
+def test_a_late_success_cannot_undo_a_failure_and_a_late_failure_cannot_undo_success():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    failed_id = pending_asset(deps)
+    apply_embedding_prediction(failed_id, prediction(failed_id, deps, "failed"), deps)
+    assert apply_embedding_prediction(failed_id, prediction(failed_id, deps), deps).status is Status.EMBEDDINGS_ERROR
+    ok_id = submitted(deps, url="http://x.test/b.txt", text=SOURDOUGH)
+    process_asset(ok_id, deps)
+    apply_embedding_prediction(ok_id, prediction(ok_id, deps), deps)
+    assert apply_embedding_prediction(ok_id, prediction(ok_id, deps, "failed"), deps).status is Status.SEARCHABLE
+
+
+def test_a_prediction_with_the_wrong_number_of_vectors_fails_the_asset():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = pending_asset(deps)
+    body = prediction(asset_id, deps)
+    body["output"] = body["output"][:1]
+    asset = apply_embedding_prediction(asset_id, body, deps)
+    assert asset.status is Status.EMBEDDINGS_ERROR and "vectors" in asset.error
+
+
+def test_a_stale_prediction_is_ignored():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = pending_asset(deps)
+    body = prediction(asset_id, deps, id="someone-else")
+    assert apply_embedding_prediction(asset_id, body, deps).status is Status.GENERATING_EMBEDDINGS
+
+
+def test_webhooks_for_unknown_or_malformed_ids_are_refused():
+    deps = fake_deps()
+    with pytest.raises(NotFound):
+        apply_embedding_prediction("0" * 32, {"status": "succeeded"}, deps)
+    with pytest.raises(InvalidInput):
+        apply_embedding_prediction("../etc", {"status": "succeeded"}, deps)
+
+
+def test_search_answers_one_result_per_asset_best_first():
+    deps = fake_deps()
+    for url, text in [("http://x.test/l.txt", LIGHTHOUSE), ("http://x.test/s.txt", SOURDOUGH)]:
+        process_asset(submitted(deps, url, text), deps)
+    results = search("sourdough starter flour", 10, deps)
+    assert [r["asset"]["url"] for r in results] == ["http://x.test/s.txt", "http://x.test/l.txt"]
+    assert "sourdough" in results[0]["snippet"].lower()
+    assert results[0]["score"] > results[1]["score"]
+
+
+def test_search_widens_until_it_has_enough_assets():
+    deps = fake_deps()
+    process_asset(submitted(deps, "http://x.test/l.txt", LIGHTHOUSE * 30), deps)
+    process_asset(submitted(deps, "http://x.test/s.txt", SOURDOUGH), deps)
+    assert len(deps.store.chunks(deps.store.get_by_url("http://x.test/l.txt").id)) > 16
+    results = search("lighthouse keepers storms", 2, deps)
+    assert len(results) == 2
+
+
+def test_unsearchable_assets_are_not_found():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    pending_asset(deps)
+    assert search("lighthouse", 5, deps) == []
+
+
+@pytest.mark.parametrize("query, limit", [("", 5), ("   ", 5), (None, 5), ("x" * 1001, 5), ("ok", 0), ("ok", 51)])
+def test_bad_search_parameters_are_refused(query, limit):
+    with pytest.raises(InvalidInput):
+        search(query, limit, fake_deps())
