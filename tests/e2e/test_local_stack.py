@@ -1,0 +1,113 @@
+"""End to end: the local stack fetches real pages and PDFs from 127.0.0.1, indexes them with the
+real model, and finds each by a question about its content."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningStack
+
+pytestmark = pytest.mark.e2e
+
+DOCUMENTS = {
+    "html/wikipedia/source.html": "Which non-profit organisation develops the Firefox web browser?",
+    "html/bbc-1/source.html": "What did the president call the biggest frustration of his time in office?",
+    "html/nytimes-1/source.html": "Why is America lifting trade sanctions against the government in Khartoum?",
+    "pdf/fake-memo.pdf": "How many laptops and blankets were handed out?",
+    "pdf/multi-column-2p.pdf": "retrieving passages with dense vector representations for question answering",
+    "text/lighthouse-keeping.txt": "Who tended the lamps on lonely rocks before automation?",
+    "text/sourdough.md": "How often should I feed my bread culture kept in the fridge?",
+}
+
+
+@pytest.fixture(scope="module")
+def indexed(stack, fixture_server):
+    ids = {}
+    for path in DOCUMENTS:
+        response = stack.http.post("/api/assets", json={"url": f"{fixture_server}/{path}"})
+        assert response.status_code == 202, response.text
+        ids[path] = response.json()["id"]
+    return {path: stack.wait_for(asset_id) for path, asset_id in ids.items()}
+
+
+def test_every_fixture_becomes_searchable(indexed):
+    for path, asset in indexed.items():
+        assert asset["status"] == "SEARCHABLE", (path, asset.get("error"))
+        assert asset["chunk_count"] >= 1
+
+
+@pytest.mark.parametrize("path", list(DOCUMENTS))
+def test_a_question_about_a_document_finds_it_first(stack, indexed, path):
+    response = stack.http.get("/api/search", params={"q": DOCUMENTS[path], "limit": 5})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[0]["asset"]["id"] == indexed[path]["id"], [r["asset"]["url"] for r in results]
+    assert len({r["asset"]["id"] for r in results}) == len(results), "one result per asset"
+    assert results[0]["snippet"] and results[0]["score"] >= results[-1]["score"]
+
+
+def test_a_known_url_answers_200_with_the_same_asset(stack, indexed, fixture_server):
+    response = stack.http.post("/api/assets", json={"url": f"{fixture_server}/text/sourdough.md"})
+    assert response.status_code == 200 and response.json()["id"] == indexed["text/sourdough.md"]["id"]
+
+
+def test_errors_over_http_are_json_with_the_right_status(stack, fixture_server):
+    cases = [
+        ({"url": "not a url"}, 400),
+        ({"url": f"{fixture_server}/nothing-here.html"}, 422),
+        ({"url": f"http://127.0.0.1:{_closed_port()}/"}, 422),
+        ({"url": f"{fixture_server}/jfk.flac"}, 415),
+    ]
+    before = stack.http.get("/api/assets", params={"limit": 100}).json()["assets"]
+    for body, status in cases:
+        response = stack.http.post("/api/assets", json=body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["message"]
+    after = stack.http.get("/api/assets", params={"limit": 100}).json()["assets"]
+    assert len(after) == len(before), "a failed submission left an asset behind"
+
+
+def test_the_html_pages_submit_list_and_search(stack, indexed, fixture_server):
+    home = stack.http.get("/")
+    assert home.status_code == 200 and "<form" in home.text and "SEARCHABLE" in home.text
+    posted = stack.http.post("/process", data={"url": f"{fixture_server}/pdf/list-item-example.pdf"})
+    assert posted.status_code == 303 and posted.headers["location"] == "/"
+    found = stack.http.get("/search", params={"query": "sourdough starter"})
+    assert found.status_code == 200
+    assert re.search(r"sourdough\.md", found.text)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ctrl_c_stops_every_process_the_stack_started(tmp_path):
+    running = RunningStack(tmp_path / "short")
+    children = subprocess.run(["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the AWS emulator runs as a child process"
+    assert running.stop() == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{c}").exists() for c in children), "a child outlived Ctrl-C"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(running.url + "/api/health", timeout=2)
+
+
+def test_private_addresses_are_refused_when_the_setting_is_off(tmp_path, fixture_server):
+    running = RunningStack(tmp_path / "strict", ALLOW_PRIVATE_URLS="false")
+    try:
+        response = running.http.post("/api/assets", json={"url": f"{fixture_server}/text/sourdough.md"})
+        assert response.status_code == 400
+        assert "non-public" in response.json()["error"]["message"]
+    finally:
+        running.stop()
