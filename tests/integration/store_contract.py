@@ -63,5 +63,3 @@ class Backend:
     can_search: bool = True
     # Blocks until a search would see every vector written so far (no-op where writes are visible at once).
     settle: Callable[[], None] = lambda: None
-    # Builds a second store over the same data (for races where every thread should hold its own handle).
-    reopen: Callable[[], AssetStore] | None = None

@@ -1,0 +1,72 @@
+"""Shared by the benchmarks: the STS-derived corpus, a loopback file server, timing helpers."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import platform
+import statistics
+import threading
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def sts_rows() -> list[dict]:
+    """STS Benchmark dev rows (tab-separated, no quoting; some lines carry extra columns)."""
+    rows = []
+    with open(DATA / "sts-dev.csv", encoding="utf-8") as fh:
+        for line in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(line) >= 7:
+                rows.append({"score": float(line[4]), "s1": line[5], "s2": line[6]})
+    return rows
+
+
+def corpus(n_docs: int, sentences_per_doc: int = 3) -> tuple[list[str], list[tuple[str, int]]]:
+    """`n_docs` short documents of consecutive STS first sentences, and (second sentence, doc index) queries."""
+    rows = sts_rows()
+    docs, queries = [], []
+    i = 0
+    while len(docs) < n_docs:
+        group = [rows[(i + k) % len(rows)] for k in range(sentences_per_doc)]
+        lap = i // len(rows)
+        prefix = f"(Series {lap + 1}.) " if lap else ""
+        docs.append(prefix + " ".join(r["s1"] for r in group))
+        if lap == 0:
+            queries.extend((r["s2"], len(docs) - 1) for r in group if r["score"] >= 4.0)
+        i += sentences_per_doc
+    return docs, queries
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(directory: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict:
+    return {"p50_ms": round(percentile(values, 50) * 1000, 1), "p95_ms": round(percentile(values, 95) * 1000, 1),
+            "mean_ms": round(statistics.fmean(values) * 1000, 1), "n": len(values)}
+
+
+def machine() -> str:
+    import os
+
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"

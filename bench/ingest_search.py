@@ -1,0 +1,122 @@
+"""Ingest throughput and search latency through the local HTTP API, against the model alone.
+
+Serves N short text documents (built from STS Benchmark dev sentences) from 127.0.0.1,
+submits them to a fresh local stack from concurrent clients, waits until every one is
+SEARCHABLE, then runs search queries one at a time. The same texts and queries are then
+embedded directly with sentence-transformers in this process, for the ratios.
+
+    PYTHONPATH=shared:. python bench/ingest_search.py --docs 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import corpus, machine, serve, summary  # noqa: E402
+from tests.e2e.conftest import RunningStack  # noqa: E402
+
+
+def ingest(stack: RunningStack, base: str, n: int, clients: int) -> tuple[float, list[str]]:
+    def submit(i: int) -> str:
+        with httpx.Client(timeout=60) as http:
+            response = http.post(f"{stack.url}/api/assets", json={"url": f"{base}/doc-{i:05d}.txt"})
+            response.raise_for_status()
+            return response.json()["id"]
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        ids = list(pool.map(submit, range(n)))
+    pending = set(ids)
+    while pending:
+        cursor, seen = None, {}
+        while True:
+            page = stack.http.get("/api/assets", params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
+            seen.update({a["id"]: a["status"] for a in page["assets"]})
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        failed = [i for i in pending if seen.get(i, "").endswith("ERROR")]
+        if failed:
+            raise RuntimeError(f"{len(failed)} assets failed")
+        pending = {i for i in pending if seen.get(i) != "SEARCHABLE"}
+        if pending:
+            time.sleep(0.25)
+    return time.perf_counter() - started, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = parser.parse_args()
+
+    docs, queries = corpus(args.docs)
+    queries = queries[:args.queries]
+    work = Path(tempfile.mkdtemp(prefix="allthethings-bench-"))
+    (work / "docs").mkdir()
+    for i, text in enumerate(docs):
+        (work / "docs" / f"doc-{i:05d}.txt").write_text(text)
+    base, server = serve(work / "docs")
+
+    stack = RunningStack(work / "stack", LOCAL_MODEL=args.model)
+    try:
+        stack.http.get("/api/search", params={"q": "warm up the model"})
+        ingest_s, ids = ingest(stack, base, len(docs), args.clients)
+        latencies, hits = [], 0
+        for text, doc_index in queries:
+            t = time.perf_counter()
+            response = stack.http.get("/api/search", params={"q": text, "limit": 10})
+            latencies.append(time.perf_counter() - t)
+            results = response.json()["results"]
+            hits += bool(results) and results[0]["asset"]["id"] == ids[doc_index]
+    finally:
+        stack.stop()
+        server.shutdown()
+
+    from sentence_transformers import SentenceTransformer
+
+    from allthethings.adapters.models import model_dir
+
+    model = SentenceTransformer(str(model_dir(args.model)), device="cpu")
+    model.encode(["warm up"])
+    t = time.perf_counter()
+    model.encode(docs, batch_size=32, normalize_embeddings=True)
+    direct_s = time.perf_counter() - t
+    direct_query = []
+    for text, _ in queries:
+        t = time.perf_counter()
+        model.encode([text], normalize_embeddings=True)
+        direct_query.append(time.perf_counter() - t)
+
+    search = summary(latencies)
+    query_alone = summary(direct_query)
+    report = {
+        "machine": machine(),
+        "model": args.model,
+        "documents": len(docs),
+        "clients": args.clients,
+        "ingest_docs_per_s": round(len(docs) / ingest_s, 1),
+        "direct_docs_per_s": round(len(docs) / direct_s, 1),
+        "ingest_ratio": round(direct_s / ingest_s, 3),
+        "search": search,
+        "query_embedding_alone": query_alone,
+        "search_p50_ratio_to_query_embedding": round(search["p50_ms"] / query_alone["p50_ms"], 2),
+        "top1_accuracy_on_paraphrase_queries": round(hits / len(queries), 3),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

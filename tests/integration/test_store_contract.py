@@ -1,0 +1,503 @@
+"""The AssetStore contract, run against every real store: SQLite (sqlite-vec), AtlasStore on mongomock,
+and AtlasStore on a live MongoDB Atlas / atlas-local when MONGODB_URI is set (`-m live`).
+
+mongomock has no `$vectorSearch` and no search-index commands, so on that backend the search cases
+are skipped and only the B-tree part of `ensure_indexes` is in place. Known defects of a backend are
+marked `xfail(strict=True)` on that backend only, so the suite turns red the day they are fixed
+without the marker being removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from allthethings.adapters import atlas_store as atlas_module
+from allthethings.adapters import sqlite_store as sqlite_module
+from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
+from allthethings.adapters.sqlite_store import SqliteStore
+from allthethings.domain import cursor as cursors
+from allthethings.domain.assets import TRANSITIONS, Status
+from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
+from allthethings.services.search import MAX_CHUNKS
+from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
+
+INDEX = "chunk_vectors"
+MODEL = "contract-test-model"
+
+ATLAS_DUPLICATE_URL = (
+    "AtlasStore._call wraps every OperationFailure in UpstreamUnavailable, and DuplicateKeyError is one, "
+    "so add()'s `except DuplicateKeyError` never runs: a known URL raises instead of returning the first asset "
+    "(atlas_store.py:69)")
+ATLAS_SAME_MILLISECOND = (
+    "AtlasStore.move returns modified_count == 1; an allowed move whose $set changes nothing at BSON "
+    "millisecond precision (PROCESSING -> PROCESSING twice in one ms) reports False (atlas_store.py:160)")
+SQLITE_CURSOR_TYPES = (
+    "SqliteStore.list does int(seq) outside cursors.decode's checks, so a well-formed cursor with a "
+    "non-numeric seq raises ValueError, not InvalidInput (sqlite_store.py:150-155)")
+KNN_THEN_FILTER = (
+    "search takes the `limit` nearest chunks of all assets and only then drops non-SEARCHABLE ones, so nearer "
+    "chunks of unsearchable assets crowd searchable ones out (sqlite_store.py:231-236, atlas_store.py:189-196)")
+
+
+# -- backends ------------------------------------------------------------------------------------
+
+def _create_btree_indexes(db) -> None:
+    """The B-tree half of AtlasStore.ensure_indexes, with the same names and keys (idempotent)."""
+    from pymongo import ASCENDING, DESCENDING
+
+    db.assets.create_index([("url", ASCENDING)], unique=True, name="url_unique")
+    db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first")
+    db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True, name="asset_chunk_unique")
+
+
+def _replay_bulk_writes(collection):
+    """A bulk_write for a mongomock collection that replays ReplaceOne/UpdateOne one by one.
+
+    pymongo 4.20 hands `sort=` to the bulk builder, which mongomock 4.3's builder does not accept, so the
+    real bulk_write fails inside mongomock before touching any document. Replaying the same operations
+    through replace_one/update_one keeps the store's own code path (its operations, filters and upserts).
+    """
+    from pymongo import ReplaceOne, UpdateOne
+
+    def bulk_write(requests, ordered=True, **_):
+        for op in requests:
+            if isinstance(op, ReplaceOne):
+                collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
+            elif isinstance(op, UpdateOne):
+                collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+            else:
+                raise NotImplementedError(f"no mongomock replay for {type(op).__name__}")
+
+    return bulk_write
+
+
+def _wait_for_queryable(collection, name: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = list(collection.list_search_indexes(name))
+        if info and info[0].get("queryable") and info[0].get("status") == "READY":
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"search index {name} not queryable after {timeout_s:.0f} s: {info}")
+        time.sleep(2)
+
+
+def _settle_live(db, timeout_s: float = 60) -> None:
+    """Wait until `$vectorSearch` sees exactly the chunks that hold an embedding (Atlas indexes asynchronously)."""
+    probe = unit(*[1.0] * DIMENSIONS)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        expected = {(d["asset_id"], d["index"])
+                    for d in db.chunks.find({"embedding": {"$exists": True}}, {"asset_id": 1, "index": 1})}
+        seen = {(h["asset_id"], h["index"]) for h in db.chunks.aggregate(vector_search_pipeline(INDEX, probe, 1000))}
+        if seen == expected:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"vector index did not catch up within {timeout_s:.0f} s: {len(seen)} seen, {len(expected)} stored")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def live_database():
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        pytest.skip("MONGODB_URI is not set: the live backend needs MongoDB Atlas or atlas-local")
+    import pymongo
+
+    client = pymongo.MongoClient(uri, tz_aware=True)
+    name = f"allthethings_contract_{uuid.uuid4().hex[:12]}"
+    try:
+        AtlasStore(lambda: client, name, INDEX).ensure_indexes(DIMENSIONS)
+        _wait_for_queryable(client[name].chunks, INDEX, 120)
+        yield client, name
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "mongomock", pytest.param("live", marks=pytest.mark.live)])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        store = SqliteStore(str(tmp_path / "store.db"), DIMENSIONS, MODEL)
+        yield Backend("sqlite", store)
+        store.close()
+    elif request.param == "mongomock":
+        import mongomock
+
+        store = AtlasStore(lambda: mongomock.MongoClient(tz_aware=True), "test_db", INDEX)
+        try:
+            store.ensure_indexes(DIMENSIONS)
+        except (TypeError, AttributeError, NotImplementedError):
+            # mongomock 4.3 has no list_search_indexes / create_search_indexes; ensure_indexes gets as far
+            # as the B-tree indexes, which are all the non-search contract needs. Make sure they exist.
+            _create_btree_indexes(store.db)
+        store.db.chunks.bulk_write = _replay_bulk_writes(store.db.chunks)
+        yield Backend("mongomock", store, can_search=False)
+    else:
+        client, name = request.getfixturevalue("live_database")
+        db = client[name]
+        db.assets.delete_many({})
+        db.chunks.delete_many({})
+        yield Backend("live", AtlasStore(lambda: client, name, INDEX), settle=lambda: _settle_live(db))
+
+
+def needs_search(backend: Backend) -> None:
+    if not backend.can_search:
+        pytest.skip(f"{backend.name} does not implement $vectorSearch")
+
+
+def known_bug(request, backend: Backend, names: tuple[str, ...], reason: str, raises: type[BaseException]) -> None:
+    """Expect this backend to fail the case with exactly `raises` (anything else is a real failure)."""
+    if backend.name in names:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason, raises=raises))
+
+
+def same_asset(got, want) -> None:
+    """Equal in every field; timestamps timezone-aware, UTC, and equal to the second."""
+    assert got is not None
+    for stamp in (got.created_at, got.updated_at):
+        assert stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0)
+    assert got.created_at.replace(microsecond=0) == want.created_at.replace(microsecond=0)
+    assert got.updated_at.replace(microsecond=0) == want.updated_at.replace(microsecond=0)
+    strip = {"created_at": None, "updated_at": None}
+    assert dataclasses.replace(got, **strip) == dataclasses.replace(want, **strip)
+
+
+def put_searchable(store, texts_and_vectors, status=Status.SEARCHABLE, timed=False):
+    asset = store.add(make_asset(status=status))
+    store.put_chunks(asset.id, make_chunks(asset.id, [t for t, _ in texts_and_vectors], timed=timed))
+    store.put_vectors(asset.id, [v for _, v in texts_and_vectors])
+    return asset
+
+
+# -- the contract --------------------------------------------------------------------------------
+
+class TestAssetStoreContract:
+    # adding and reading
+    def test_an_added_asset_is_returned_and_found_by_id_and_by_url_with_equal_fields(self, backend):
+        asset = make_asset(title="A title", chunk_count=3, prediction_id="p-1")
+        assert backend.store.add(asset) == asset
+        same_asset(backend.store.get(asset.id), asset)
+        same_asset(backend.store.get_by_url(asset.url), asset)
+
+    def test_stored_timestamps_come_back_timezone_aware_and_equal_to_the_second(self, backend):
+        asset = make_asset(created_at=at(0).replace(microsecond=987_654))
+        backend.store.add(asset)
+        got = backend.store.get(asset.id)
+        assert got.created_at.tzinfo is not None
+        assert got.created_at.replace(microsecond=0) == at(0)
+
+    def test_an_unknown_id_or_url_finds_nothing(self, backend):
+        backend.store.add(make_asset())
+        assert backend.store.get(uuid.uuid4().hex) is None
+        assert backend.store.get_by_url("https://example.com/never-added") is None
+
+    def test_adding_a_known_url_returns_the_first_asset_and_stores_nothing_new(self, request, backend):
+        known_bug(request, backend, ("mongomock", "live"), ATLAS_DUPLICATE_URL, UpstreamUnavailable)
+        first = backend.store.add(make_asset(url="https://example.com/same", title="first"))
+        second = make_asset(url="https://example.com/same", title="second")
+        again = backend.store.add(second)
+        assert (again.id, again.title) == (first.id, "first")
+        assert backend.store.get(second.id) is None
+        page, _ = backend.store.list(10, None)
+        assert [a.id for a in page] == [first.id]
+
+    # listing
+    def test_list_pages_newest_first_with_limit_and_cursor_without_gaps_or_duplicates(self, backend):
+        added = [backend.store.add(make_asset(created_at=at(i))) for i in range(7)]
+        seen, cursor, pages = [], None, []
+        while True:
+            page, cursor = backend.store.list(3, cursor)
+            pages.append(len(page))
+            seen += [a.id for a in page]
+            if cursor is None:
+                break
+            assert len(pages) < 10, "the cursor never ran out"
+        assert pages == [3, 3, 1]
+        assert seen == [a.id for a in reversed(added)]
+
+    def test_a_page_that_ends_exactly_at_the_last_asset_has_no_next_cursor(self, backend):
+        for i in range(6):
+            backend.store.add(make_asset(created_at=at(i)))
+        first, cursor = backend.store.list(3, None)
+        second, after = backend.store.list(3, cursor)
+        assert len(first) == len(second) == 3 and cursor is not None
+        assert after is None
+
+    def test_an_empty_store_lists_an_empty_page_without_a_cursor(self, backend):
+        assert backend.store.list(5, None) == ([], None)
+
+    @pytest.mark.parametrize("bad", ["not a cursor", "%%%%", "A" * 600, cursors.encode({"nope": 1}),
+                                     base64.urlsafe_b64encode(b"[1, 2]").decode()])
+    def test_a_malformed_cursor_is_rejected_as_invalid_input(self, backend, bad):
+        backend.store.add(make_asset())
+        with pytest.raises(InvalidInput):
+            backend.store.list(3, bad)
+
+    def test_a_well_formed_cursor_holding_values_of_the_wrong_type_is_rejected_as_invalid_input(
+            self, request, backend):
+        known_bug(request, backend, ("sqlite",), SQLITE_CURSOR_TYPES, ValueError)
+        for i in range(3):
+            backend.store.add(make_asset(created_at=at(i)))
+        _, cursor = backend.store.list(1, None)
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        forged = cursors.encode({key: "garbage" for key in position})
+        with pytest.raises(InvalidInput):
+            backend.store.list(1, forged)
+
+    # moving between statuses
+    @pytest.mark.parametrize("start", list(Status), ids=lambda s: s.value)
+    def test_move_succeeds_exactly_for_the_transitions_the_table_allows(self, backend, start):
+        wrong = []
+        for target in Status:
+            asset = backend.store.add(make_asset(status=start, created_at=at(0)))
+            moved = backend.store.move(asset.id, target)
+            stored = backend.store.get(asset.id)
+            allowed = target in TRANSITIONS[start]
+            if moved != allowed:
+                wrong.append(f"{start.value} -> {target.value}: move returned {moved}")
+            if stored.status != (target if allowed else start):
+                wrong.append(f"{start.value} -> {target.value}: stored status is {stored.status.value}")
+            if allowed and not stored.updated_at > at(0):
+                wrong.append(f"{start.value} -> {target.value}: updated_at not advanced")
+            if not allowed and stored.updated_at != at(0):
+                wrong.append(f"{start.value} -> {target.value}: updated_at changed by a refused move")
+        assert wrong == []
+
+    def test_move_sets_the_given_fields_together_with_the_status(self, backend):
+        store = backend.store
+        done = store.add(make_asset(status=Status.PROCESSING))
+        assert store.move(done.id, Status.PROCESSED, title="Readable", chunk_count=4)
+        assert store.move(done.id, Status.GENERATING_EMBEDDINGS, prediction_id="pred-42")
+        got = store.get(done.id)
+        assert (got.status, got.title, got.chunk_count, got.prediction_id) == (
+            Status.GENERATING_EMBEDDINGS, "Readable", 4, "pred-42")
+        failed = store.add(make_asset(status=Status.SUBMITTED))
+        assert store.move(failed.id, Status.PROCESSING_ERROR, error="could not fetch")
+        got = store.get(failed.id)
+        assert (got.status, got.error) == (Status.PROCESSING_ERROR, "could not fetch")
+
+    def test_a_refused_move_sets_none_of_the_given_fields(self, backend):
+        asset = backend.store.add(make_asset(status=Status.SEARCHABLE, title="kept"))
+        assert backend.store.move(asset.id, Status.EMBEDDINGS_ERROR, error="late failure", title="lost") is False
+        got = backend.store.get(asset.id)
+        assert (got.status, got.error, got.title) == (Status.SEARCHABLE, None, "kept")
+
+    def test_moving_an_unknown_asset_returns_false(self, backend):
+        assert backend.store.move(uuid.uuid4().hex, Status.PROCESSING) is False
+
+    def test_a_move_with_an_unknown_field_raises_value_error_and_changes_nothing(self, backend):
+        asset = backend.store.add(make_asset(status=Status.SUBMITTED))
+        with pytest.raises(ValueError):
+            backend.store.move(asset.id, Status.PROCESSING, colour="blue")
+        assert backend.store.get(asset.id).status is Status.SUBMITTED
+
+    def test_of_eight_threads_racing_the_same_move_exactly_one_wins(self, backend):
+        for _ in range(5):
+            asset = backend.store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+            barrier = threading.Barrier(8)
+
+            def attempt(_, asset_id=asset.id, barrier=barrier):
+                barrier.wait()
+                return backend.store.move(asset_id, Status.SEARCHABLE)
+
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(attempt, range(8)))
+            assert results.count(True) == 1
+            assert backend.store.get(asset.id).status is Status.SEARCHABLE
+
+    def test_racing_moves_to_different_final_statuses_leave_exactly_the_winners_status(self, backend):
+        for _ in range(5):
+            asset = backend.store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+            targets = [Status.SEARCHABLE, Status.EMBEDDINGS_ERROR] * 4
+            barrier = threading.Barrier(len(targets))
+
+            def attempt(target, asset_id=asset.id, barrier=barrier):
+                barrier.wait()
+                return target, backend.store.move(asset_id, target)
+
+            with ThreadPoolExecutor(len(targets)) as pool:
+                winners = [t for t, won in pool.map(attempt, targets) if won]
+            assert len(winners) == 1
+            assert backend.store.get(asset.id).status is winners[0]
+
+    def test_reclaiming_processing_twice_within_one_millisecond_still_succeeds(self, request, backend, monkeypatch):
+        known_bug(request, backend, ("mongomock", "live"), ATLAS_SAME_MILLISECOND, AssertionError)
+        # The stores read the clock through their module's `now`; freezing it is the only deterministic way
+        # to make two moves land in the same millisecond.
+        frozen = at(60)
+        monkeypatch.setattr(atlas_module, "now", lambda: frozen)
+        monkeypatch.setattr(sqlite_module, "now", lambda: frozen)
+        asset = backend.store.add(make_asset(status=Status.PROCESSING))
+        assert backend.store.move(asset.id, Status.PROCESSING) is True
+        assert backend.store.move(asset.id, Status.PROCESSING) is True
+
+    # chunks and vectors
+    def test_put_chunks_then_chunks_returns_them_in_index_order(self, backend):
+        asset = backend.store.add(make_asset(status=Status.PROCESSING))
+        chunks = make_chunks(asset.id, ["zero", "one", "two", "three"], timed=True)
+        backend.store.put_chunks(asset.id, list(reversed(chunks)))
+        assert backend.store.chunks(asset.id) == chunks
+
+    def test_put_chunks_again_replaces_the_old_chunks_and_leaves_other_assets_alone(self, backend):
+        store = backend.store
+        mine, other = store.add(make_asset()), store.add(make_asset())
+        store.put_chunks(mine.id, make_chunks(mine.id, ["a", "b", "c", "d", "e"]))
+        store.put_chunks(other.id, make_chunks(other.id, ["x", "y"]))
+        store.put_chunks(mine.id, make_chunks(mine.id, ["new a", "new b"]))
+        assert store.chunks(mine.id) == make_chunks(mine.id, ["new a", "new b"])
+        assert store.chunks(other.id) == make_chunks(other.id, ["x", "y"])
+
+    @pytest.mark.parametrize("count", [2, 4])
+    def test_put_vectors_with_the_wrong_count_raises_value_error(self, backend, count):
+        asset = backend.store.add(make_asset())
+        backend.store.put_chunks(asset.id, make_chunks(asset.id, ["a", "b", "c"]))
+        with pytest.raises(ValueError):
+            backend.store.put_vectors(asset.id, [axis(i) for i in range(count)])
+        assert len(backend.store.chunks(asset.id)) == 3
+
+    def test_a_rejected_put_vectors_writes_nothing(self, backend):
+        needs_search(backend)
+        asset = backend.store.add(make_asset(status=Status.SEARCHABLE))
+        backend.store.put_chunks(asset.id, make_chunks(asset.id, ["a", "b", "c"]))
+        with pytest.raises(ValueError):
+            backend.store.put_vectors(asset.id, [axis(0), axis(1)])
+        backend.settle()
+        assert backend.store.search(axis(0), 10) == []
+
+    def test_a_rejected_put_vectors_keeps_the_vectors_already_there(self, backend):
+        needs_search(backend)
+        asset = put_searchable(backend.store, [("a", axis(0)), ("b", axis(1))])
+        with pytest.raises(ValueError):
+            backend.store.put_vectors(asset.id, [axis(2)])
+        backend.settle()
+        assert [h.index for h in backend.store.search(axis(1), 1)] == [1]
+
+    def test_delete_removes_the_asset_and_its_chunks_and_frees_its_url(self, backend):
+        store = backend.store
+        gone = put_searchable(store, [("a", axis(0)), ("b", axis(1))])
+        kept = store.add(make_asset())
+        store.delete(gone.id)
+        assert store.get(gone.id) is None and store.get_by_url(gone.url) is None
+        assert store.chunks(gone.id) == []
+        assert [a.id for a in store.list(10, None)[0]] == [kept.id]
+        readded = store.add(make_asset(url=gone.url))
+        assert readded.id != gone.id and store.get_by_url(gone.url).id == readded.id
+        if backend.can_search:
+            backend.settle()
+            assert store.search(axis(0), 10) == []
+
+    # search
+    def test_search_returns_only_chunks_of_searchable_assets(self, backend):
+        needs_search(backend)
+        store = backend.store
+        found = put_searchable(store, [("found", axis(0, 0.5))])
+        for status in (Status.PROCESSED, Status.GENERATING_EMBEDDINGS, Status.EMBEDDINGS_ERROR):
+            put_searchable(store, [(status.value, axis(0, 0.4))], status=status)
+        backend.settle()
+        hits = store.search(axis(0), 10)
+        assert [(h.asset_id, h.text) for h in hits] == [(found.id, "found")]
+
+    def test_search_ranks_nearer_chunks_first_with_higher_scores(self, backend):
+        needs_search(backend)
+        asset = put_searchable(backend.store, [("far", axis(1)), ("exact", axis(0)), ("near", unit(1, 0.3)),
+                                               ("middle", unit(1, 1))])
+        backend.settle()
+        hits = backend.store.search(axis(0), 10)
+        assert [h.text for h in hits] == ["exact", "near", "middle", "far"]
+        assert all(h.asset_id == asset.id for h in hits)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+        assert scores[0] == pytest.approx(1.0, abs=1e-4)
+
+    @pytest.mark.parametrize("limit", [1, 2, 3])
+    def test_search_returns_the_limit_nearest_chunks_and_no_more(self, backend, limit):
+        needs_search(backend)
+        put_searchable(backend.store, [(f"c{i}", axis(0, tilt=0.2 * i)) for i in range(5)])
+        backend.settle()
+        hits = backend.store.search(axis(0), limit)
+        assert [h.text for h in hits] == [f"c{i}" for i in range(limit)]
+
+    def test_search_accepts_the_largest_limit_the_search_service_asks_for(self, backend):
+        needs_search(backend)
+        put_searchable(backend.store, [("only", axis(3))])
+        backend.settle()
+        assert [h.text for h in backend.store.search(axis(3), MAX_CHUNKS)] == ["only"]
+
+    def test_nearer_chunks_of_unsearchable_assets_do_not_crowd_searchable_ones_out(self, request, backend):
+        needs_search(backend)
+        known_bug(request, backend, ("sqlite", "live"), KNN_THEN_FILTER, AssertionError)
+        store = backend.store
+        wanted = put_searchable(store, [("s0", axis(0, 0.6)), ("s1", axis(0, 0.8))])
+        put_searchable(store, [(f"p{i}", axis(0, 0.05 * (i + 1))) for i in range(3)], status=Status.PROCESSED)
+        backend.settle()
+        hits = store.search(axis(0), 2)
+        assert [(h.asset_id, h.text) for h in hits] == [(wanted.id, "s0"), (wanted.id, "s1")]
+
+    def test_an_asset_is_findable_as_soon_as_it_is_moved_to_searchable(self, backend):
+        needs_search(backend)
+        asset = put_searchable(backend.store, [("fresh", axis(2))], status=Status.GENERATING_EMBEDDINGS)
+        backend.settle()
+        assert backend.store.search(axis(2), 5) == []
+        assert backend.store.move(asset.id, Status.SEARCHABLE)
+        assert [(h.asset_id, h.text) for h in backend.store.search(axis(2), 5)] == [(asset.id, "fresh")]
+
+    def test_a_search_hit_carries_the_chunks_asset_id_index_text_and_times(self, backend):
+        needs_search(backend)
+        asset = put_searchable(backend.store, [("first", axis(4)), ("second", axis(5))], timed=True)
+        backend.settle()
+        (hit,) = backend.store.search(axis(5), 1)
+        assert (hit.asset_id, hit.index, hit.text, hit.start_s, hit.end_s) == (asset.id, 1, "second", 10.0, 19.5)
+        assert isinstance(hit.score, float)
+
+    def test_replacing_chunks_discards_their_old_vectors(self, backend):
+        needs_search(backend)
+        asset = put_searchable(backend.store, [("old0", axis(0)), ("old1", axis(1)), ("old2", axis(2))])
+        backend.store.put_chunks(asset.id, make_chunks(asset.id, ["new0"]))
+        backend.settle()
+        assert backend.store.search(axis(0), 10) == []
+
+
+# -- SQLite only: the file remembers which vectors it holds --------------------------------------
+
+def test_a_sqlite_file_made_for_another_vector_size_is_refused_naming_the_model(tmp_path):
+    path = str(tmp_path / "store.db")
+    SqliteStore(path, DIMENSIONS, MODEL).add(make_asset())
+    other = SqliteStore(path, 16, "bigger-model")
+    with pytest.raises(RuntimeError) as refused:
+        other.list(1, None)
+    assert MODEL in str(refused.value) and "bigger-model" in str(refused.value)
+
+
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
+    "SqliteStore._conn caches the thread's connection (sqlite_store.py:83) before _create_schema checks the "
+    "dimensions, so only the first call raises and later calls silently use the mismatched file"))
+def test_a_refused_sqlite_file_stays_refused_on_later_calls(tmp_path):
+    path = str(tmp_path / "store.db")
+    SqliteStore(path, DIMENSIONS, MODEL).add(make_asset())
+    other = SqliteStore(path, 16, "bigger-model")
+    with pytest.raises(RuntimeError):
+        other.list(1, None)
+    with pytest.raises(RuntimeError):
+        other.list(1, None)
+
+
+def test_sqlite_data_persists_across_store_instances_on_one_file(tmp_path):
+    path = str(tmp_path / "nested" / "store.db")
+    first = SqliteStore(path, DIMENSIONS, MODEL)
+    asset = put_searchable(first, [("kept", axis(6))])
+    first.close()
+    second = SqliteStore(path, DIMENSIONS, MODEL)
+    same_asset(second.get(asset.id), asset)
+    assert second.chunks(asset.id) == make_chunks(asset.id, ["kept"])
+    assert [(h.asset_id, h.text) for h in second.search(axis(6), 3)] == [(asset.id, "kept")]
