@@ -36,6 +36,7 @@ def ingest(stack: RunningStack, base: str, n: int, clients: int) -> tuple[float,
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         ids = list(pool.map(submit, range(n)))
+    print(f"all {n} submissions answered after {time.perf_counter() - started:.1f} s", file=sys.stderr)
     pending = set(ids)
     while pending:
         cursor, seen = None, {}

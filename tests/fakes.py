@@ -70,10 +70,13 @@ class FakeStore(AssetStore):
     def chunks(self, asset_id):
         return list(self.chunk_rows.get(asset_id, []))
 
-    def put_vectors(self, asset_id, vectors):
+    def make_searchable(self, asset_id, vectors):
         if len(vectors) != len(self.chunk_rows.get(asset_id, [])):
             raise ValueError("count mismatch")
+        if not self.move(asset_id, Status.SEARCHABLE):
+            return False
         self.vectors[asset_id] = [list(v) for v in vectors]
+        return True
 
     def search(self, vector, limit):
         hits = []

@@ -45,8 +45,10 @@ class AssetStore(abc.ABC):
         """The asset's chunks in order (without vectors)."""
 
     @abc.abstractmethod
-    def put_vectors(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> None:
-        """Attach one vector to each stored chunk, in chunk order."""
+    def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
+        """Attach one vector to each stored chunk (in chunk order) and move the asset to SEARCHABLE,
+        if that move is allowed; return whether it happened. ValueError if the counts differ.
+        Only SEARCHABLE assets ever have vectors, so a search never ranks anything else."""
 
     @abc.abstractmethod
     def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:

@@ -11,13 +11,13 @@ import dataclasses
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from allthethings.domain.assets import Asset, Chunk, Kind, Status
 from allthethings.ports import AssetStore
 
 DIMENSIONS = 8
-EPOCH = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+EPOCH = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def unit(*weights: float) -> list[float]:
@@ -37,7 +37,7 @@ def axis(i: int, tilt: float = 0.0) -> list[float]:
 
 def make_asset(*, status: Status = Status.SUBMITTED, created_at: datetime | None = None,
                url: str | None = None, **fields) -> Asset:
-    stamp = created_at or datetime.now(timezone.utc)
+    stamp = created_at or datetime.now(UTC)
     token = uuid.uuid4().hex
     return Asset(id=token, url=url or f"https://example.com/{token}", status=status, created_at=stamp,
                  updated_at=stamp, content_type="text/plain", kind=Kind.TEXT,

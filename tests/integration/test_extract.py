@@ -12,11 +12,11 @@ import random
 import re
 
 import pytest
+from allthethings.adapters.extract import DocumentExtractor
+from allthethings.domain.errors import ExtractionFailed
 from lxml import html as lxml_html
 from pypdf.errors import LimitReachedError
 
-from allthethings.adapters.extract import DocumentExtractor
-from allthethings.domain.errors import ExtractionFailed
 from tests.conftest import FIXTURES
 
 HTML = FIXTURES / "html"

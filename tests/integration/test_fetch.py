@@ -10,10 +10,10 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from allthethings.adapters.fetch import MAX_REDIRECTS, HttpFetcher, check_public_host, is_public_address
 from allthethings.domain.content import SNIFF_BYTES
 from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
+
 from tests.conftest import FIXTURES
 
 PAGE = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()
@@ -269,7 +269,7 @@ def test_a_server_that_stops_sending_the_body_is_unreachable_after_the_read_time
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fetch.py:125 sets only per-read timeouts; nothing bounds the whole download, so a server "
+                   reason="fetch.py:52 sets only per-read timeouts; nothing bounds the whole download, so a server "
                           "sending a byte every 0.4 s (under the 1 s read timeout) holds the fetch for as long as it "
                           "likes")
 def test_a_server_that_trickles_the_body_is_abandoned_within_a_few_timeouts(server):

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-
 from allthethings.adapters import atlas_store as atlas_module
 from allthethings.adapters import sqlite_store as sqlite_module
 from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
@@ -29,24 +28,12 @@ from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import TRANSITIONS, Status
 from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
 from allthethings.services.search import MAX_CHUNKS
+
 from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
 
 INDEX = "chunk_vectors"
 MODEL = "contract-test-model"
 
-ATLAS_DUPLICATE_URL = (
-    "AtlasStore._call wraps every OperationFailure in UpstreamUnavailable, and DuplicateKeyError is one, "
-    "so add()'s `except DuplicateKeyError` never runs: a known URL raises instead of returning the first asset "
-    "(atlas_store.py:69)")
-ATLAS_SAME_MILLISECOND = (
-    "AtlasStore.move returns modified_count == 1; an allowed move whose $set changes nothing at BSON "
-    "millisecond precision (PROCESSING -> PROCESSING twice in one ms) reports False (atlas_store.py:160)")
-SQLITE_CURSOR_TYPES = (
-    "SqliteStore.list does int(seq) outside cursors.decode's checks, so a well-formed cursor with a "
-    "non-numeric seq raises ValueError, not InvalidInput (sqlite_store.py:150-155)")
-KNN_THEN_FILTER = (
-    "search takes the `limit` nearest chunks of all assets and only then drops non-SEARCHABLE ones, so nearer "
-    "chunks of unsearchable assets crowd searchable ones out (sqlite_store.py:231-236, atlas_store.py:189-196)")
 
 
 # -- backends ------------------------------------------------------------------------------------
@@ -103,7 +90,8 @@ def _settle_live(db, timeout_s: float = 60) -> None:
         if seen == expected:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"vector index did not catch up within {timeout_s:.0f} s: {len(seen)} seen, {len(expected)} stored")
+            pytest.fail(f"vector index did not catch up within {timeout_s:.0f} s: "
+                        f"{len(seen)} seen, {len(expected)} stored")
         time.sleep(0.5)
 
 
@@ -173,10 +161,20 @@ def same_asset(got, want) -> None:
     assert dataclasses.replace(got, **strip) == dataclasses.replace(want, **strip)
 
 
-def put_searchable(store, texts_and_vectors, status=Status.SEARCHABLE, timed=False):
-    asset = store.add(make_asset(status=status))
+def put_searchable(store, texts_and_vectors, timed=False):
+    """An asset waiting for embeddings, then made SEARCHABLE with these vectors."""
+    asset = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
     store.put_chunks(asset.id, make_chunks(asset.id, [t for t, _ in texts_and_vectors], timed=timed))
-    store.put_vectors(asset.id, [v for _, v in texts_and_vectors])
+    assert store.make_searchable(asset.id, [v for _, v in texts_and_vectors])
+    return asset
+
+
+def put_unsearchable(store, texts_and_vectors, status):
+    """An asset with chunks in `status`; its vectors are offered, and refused where the status forbids."""
+    asset = store.add(make_asset(status=status))
+    store.put_chunks(asset.id, make_chunks(asset.id, [t for t, _ in texts_and_vectors]))
+    if status not in (Status.PROCESSED, Status.GENERATING_EMBEDDINGS):
+        assert not store.make_searchable(asset.id, [v for _, v in texts_and_vectors])
     return asset
 
 
@@ -203,7 +201,6 @@ class TestAssetStoreContract:
         assert backend.store.get_by_url("https://example.com/never-added") is None
 
     def test_adding_a_known_url_returns_the_first_asset_and_stores_nothing_new(self, request, backend):
-        known_bug(request, backend, ("mongomock", "live"), ATLAS_DUPLICATE_URL, UpstreamUnavailable)
         first = backend.store.add(make_asset(url="https://example.com/same", title="first"))
         second = make_asset(url="https://example.com/same", title="second")
         again = backend.store.add(second)
@@ -246,7 +243,6 @@ class TestAssetStoreContract:
 
     def test_a_well_formed_cursor_holding_values_of_the_wrong_type_is_rejected_as_invalid_input(
             self, request, backend):
-        known_bug(request, backend, ("sqlite",), SQLITE_CURSOR_TYPES, ValueError)
         for i in range(3):
             backend.store.add(make_asset(created_at=at(i)))
         _, cursor = backend.store.list(1, None)
@@ -332,7 +328,6 @@ class TestAssetStoreContract:
             assert backend.store.get(asset.id).status is winners[0]
 
     def test_reclaiming_processing_twice_within_one_millisecond_still_succeeds(self, request, backend, monkeypatch):
-        known_bug(request, backend, ("mongomock", "live"), ATLAS_SAME_MILLISECOND, AssertionError)
         # The stores read the clock through their module's `now`; freezing it is the only deterministic way
         # to make two moves land in the same millisecond.
         frozen = at(60)
@@ -359,29 +354,38 @@ class TestAssetStoreContract:
         assert store.chunks(other.id) == make_chunks(other.id, ["x", "y"])
 
     @pytest.mark.parametrize("count", [2, 4])
-    def test_put_vectors_with_the_wrong_count_raises_value_error(self, backend, count):
-        asset = backend.store.add(make_asset())
+    def test_make_searchable_with_the_wrong_count_raises_value_error_and_moves_nothing(self, backend, count):
+        asset = backend.store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
         backend.store.put_chunks(asset.id, make_chunks(asset.id, ["a", "b", "c"]))
         with pytest.raises(ValueError):
-            backend.store.put_vectors(asset.id, [axis(i) for i in range(count)])
+            backend.store.make_searchable(asset.id, [axis(i) for i in range(count)])
         assert len(backend.store.chunks(asset.id)) == 3
+        assert backend.store.get(asset.id).status is Status.GENERATING_EMBEDDINGS
 
-    def test_a_rejected_put_vectors_writes_nothing(self, backend):
+    def test_a_rejected_make_searchable_writes_nothing(self, backend):
         needs_search(backend)
-        asset = backend.store.add(make_asset(status=Status.SEARCHABLE))
+        asset = backend.store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
         backend.store.put_chunks(asset.id, make_chunks(asset.id, ["a", "b", "c"]))
         with pytest.raises(ValueError):
-            backend.store.put_vectors(asset.id, [axis(0), axis(1)])
+            backend.store.make_searchable(asset.id, [axis(0), axis(1)])
         backend.settle()
         assert backend.store.search(axis(0), 10) == []
 
-    def test_a_rejected_put_vectors_keeps_the_vectors_already_there(self, backend):
+    def test_a_rejected_make_searchable_keeps_the_vectors_already_there(self, backend):
         needs_search(backend)
         asset = put_searchable(backend.store, [("a", axis(0)), ("b", axis(1))])
         with pytest.raises(ValueError):
-            backend.store.put_vectors(asset.id, [axis(2)])
+            backend.store.make_searchable(asset.id, [axis(2)])
         backend.settle()
         assert [h.index for h in backend.store.search(axis(1), 1)] == [1]
+
+    @pytest.mark.parametrize("status", [Status.SEARCHABLE, Status.EMBEDDINGS_ERROR, Status.PROCESSING_ERROR,
+                                        Status.SUBMITTED, Status.PROCESSING])
+    def test_make_searchable_is_refused_unless_the_asset_waits_for_embeddings(self, backend, status):
+        asset = backend.store.add(make_asset(status=status))
+        backend.store.put_chunks(asset.id, make_chunks(asset.id, ["a"]))
+        assert backend.store.make_searchable(asset.id, [axis(0)]) is False
+        assert backend.store.get(asset.id).status is status
 
     def test_delete_removes_the_asset_and_its_chunks_and_frees_its_url(self, backend):
         store = backend.store
@@ -403,7 +407,7 @@ class TestAssetStoreContract:
         store = backend.store
         found = put_searchable(store, [("found", axis(0, 0.5))])
         for status in (Status.PROCESSED, Status.GENERATING_EMBEDDINGS, Status.EMBEDDINGS_ERROR):
-            put_searchable(store, [(status.value, axis(0, 0.4))], status=status)
+            put_unsearchable(store, [(status.value, axis(0, 0.4))], status=status)
         backend.settle()
         hits = store.search(axis(0), 10)
         assert [(h.asset_id, h.text) for h in hits] == [(found.id, "found")]
@@ -436,20 +440,20 @@ class TestAssetStoreContract:
 
     def test_nearer_chunks_of_unsearchable_assets_do_not_crowd_searchable_ones_out(self, request, backend):
         needs_search(backend)
-        known_bug(request, backend, ("sqlite", "live"), KNN_THEN_FILTER, AssertionError)
         store = backend.store
         wanted = put_searchable(store, [("s0", axis(0, 0.6)), ("s1", axis(0, 0.8))])
-        put_searchable(store, [(f"p{i}", axis(0, 0.05 * (i + 1))) for i in range(3)], status=Status.PROCESSED)
+        for status in (Status.PROCESSED, Status.EMBEDDINGS_ERROR):
+            put_unsearchable(store, [(f"p{i}", axis(0, 0.05 * (i + 1))) for i in range(3)], status=status)
         backend.settle()
         hits = store.search(axis(0), 2)
         assert [(h.asset_id, h.text) for h in hits] == [(wanted.id, "s0"), (wanted.id, "s1")]
 
     def test_an_asset_is_findable_as_soon_as_it_is_moved_to_searchable(self, backend):
         needs_search(backend)
-        asset = put_searchable(backend.store, [("fresh", axis(2))], status=Status.GENERATING_EMBEDDINGS)
+        asset = put_unsearchable(backend.store, [("fresh", axis(2))], status=Status.GENERATING_EMBEDDINGS)
         backend.settle()
         assert backend.store.search(axis(2), 5) == []
-        assert backend.store.move(asset.id, Status.SEARCHABLE)
+        assert backend.store.make_searchable(asset.id, [axis(2)])
         assert [(h.asset_id, h.text) for h in backend.store.search(axis(2), 5)] == [(asset.id, "fresh")]
 
     def test_a_search_hit_carries_the_chunks_asset_id_index_text_and_times(self, backend):
@@ -479,9 +483,6 @@ def test_a_sqlite_file_made_for_another_vector_size_is_refused_naming_the_model(
     assert MODEL in str(refused.value) and "bigger-model" in str(refused.value)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "SqliteStore._conn caches the thread's connection (sqlite_store.py:83) before _create_schema checks the "
-    "dimensions, so only the first call raises and later calls silently use the mismatched file"))
 def test_a_refused_sqlite_file_stays_refused_on_later_calls(tmp_path):
     path = str(tmp_path / "store.db")
     SqliteStore(path, DIMENSIONS, MODEL).add(make_asset())
@@ -495,7 +496,7 @@ def test_a_refused_sqlite_file_stays_refused_on_later_calls(tmp_path):
 def test_sqlite_data_persists_across_store_instances_on_one_file(tmp_path):
     path = str(tmp_path / "nested" / "store.db")
     first = SqliteStore(path, DIMENSIONS, MODEL)
-    asset = put_searchable(first, [("kept", axis(6))])
+    asset = first.get(put_searchable(first, [("kept", axis(6))]).id)
     first.close()
     second = SqliteStore(path, DIMENSIONS, MODEL)
     same_asset(second.get(asset.id), asset)

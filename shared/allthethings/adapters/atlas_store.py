@@ -62,10 +62,12 @@ class AtlasStore(AssetStore):
         return self._db
 
     def _call(self, fn, *args, **kwargs):
-        from pymongo.errors import ConnectionFailure, OperationFailure
+        from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
         try:
             return fn(*args, **kwargs)
+        except DuplicateKeyError:
+            raise
         except (ConnectionFailure, OperationFailure) as exc:
             raise UpstreamUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
 
@@ -157,7 +159,7 @@ class AtlasStore(AssetStore):
             self.db.assets.update_one,
             {"_id": asset_id, "status": {"$in": sorted(s.value for s in sources_of(target))}},
             {"$set": {**fields, "status": target.value, "updated_at": now()}})
-        return result.modified_count == 1
+        return result.matched_count == 1
 
     def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
         from pymongo import ReplaceOne
@@ -174,16 +176,22 @@ class AtlasStore(AssetStore):
         return [Chunk(asset_id=asset_id, index=d["index"], text=d["text"], start_s=d.get("start_s"),
                       end_s=d.get("end_s")) for d in docs]
 
-    def put_vectors(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> None:
+    def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
         from pymongo import UpdateOne
 
         count = self._call(self.db.chunks.count_documents, {"asset_id": asset_id})
         if count != len(vectors):
             raise ValueError(f"asset {asset_id} has {count} chunks but {len(vectors)} vectors came")
+        waiting = {"_id": asset_id, "status": {"$in": sorted(s.value for s in sources_of(Status.SEARCHABLE))}}
+        if self._call(self.db.assets.count_documents, waiting) == 0:
+            return False
+        # Vectors first, status second: a crash in between leaves an asset that is not yet
+        # SEARCHABLE (search drops its chunks) and whose retry rewrites the same vectors.
         ops = [UpdateOne({"_id": f"{asset_id}:{i}"}, {"$set": {"embedding": [float(x) for x in v]}})
                for i, v in enumerate(vectors)]
         if ops:
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
+        return self.move(asset_id, Status.SEARCHABLE)
 
     def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
         hits = list(self._call(self.db.chunks.aggregate,

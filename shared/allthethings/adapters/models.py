@@ -7,12 +7,15 @@ and unpacked once into a cache folder. Heavy imports (torch) happen on first use
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import os
+import queue
 import shutil
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,8 +89,59 @@ def packaged_tokenizer(model: str) -> HfTokenizer:
     return HfTokenizer(_PACKAGED_TOKENIZERS / f"{model}.tokenizer.json")
 
 
+class _Coalescer:
+    """Merges concurrent calls into one batch: the model is several times faster on 32 texts at
+    once than on 32 single texts. A call waits at most `quiet_s` after the latest arrival (and
+    `max_wait_s` in all) for company; a lone caller pays at most `quiet_s`."""
+
+    def __init__(self, fn, max_items: int = 64, quiet_s: float = 0.002, max_wait_s: float = 0.02):
+        self._fn = fn
+        self._max_items = max_items
+        self._quiet_s = quiet_s
+        self._max_wait_s = max_wait_s
+        self._queue: queue.Queue = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        if self._worker is None:
+            with self._start_lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
+                    self._worker.start()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((texts, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            count = len(batch[0][0])
+            deadline = time.monotonic() + self._max_wait_s
+            while count < self._max_items:
+                wait = min(self._quiet_s, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+                batch.append(item)
+                count += len(item[0])
+            try:
+                vectors = self._fn([t for texts, _ in batch for t in texts])
+            except BaseException as exc:  # every waiting caller gets the failure  # noqa: BLE001
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                future.set_result(vectors[start:start + len(texts)])
+                start += len(texts)
+
+
 class LocalEmbedder(Embedder):
-    """sentence-transformers on the CPU; thread-safe, loaded on first use."""
+    """sentence-transformers on the CPU, loaded on first use; concurrent calls are batched together."""
 
     def __init__(self, model: str, batch_size: int = 32):
         self.model = model
@@ -95,6 +149,7 @@ class LocalEmbedder(Embedder):
         self.batch_size = batch_size
         self._st = None
         self._lock = threading.Lock()
+        self._coalescer = _Coalescer(self._encode)
 
     def _model(self):
         if self._st is None:
@@ -110,8 +165,9 @@ class LocalEmbedder(Embedder):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        st = self._model()
-        with self._lock:  # torch already uses every core; parallel calls only thrash
-            vectors = st.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+        return self._coalescer(list(texts))
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
         return vectors.tolist()

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
+from allthethings.domain.errors import InvalidInput
 from allthethings.ports import AssetStore
 
 _SCHEMA = """
@@ -80,11 +81,15 @@ class SqliteStore(AssetStore):
             if os.path.dirname(self.path):
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
             conn = _connect(self.path)
-            self._local.conn = conn
             with self._init_lock:
                 if not self._initialised:
-                    self._create_schema(conn)
+                    try:
+                        self._create_schema(conn)
+                    except BaseException:
+                        conn.close()
+                        raise
                     self._initialised = True
+            self._local.conn = conn
         return conn
 
     def _create_schema(self, conn) -> None:
@@ -148,6 +153,8 @@ class SqliteStore(AssetStore):
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+            raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page")
         sql = f"SELECT seq, {', '.join(_FIELDS)} FROM assets"
         args: tuple = ()
         if before is not None:
@@ -204,9 +211,10 @@ class SqliteStore(AssetStore):
             "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))
         return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3]) for r in rows]
 
-    def put_vectors(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> None:
+    def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
         from sqlite_vec import serialize_float32
 
+        sources = sorted(s.value for s in sources_of(Status.SEARCHABLE))
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -214,10 +222,18 @@ class SqliteStore(AssetStore):
                 "SELECT rowid FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))]
             if len(rowids) != len(vectors):
                 raise ValueError(f"asset {asset_id} has {len(rowids)} chunks but {len(vectors)} vectors came")
+            moved = conn.execute(
+                f"UPDATE assets SET status = ?, updated_at = ? WHERE id = ? AND status IN "
+                f"({', '.join('?' * len(sources))})",
+                (Status.SEARCHABLE.value, now().isoformat(), asset_id, *sources)).rowcount == 1
+            if not moved:
+                conn.execute("ROLLBACK")
+                return False
             conn.execute(f"DELETE FROM chunk_vectors WHERE rowid IN ({', '.join('?' * len(rowids))})", rowids)
             conn.executemany("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)",
                              [(rid, serialize_float32(list(v))) for rid, v in zip(rowids, vectors)])
             conn.execute("COMMIT")
+            return True
         except BaseException:
             conn.execute("ROLLBACK")
             raise

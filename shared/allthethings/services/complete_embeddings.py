@@ -34,8 +34,7 @@ def complete_embeddings(asset_id: str, vectors: Sequence[Sequence[float]], deps:
         problem = f"the model returned vectors that are not {deps.embedder.dimensions}-dimensional"
     if problem:
         return fail_embeddings(asset_id, problem, deps)
-    deps.store.put_vectors(asset_id, vectors)
-    deps.store.move(asset_id, Status.SEARCHABLE)
+    deps.store.make_searchable(asset_id, vectors)
     return _load(asset_id, deps)
 
 

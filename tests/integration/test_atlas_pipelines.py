@@ -1,0 +1,363 @@
+"""The `$vectorSearch` pipeline and the vector index AtlasStore sends to Atlas, checked against the rules
+MongoDB documents for Atlas Vector Search, without a cluster.
+
+Sources (MongoDB manual): "Run Vector Search Queries" (atlas-vector-search/vector-search-stage) and
+"How to Index Fields for Vector Search" (atlas-vector-search/vector-search-type). The validators below
+encode those rules; each rule is also shown to reject a pipeline or index that breaks it, so a
+validator that accepted everything would turn this file red.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+from allthethings.adapters.atlas_store import AtlasStore, vector_index_definition, vector_search_pipeline
+from allthethings.config import MODELS
+from allthethings.domain.assets import ChunkHit, Status
+from allthethings.services.search import CHUNKS_PER_RESULT, MAX_CHUNKS, MAX_LIMIT
+
+from tests.integration.store_contract import DIMENSIONS, axis, make_asset
+
+INDEX = "chunk_vectors"
+
+# -- the documented rules ------------------------------------------------------------------------
+
+STAGE_FIELDS = {"index", "path", "queryVector", "numCandidates", "limit", "filter", "exact"}
+MAX_CANDIDATES = 10_000
+MAX_DIMENSIONS = 8192
+SIMILARITIES = {"euclidean", "cosine", "dotProduct"}
+FILTER_OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$not", "$exists"}
+FILTER_COMBINATORS = {"$and", "$or", "$nor"}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _metas(node):
+    """Every `{"$meta": ...}` value anywhere in `node`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$meta":
+                yield value
+            else:
+                yield from _metas(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _metas(item)
+
+
+def filter_fields(spec) -> set[str]:
+    """The document fields a `$vectorSearch` filter reads (through $and / $or / $nor)."""
+    fields: set[str] = set()
+    for key, value in spec.items():
+        if key in FILTER_COMBINATORS:
+            for clause in value:
+                fields |= filter_fields(clause)
+        else:
+            fields.add(key)
+    return fields
+
+
+def _filter_problems(spec) -> list[str]:
+    if not isinstance(spec, dict) or not spec:
+        return ["filter must be a non-empty document"]
+    problems = []
+    for key, value in spec.items():
+        if key in FILTER_COMBINATORS:
+            if not isinstance(value, list) or not value:
+                problems.append(f"{key} takes a non-empty array of filters")
+            else:
+                for clause in value:
+                    problems += _filter_problems(clause)
+        elif key.startswith("$"):
+            problems.append(f"{key} is not a filter combinator")
+        elif isinstance(value, dict):
+            problems += [f"{op} on {key} is not a supported filter operator"
+                         for op in value if op not in FILTER_OPERATORS]
+    return problems
+
+
+def pipeline_problems(pipeline) -> list[str]:
+    """What breaks the documented `$vectorSearch` syntax in `pipeline` (empty when none)."""
+    if not isinstance(pipeline, list) or not pipeline:
+        return ["a pipeline is a non-empty array of stages"]
+    problems = []
+    for i, stage in enumerate(pipeline):
+        if not isinstance(stage, dict) or len(stage) != 1 or not next(iter(stage)).startswith("$"):
+            problems.append(f"stage {i} is not a document with exactly one $operator")
+        elif i > 0 and "$vectorSearch" in stage:
+            problems.append(f"$vectorSearch is stage {i}: it must be the first stage")
+    if problems:
+        return problems
+    spec = pipeline[0].get("$vectorSearch")
+    if not isinstance(spec, dict):
+        return ["$vectorSearch must be the first stage of the pipeline"]
+    problems += [f"{name} is not a $vectorSearch field" for name in sorted(set(spec) - STAGE_FIELDS)]
+    for name in ("index", "path"):
+        if not isinstance(spec.get(name), str) or not spec[name]:
+            problems.append(f"{name} must be a non-empty string")
+    vector = spec.get("queryVector")
+    if not isinstance(vector, list) or not vector or not all(_is_number(x) for x in vector):
+        problems.append("queryVector must be a non-empty array of numbers")
+    limit = spec.get("limit")
+    if not _is_int(limit) or limit < 1:
+        problems.append("limit must be a positive int")
+    if "exact" in spec and not isinstance(spec["exact"], bool):
+        problems.append("exact must be a boolean")
+    if spec.get("exact") is True:
+        if "numCandidates" in spec:
+            problems.append("numCandidates must be omitted when exact is true")
+    else:
+        candidates = spec.get("numCandidates")
+        if not _is_int(candidates):
+            problems.append("numCandidates (an int) is required unless exact is true")
+        elif candidates > MAX_CANDIDATES:
+            problems.append(f"numCandidates must be at most {MAX_CANDIDATES}")
+        elif _is_int(limit) and candidates < limit:
+            problems.append("numCandidates must be at least limit")
+    if "filter" in spec:
+        problems += _filter_problems(spec["filter"])
+    metas = list(_metas(pipeline[1:]))
+    if "vectorSearchScore" not in metas:
+        problems.append('the score is not exposed with {"$meta": "vectorSearchScore"}')
+    problems += [f'{{"$meta": {m!r}}} is not the $vectorSearch score' for m in metas if m != "vectorSearchScore"]
+    return problems
+
+
+def index_problems(definition) -> list[str]:
+    """What breaks the documented `vectorSearch` index syntax in `definition` (empty when none)."""
+    if not isinstance(definition, dict) or set(definition) != {"fields"}:
+        return ['a vectorSearch index definition is {"fields": [...]}']
+    fields = definition["fields"]
+    if not isinstance(fields, list) or not fields:
+        return ["fields must be a non-empty array"]
+    problems, paths = [], []
+    for i, field in enumerate(fields):
+        if not isinstance(field, dict):
+            problems.append(f"fields[{i}] is not a document")
+            continue
+        kind, path = field.get("type"), field.get("path")
+        if not isinstance(path, str) or not path:
+            problems.append(f"fields[{i}].path must be a non-empty string")
+        paths.append(path)
+        if kind == "vector":
+            extra = set(field) - {"type", "path", "numDimensions", "similarity", "quantization"}
+            dims = field.get("numDimensions")
+            if not _is_int(dims) or not 1 <= dims <= MAX_DIMENSIONS:
+                problems.append(f"fields[{i}].numDimensions must be an int from 1 to {MAX_DIMENSIONS}")
+            if field.get("similarity") not in SIMILARITIES:
+                problems.append(f"fields[{i}].similarity must be one of {sorted(SIMILARITIES)}")
+        elif kind == "filter":
+            extra = set(field) - {"type", "path"}
+        else:
+            problems.append(f"fields[{i}].type must be vector or filter, not {kind!r}")
+            extra = set()
+        problems += [f"fields[{i}].{name} is not a {kind} field option" for name in sorted(extra)]
+    if not any(isinstance(f, dict) and f.get("type") == "vector" for f in fields):
+        problems.append("at least one field must be of type vector")
+    if len(paths) != len(set(map(str, paths))):
+        problems.append("a path is indexed twice")
+    return problems
+
+
+def mismatches(pipeline, definition) -> list[str]:
+    """Where the pipeline asks for something the index does not declare."""
+    spec = pipeline[0]["$vectorSearch"]
+    vectors = {f["path"]: f for f in definition["fields"] if f["type"] == "vector"}
+    filters = {f["path"] for f in definition["fields"] if f["type"] == "filter"}
+    problems = []
+    if spec["path"] not in vectors:
+        problems.append(f"path {spec['path']} is not a vector field of the index")
+    elif len(spec["queryVector"]) != vectors[spec["path"]]["numDimensions"]:
+        problems.append("queryVector does not have the index's numDimensions")
+    problems += [f"filter on {name} which the index does not declare as a filter"
+                 for name in sorted(filter_fields(spec.get("filter", {})) - filters)]
+    return problems
+
+
+# -- our pipeline and index follow them ----------------------------------------------------------
+
+# The limits the search service really asks for: its first k (limit x 8, up to MAX_LIMIT) and its widest.
+LIMITS = sorted({1, 10, 50, 1000, CHUNKS_PER_RESULT, MAX_LIMIT * CHUNKS_PER_RESULT, MAX_CHUNKS})
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+def test_our_pipeline_follows_the_documented_vector_search_syntax(limit):
+    pipeline = vector_search_pipeline(INDEX, axis(0), limit)
+    assert pipeline_problems(pipeline) == []
+    assert pipeline[0]["$vectorSearch"]["limit"] == limit
+
+
+@pytest.mark.parametrize("dimensions", sorted({DIMENSIONS, *(dims for dims, _ in MODELS.values())}))
+def test_our_index_definition_follows_the_documented_vector_search_syntax(dimensions):
+    assert index_problems(vector_index_definition(dimensions)) == []
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+def test_the_pipeline_asks_only_for_what_the_index_declares(limit):
+    pipeline = vector_search_pipeline(INDEX, axis(1), limit)
+    assert mismatches(pipeline, vector_index_definition(DIMENSIONS)) == []
+
+
+def test_the_pipeline_projects_every_field_atlas_store_search_reads():
+    project = vector_search_pipeline(INDEX, axis(0), 5)[1]["$project"]
+    assert {"asset_id", "index", "text", "start_s", "end_s", "score"} <= set(project)
+    assert project["score"] == {"$meta": "vectorSearchScore"}
+    assert "embedding" not in project
+
+
+# -- the validators can fail ---------------------------------------------------------------------
+
+def _broken_pipelines():
+    def vs(p):
+        return p[0]["$vectorSearch"]
+
+    def second(p):
+        p.insert(0, {"$match": {}})
+
+    def pop(name):
+        return lambda p: vs(p).pop(name)
+
+    def put(name, value):
+        return lambda p: vs(p).__setitem__(name, value)
+
+    def exact_with_candidates(p):
+        vs(p)["exact"] = True
+
+    def search_score(p):
+        p[1]["$project"]["score"] = {"$meta": "searchScore"}
+
+    def no_score(p):
+        del p[1]["$project"]["score"]
+
+    return {
+        "vectorSearch is not the first stage": second,
+        "index missing": pop("index"),
+        "path missing": pop("path"),
+        "queryVector missing": pop("queryVector"),
+        "limit missing": pop("limit"),
+        "numCandidates missing without exact": pop("numCandidates"),
+        "index not a string": put("index", 7),
+        "queryVector of strings": put("queryVector", ["0.1", "0.2"]),
+        "queryVector empty": put("queryVector", []),
+        "limit a float": put("limit", 10.0),
+        "limit zero": put("limit", 0),
+        "numCandidates below limit": put("numCandidates", 5),
+        "numCandidates above 10000": put("numCandidates", 10_001),
+        "numCandidates with exact true": exact_with_candidates,
+        "exact not a boolean": put("exact", "yes"),
+        "unknown field": put("k", 10),
+        "filter not a document": put("filter", "status"),
+        "filter with an unsupported operator": put("filter", {"status": {"$regex": "S"}}),
+        "score from searchScore": search_score,
+        "score not exposed": no_score,
+    }
+
+
+BROKEN_PIPELINES = _broken_pipelines()
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_PIPELINES))
+def test_the_pipeline_validator_rejects_a_pipeline_that_breaks_a_documented_rule(breakage):
+    pipeline = copy.deepcopy(vector_search_pipeline(INDEX, axis(0), 10))
+    BROKEN_PIPELINES[breakage](pipeline)
+    assert pipeline_problems(pipeline) != []
+
+
+def test_the_pipeline_validator_accepts_exact_search_without_num_candidates():
+    pipeline = copy.deepcopy(vector_search_pipeline(INDEX, axis(0), 10))
+    del pipeline[0]["$vectorSearch"]["numCandidates"]
+    pipeline[0]["$vectorSearch"]["exact"] = True
+    assert pipeline_problems(pipeline) == []
+
+
+BROKEN_INDEXES = {
+    "no fields": {"fields": []},
+    "not wrapped in fields": {"type": "vector", "path": "embedding", "numDimensions": 8, "similarity": "cosine"},
+    "zero dimensions": {"fields": [{"type": "vector", "path": "e", "numDimensions": 0, "similarity": "cosine"}]},
+    "too many dimensions": {"fields": [{"type": "vector", "path": "e", "numDimensions": 8193,
+                                        "similarity": "cosine"}]},
+    "dimensions as a string": {"fields": [{"type": "vector", "path": "e", "numDimensions": "8",
+                                           "similarity": "cosine"}]},
+    "unknown similarity": {"fields": [{"type": "vector", "path": "e", "numDimensions": 8, "similarity": "l2"}]},
+    "legacy knnVector type": {"fields": [{"type": "knnVector", "path": "e", "dimensions": 8,
+                                          "similarity": "cosine"}]},
+    "only filters": {"fields": [{"type": "filter", "path": "asset_id"}]},
+    "filter without a path": {"fields": [{"type": "vector", "path": "e", "numDimensions": 8,
+                                          "similarity": "cosine"}, {"type": "filter"}]},
+    "filter with vector options": {"fields": [{"type": "vector", "path": "e", "numDimensions": 8,
+                                               "similarity": "cosine"},
+                                              {"type": "filter", "path": "a", "similarity": "cosine"}]},
+    "one path twice": {"fields": [{"type": "vector", "path": "e", "numDimensions": 8, "similarity": "cosine"},
+                                  {"type": "filter", "path": "e"}]},
+}
+
+
+@pytest.mark.parametrize("breakage", list(BROKEN_INDEXES))
+def test_the_index_validator_rejects_a_definition_that_breaks_a_documented_rule(breakage):
+    assert index_problems(BROKEN_INDEXES[breakage]) != []
+
+
+def test_a_filter_on_a_field_the_index_does_not_declare_is_caught():
+    pipeline = copy.deepcopy(vector_search_pipeline(INDEX, axis(0), 10))
+    pipeline[0]["$vectorSearch"]["filter"] = {"$and": [{"asset_id": {"$in": ["a"]}}, {"status": "SEARCHABLE"}]}
+    assert pipeline_problems(pipeline) == []
+    assert mismatches(pipeline, vector_index_definition(DIMENSIONS)) == [
+        "filter on status which the index does not declare as a filter"]
+
+
+def test_a_query_vector_of_the_wrong_size_is_caught():
+    pipeline = vector_search_pipeline(INDEX, [1.0] * (DIMENSIONS + 1), 10)
+    assert mismatches(pipeline, vector_index_definition(DIMENSIONS)) != []
+
+
+# -- AtlasStore.search sends exactly that pipeline -----------------------------------------------
+
+@pytest.fixture
+def mock_store():
+    import mongomock
+
+    return AtlasStore(lambda: mongomock.MongoClient(tz_aware=True), "pipelines_db", INDEX)
+
+
+def test_atlas_search_sends_exactly_our_pipeline_and_drops_hits_of_unsearchable_assets(mock_store, monkeypatch):
+    searchable = mock_store.add(make_asset(status=Status.SEARCHABLE))
+    waiting = mock_store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+    failed = mock_store.add(make_asset(status=Status.EMBEDDINGS_ERROR))
+    hits = [
+        {"asset_id": waiting.id, "index": 0, "text": "waiting", "start_s": None, "end_s": None, "score": 0.99},
+        {"asset_id": searchable.id, "index": 2, "text": "best", "start_s": 1.0, "end_s": 2.5, "score": 0.9},
+        {"asset_id": "0" * 32, "index": 0, "text": "deleted asset", "score": 0.85},
+        {"asset_id": failed.id, "index": 0, "text": "failed", "score": 0.8},
+        {"asset_id": searchable.id, "index": 0, "text": "next", "score": 0.7},
+    ]
+    calls = []
+
+    def fake_aggregate(pipeline, *args, **kwargs):
+        calls.append((pipeline, args, kwargs))
+        return iter(copy.deepcopy(hits))
+
+    monkeypatch.setattr(mock_store.db.chunks, "aggregate", fake_aggregate)
+    vector = [1, 0, 0, 0, 0, 0, 0, 0]
+
+    found = mock_store.search(vector, 5)
+
+    assert calls == [(vector_search_pipeline(INDEX, vector, 5), (), {})]
+    assert found == [
+        ChunkHit(asset_id=searchable.id, index=2, text="best", score=0.9, start_s=1.0, end_s=2.5),
+        ChunkHit(asset_id=searchable.id, index=0, text="next", score=0.7),
+    ]
+    assert all(type(h.score) is float for h in found)
+
+
+def test_atlas_search_with_no_hits_returns_an_empty_list(mock_store, monkeypatch):
+    mock_store.add(make_asset(status=Status.SEARCHABLE))
+    monkeypatch.setattr(mock_store.db.chunks, "aggregate", lambda pipeline, *a, **k: iter([]))
+    assert mock_store.search(axis(0), 3) == []
