@@ -12,8 +12,18 @@ from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
 from allthethings.domain.errors import UnreachableUrl, UpstreamUnavailable
-from allthethings.ports import (AssetStore, BlobStore, Embedder, Extracted, Extractor, Fetched, Fetcher, Pending,
-                                TaskQueue, Tokenizer)
+from allthethings.ports import (
+    AssetStore,
+    BlobStore,
+    Embedder,
+    Extracted,
+    Extractor,
+    Fetched,
+    Fetcher,
+    Pending,
+    TaskQueue,
+    Tokenizer,
+)
 from allthethings.services import Deps
 
 

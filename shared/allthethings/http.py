@@ -65,7 +65,8 @@ def api(logger) -> APIGatewayHttpResolver:
 
     @app.not_found
     def not_found(_exc) -> Response:
-        return error_response(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+        event = app.current_event
+        return error_response(404, "not_found", f"no route for {event.http_method} {event.path}")
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -37,7 +37,8 @@ def home(assets: list[Asset], error: str | None = None) -> str:
     pending = any(not a.status.is_final for a in assets)
     notice = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     body = (f"{notice}<form action=\"/process\" method=\"post\"><input type=\"url\" name=\"url\" required "
-            f"placeholder=\"https://example.com/article.html\" aria-label=\"URL to index\"><button>Index</button></form>"
+            f"placeholder=\"https://example.com/article.html\" aria-label=\"URL to index\">"
+            f"<button>Index</button></form>"
             f"<table><thead><tr><th>Asset</th><th>Status</th><th>Submitted</th></tr></thead>"
             f"<tbody>{rows or '<tr><td colspan=3>Nothing indexed yet.</td></tr>'}</tbody></table>")
     return _page("allthethings", body, refresh=pending)
@@ -45,7 +46,8 @@ def home(assets: list[Asset], error: str | None = None) -> str:
 
 def results(query: str, found: list[dict], error: str | None = None) -> str:
     items = "".join(
-        f"<div class=result><a href=\"{escape(r['asset']['url'])}\">{escape(r['asset'].get('title') or r['asset']['url'])}</a>"
+        f"<div class=result><a href=\"{escape(r['asset']['url'])}\">"
+        f"{escape(r['asset'].get('title') or r['asset']['url'])}</a>"
         f" <span class=muted>{escape(r['asset'].get('content_type') or '')} · score {r['score']:.3f}</span>"
         f"<p>{escape(r['snippet'][:400])}{'…' if len(r['snippet']) > 400 else ''}</p></div>"
         for r in found)

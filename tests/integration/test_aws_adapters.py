@@ -22,7 +22,6 @@ from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.local.gateway import load_handler
 from allthethings.local.sqs_pump import QueuePump
 from allthethings.local.template import Function, QueueTrigger
-from botocore.exceptions import BotoCoreError
 
 from tests.conftest import FIXTURES
 
@@ -150,9 +149,6 @@ def dropping_s3(moto_endpoint, monkeypatch):
     server.server_close()
 
 
-@pytest.mark.xfail(strict=True, raises=BotoCoreError,
-                   reason="aws.py:45 reads the object's body outside _wrap, so a connection lost mid-body escapes "
-                          "as botocore's ResponseStreamingError instead of UpstreamUnavailable")
 def test_a_connection_lost_while_reading_a_staged_body_raises_upstream_unavailable(dropping_s3):
     with pytest.raises(UpstreamUnavailable):
         S3BlobStore("staging").get("staged/memo.pdf")

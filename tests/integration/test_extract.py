@@ -15,7 +15,6 @@ import pytest
 from allthethings.adapters.extract import DocumentExtractor
 from allthethings.domain.errors import ExtractionFailed
 from lxml import html as lxml_html
-from pypdf.errors import LimitReachedError
 
 from tests.conftest import FIXTURES
 
@@ -145,9 +144,6 @@ def _same_length_edit(body: bytes, old: bytes, new: bytes) -> bytes:
     return body.replace(old, new)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="extract.py:71 does not catch NotImplementedError, which pypdf raises for an unknown "
-                          "stream filter; it escapes as a non-domain error")
 def test_a_pdf_with_an_unknown_stream_filter_raises_extraction_failed(extractor):
     body = _same_length_edit(_memo(), b"<< /Filter /FlateDecode /Length 414 >>",
                              b"<< /Filter /FlateDecodX /Length 414 >>")
@@ -155,9 +151,6 @@ def test_a_pdf_with_an_unknown_stream_filter_raises_extraction_failed(extractor)
         extractor.extract(body, "application/pdf", "https://example.org/bad.pdf")
 
 
-@pytest.mark.xfail(strict=True, raises=LimitReachedError,
-                   reason="extract.py:71 catches PdfReadError but not pypdf's LimitReachedError (a PyPdfError, "
-                          "not a PdfReadError), raised for a self-referencing object")
 def test_a_pdf_whose_stream_length_refers_to_itself_raises_extraction_failed(extractor):
     body = _same_length_edit(_memo(), b"<< /Filter /FlateDecode /Length 414 >>",
                              b"<</Filter /FlateDecode /Length 3 0 R>>")
@@ -183,18 +176,23 @@ LATIN_1 = {
     "french": "Le café de la gare était fermé à minuit, et nous avons dû marcher jusqu'à l'hôtel sous la pluie.",
     "spanish": "El niño comió piña en la mañana; el señor Muñoz pagó la cuenta en la cafetería de la estación.",
 }
-_CP1250_GUESS = "extract.py:22 trusts charset_normalizer's guess, which reads this latin-1 text as cp1250 " \
-                "(à becomes ŕ, ñ becomes ń)"
-
 
 @pytest.mark.parametrize("language", [
     "german",
-    pytest.param("french", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_CP1250_GUESS)),
-    pytest.param("spanish", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=_CP1250_GUESS)),
+    "french",
+    "spanish",
 ])
 def test_latin_1_text_decodes_to_the_original_string(language, extractor):
     text = LATIN_1[language]
     assert extractor.extract(text.encode("latin-1"), "text/plain", "https://example.org/t.txt").text == text
+
+
+@pytest.mark.parametrize("charset, text", [("cp1251", "Привет, мир: проверка кодировки."),
+                                           ("iso-8859-2", "Zażółć gęślą jaźń."),
+                                           ("shift_jis", "日本語のテキストです。")])
+def test_a_declared_charset_decides_how_text_is_decoded(charset, text, extractor):
+    body = text.encode(charset)
+    assert extractor.extract(body, f"text/plain; charset={charset}", "https://example.org/t.txt").text == text
 
 
 @pytest.mark.parametrize("name", ["lighthouse-keeping.txt", "sourdough.md"])

@@ -351,9 +351,6 @@ def test_a_prediction_that_stays_processing_fails_once_the_deadline_passes(repli
     assert replicate.requests_of("POST")[0]["headers"]["prefer"] == "wait=4"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="replicate.py:123 lets vectors_from_output's ValueError escape embed(); a malformed answer "
-                          "from Replicate should be UpstreamUnavailable, not an untyped error (a 500 from search)")
 def test_a_succeeded_prediction_without_embeddings_raises_upstream_unavailable(replicate):
     embedder, *_ = make_embedder(replicate)
     replicate.output_override = None

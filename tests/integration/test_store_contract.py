@@ -26,7 +26,7 @@ from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
 from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import TRANSITIONS, Status
-from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
+from allthethings.domain.errors import InvalidInput
 from allthethings.services.search import MAX_CHUNKS
 
 from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from allthethings.adapters.models import packaged_tokenizer
 from allthethings.domain import cursor
 from allthethings.domain.assets import TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
@@ -92,6 +91,13 @@ def test_text_is_refined_by_header_and_extension():
 ])
 def test_sniffing_reads_magic_numbers(head, expected):
     assert sniff(head) == expected
+
+
+def test_a_declared_charset_is_kept_for_plain_text_only():
+    assert decide(b"caf\xe9", "text/plain; charset=ISO-8859-1", "http://x/a.txt").content_type == \
+        "text/plain; charset=iso-8859-1"
+    assert decide(b"cafe", "text/plain; charset=utf-8", "http://x/a.txt").content_type == "text/plain"
+    assert decide(b"<html>caf\xe9", "text/html; charset=iso-8859-1", "http://x/").content_type == "text/html"
 
 
 def test_binary_garbage_is_unsupported():

@@ -2,17 +2,18 @@
 
 import json
 import re
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-from flask import Flask
-from standardwebhooks.webhooks import Webhook
-
 from allthethings import bootstrap
 from allthethings.config import Settings
 from allthethings.domain.assets import Status
 from allthethings.local import template as templates
 from allthethings.local.gateway import LambdaContext, Router, build_event, load_handler, load_module
+from flask import Flask
+from standardwebhooks.webhooks import Webhook
+
 from tests.fakes import FakeEmbedder, FakeFetcher, fake_deps, word_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,9 +164,9 @@ def test_search_finds_the_processed_asset_and_renders_the_page(deps):
 
 
 def signed(body: str, secret: str = SECRET, msg_id: str = "msg_1") -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, stamp, body)
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())), "webhook-signature": signature,
             "Content-Type": "application/json"}
@@ -177,7 +178,8 @@ def waiting(deps):
     _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
     process_all(deps)
     chunks = deps.store.chunks(asset["id"])
-    body = json.dumps({"id": "p1", "status": "succeeded", "output": [{"embedding": word_vector(c.text)} for c in chunks]})
+    output = [{"embedding": word_vector(c.text)} for c in chunks]
+    body = json.dumps({"id": "p1", "status": "succeeded", "output": output})
     return asset["id"], body
 
 

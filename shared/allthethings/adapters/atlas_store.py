@@ -9,7 +9,7 @@ built once per container, on first use.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
@@ -45,7 +45,7 @@ def vector_search_pipeline(index: str, vector: Sequence[float], limit: int) -> l
 
 def _utc(value: datetime) -> datetime:
     # BSON dates come back naive (UTC) unless the client is tz_aware.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class AtlasStore(AssetStore):

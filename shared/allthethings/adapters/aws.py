@@ -41,8 +41,10 @@ class S3BlobStore(BlobStore):
               ExtraArgs={"ContentType": content_type})
 
     def get(self, key: str) -> bytes:
-        response = _wrap("reading the staged body from S3", client("s3").get_object, Bucket=self.bucket, Key=key)
-        return response["Body"].read()
+        def read() -> bytes:
+            return client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+        return _wrap("reading the staged body from S3", read)
 
     def delete(self, key: str) -> None:
         _wrap("deleting the staged body from S3", client("s3").delete_object, Bucket=self.bucket, Key=key)

@@ -9,18 +9,46 @@ from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, Extractor
 
 
-def decode_text(body: bytes) -> str:
+# Single-byte Latin code pages that detectors confuse on short texts; Windows-1252 (a superset of
+# ISO-8859-1's printable range) is by far the most common of them on the web.
+_LATIN_FAMILY = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_9", "iso8859_15",
+                 "mac_latin2", "mac_roman"}
+
+
+def decode_text(body: bytes, charset: str | None = None) -> str:
+    """Text from bytes: a BOM, else the declared charset, else UTF-8, else a detected encoding."""
     if body.startswith(b"\xef\xbb\xbf"):
         return body[3:].decode("utf-8", errors="replace")
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
         return body.decode("utf-16", errors="replace")
+    if charset:
+        try:
+            return body.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            pass
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
+        pass
+    from charset_normalizer import from_bytes
 
-        best = from_bytes(body).best()
-        return str(best) if best is not None else body.decode("utf-8", errors="replace")
+    best = from_bytes(body).best()
+    if best is None:
+        return body.decode("cp1252", errors="replace")
+    if best.encoding in _LATIN_FAMILY:
+        try:
+            return body.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+    return str(best)
+
+
+def _charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return None
 
 
 def _tidy(text: str) -> str:
@@ -31,12 +59,13 @@ def _tidy(text: str) -> str:
 
 class DocumentExtractor(Extractor):
     def extract(self, body: bytes, content_type: str, url: str) -> Extracted:
-        if content_type == "application/pdf":
+        media = content_type.split(";", 1)[0].strip()
+        if media == "application/pdf":
             extracted = self._pdf(body)
-        elif content_type == "text/html":
+        elif media == "text/html":
             extracted = self._html(body, url)
         else:
-            extracted = Extracted(title=None, text=_tidy(decode_text(body)))
+            extracted = Extracted(title=None, text=_tidy(decode_text(body, _charset(content_type))))
         if not extracted.text.strip():
             raise ExtractionFailed(f"no text could be extracted from this {content_type} document")
         return extracted
@@ -58,7 +87,6 @@ class DocumentExtractor(Extractor):
     @staticmethod
     def _pdf(body: bytes) -> Extracted:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
 
         try:
             reader = PdfReader(io.BytesIO(body))
@@ -68,6 +96,6 @@ class DocumentExtractor(Extractor):
             title = (reader.metadata.title if reader.metadata else None) or None
         except ExtractionFailed:
             raise
-        except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        except Exception as exc:  # a hostile or broken file can break the parser anywhere  # noqa: BLE001
             raise ExtractionFailed(f"the PDF could not be read ({type(exc).__name__})") from None
         return Extracted(title=title, text=_tidy("\n\n".join(pages)))

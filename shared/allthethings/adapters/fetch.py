@@ -10,12 +10,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 import tempfile
+import time
 
-from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
 from allthethings.domain.content import SNIFF_BYTES
+from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
 from allthethings.ports import Fetched, Fetcher
 
 MAX_REDIRECTS = 5
+# The whole download may take this many read timeouts: a server trickling bytes just under the
+# read timeout cannot hold a fetch open for ever.
+TOTAL_TIMEOUTS = 3
 
 
 def is_public_address(address: str) -> bool:
@@ -67,7 +71,11 @@ class HttpFetcher(Fetcher):
                     raise ContentTooLarge(f"the body is {declared_length} bytes; the limit is {max_bytes}")
                 size = 0
                 head = b""
-                for piece in response.iter_bytes(64 * 1024):
+                deadline = time.monotonic() + self.timeout_s * TOTAL_TIMEOUTS
+                for piece in response.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise UnreachableUrl(
+                            f"the URL did not finish sending within {self.timeout_s * TOTAL_TIMEOUTS:.0f} s")
                     size += len(piece)
                     if size > max_bytes:
                         raise ContentTooLarge(f"the body is larger than the limit of {max_bytes} bytes")

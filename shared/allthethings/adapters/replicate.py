@@ -120,7 +120,11 @@ class ReplicateEmbedder(Embedder):
             prediction = self.client.get_prediction(prediction["id"])
         if prediction["status"] != "succeeded":
             raise UpstreamUnavailable(f"embedding prediction {prediction['status']}: {prediction.get('error')}")
-        return vectors_from_output(prediction.get("output"))
+        try:
+            return vectors_from_output(prediction.get("output"))
+        except ValueError as exc:
+            raise UpstreamUnavailable(f"embedding prediction {prediction.get('id')} returned no embeddings: {exc}") \
+                from None
 
     def vectors_from_output(self, output: object) -> list[list[float]]:
         return vectors_from_output(output)

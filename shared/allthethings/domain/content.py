@@ -53,6 +53,14 @@ class Decision:
     kind: Kind
 
 
+def declared_charset(declared: str | None) -> str | None:
+    for param in (declared or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"').lower()
+    return None
+
+
 def _media_type(declared: str | None) -> str:
     return (declared or "").split(";", 1)[0].strip().lower()
 
@@ -84,7 +92,18 @@ def sniff(head: bytes) -> str | None:
 
 
 def decide(head: bytes, declared: str | None, url: str) -> Decision:
-    """Decide content type and kind; raise UnsupportedContentType for what we cannot index."""
+    """Decide content type and kind; raise UnsupportedContentType for what we cannot index.
+
+    Plain text keeps a declared charset (`text/plain; charset=iso-8859-1`): nothing else in the
+    bytes says how to decode them."""
+    decision = _decide(head, declared, url)
+    charset = declared_charset(declared)
+    if decision.kind is Kind.TEXT and charset and charset not in ("utf-8", "us-ascii"):
+        return Decision(f"{decision.content_type}; charset={charset}", decision.kind)
+    return decision
+
+
+def _decide(head: bytes, declared: str | None, url: str) -> Decision:
     sniffed = sniff(head[:SNIFF_BYTES])
     media = _media_type(declared)
     ext = posixpath.splitext(urlsplit(url).path)[1].lower()

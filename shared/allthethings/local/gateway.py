@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from allthethings.local.template import Function, Route, Template
 
@@ -92,8 +92,8 @@ def build_event(request, route: Route, path_params: dict) -> dict:
     cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
     headers.setdefault("x-forwarded-proto", request.scheme)
     headers.setdefault("x-forwarded-for", request.remote_addr or "127.0.0.1")
-    query = {k: ",".join(request.args.getlist(k)) for k in request.args.keys()}
-    now = datetime.now(timezone.utc)
+    query = {k: ",".join(request.args.getlist(k)) for k in request.args}
+    now = datetime.now(UTC)
     event = {
         "version": "2.0",
         "routeKey": route.key,

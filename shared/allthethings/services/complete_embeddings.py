@@ -56,6 +56,6 @@ def apply_embedding_prediction(asset_id: str, prediction: dict, deps: Deps) -> A
             return fail_embeddings(asset_id, str(exc), deps)
         return complete_embeddings(asset_id, vectors, deps)
     if status in ("failed", "canceled"):
-        return fail_embeddings(asset_id, f"embedding prediction {status}: {prediction.get('error') or 'no reason given'}",
-                               deps)
+        reason = prediction.get("error") or "no reason given"
+        return fail_embeddings(asset_id, f"embedding prediction {status}: {reason}", deps)
     return asset
