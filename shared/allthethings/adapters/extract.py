@@ -8,7 +8,6 @@ import re
 from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, Extractor
 
-
 # Single-byte Latin code pages that detectors confuse on short texts; Windows-1252 (a superset of
 # ISO-8859-1's printable range) is by far the most common of them on the web.
 _LATIN_FAMILY = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_9", "iso8859_15",
