@@ -39,6 +39,14 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def _import(function: Function, instance: int):
+    name = f"lambda_{function.logical_id}" + (f"_{instance}" if instance else "")
+    spec = importlib.util.spec_from_file_location(name, function.module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 _modules: dict[str, object] = {}
 _modules_lock = threading.Lock()
 
@@ -47,15 +55,38 @@ def load_module(function: Function):
     """The function's handler module, imported once from its own folder as Lambda would."""
     with _modules_lock:
         if function.logical_id not in _modules:
-            spec = importlib.util.spec_from_file_location(f"lambda_{function.logical_id}", function.module_path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            _modules[function.logical_id] = module
+            _modules[function.logical_id] = _import(function, 0)
     return _modules[function.logical_id]
 
 
 def load_handler(function: Function):
     return getattr(load_module(function), function.handler.rsplit(".", 1)[1])
+
+
+class Containers:
+    """Lambda runs one request at a time per container and adds containers for concurrent ones;
+    a handler's module state (the Powertools resolver's current event, for one) relies on that.
+    Each "container" here is a separate import of the handler module, reused when idle."""
+
+    def __init__(self):
+        self._idle: dict[str, list] = {}
+        self._count: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def invoke(self, function: Function, event: dict, context) -> object:
+        with self._lock:
+            idle = self._idle.setdefault(function.logical_id, [])
+            module = idle.pop() if idle else None
+            if module is None:
+                instance = self._count.get(function.logical_id, 0)
+                self._count[function.logical_id] = instance + 1
+        if module is None:
+            module = load_module(function) if instance == 0 else _import(function, instance)
+        try:
+            return getattr(module, function.handler.rsplit(".", 1)[1])(event, context)
+        finally:
+            with self._lock:
+                self._idle[function.logical_id].append(module)
 
 
 def _pattern(path: str) -> re.Pattern:
@@ -147,6 +178,7 @@ def to_response(result):
 
 
 _router: Router | None = None
+_containers = Containers()
 
 
 def configure(template: Template) -> None:
@@ -168,4 +200,4 @@ def gateway(request):
         return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
     route, fn, params = found
     event = build_event(request, route, params)
-    return to_response(load_handler(fn)(event, LambdaContext(fn)))
+    return to_response(_containers.invoke(fn, event, LambdaContext(fn)))

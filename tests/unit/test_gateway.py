@@ -1,0 +1,34 @@
+"""The local gateway gives each concurrent request its own handler instance, as Lambda does."""
+
+import threading
+from pathlib import Path
+
+from allthethings.local.gateway import Containers
+from allthethings.local.template import Function
+
+HANDLER = '''
+import threading, time
+state = {"current": None}
+def handler(event, context):
+    state["current"] = event["n"]
+    time.sleep(0.05)
+    return state["current"]
+'''
+
+
+def test_concurrent_requests_never_share_a_handler_instance(tmp_path: Path):
+    (tmp_path / "app.py").write_text(HANDLER)
+    fn = Function("RacyFunction", tmp_path, "app.handler", {}, [], [])
+    containers = Containers()
+    answers = {}
+
+    def call(n):
+        answers[n] = containers.invoke(fn, {"n": n}, None)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == {n: n for n in range(8)}
+    assert containers.invoke(fn, {"n": 99}, None) == 99
