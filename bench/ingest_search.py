@@ -51,7 +51,7 @@ def ingest(stack: RunningStack, base: str, n: int, clients: int) -> tuple[float,
             raise RuntimeError(f"{len(failed)} assets failed")
         pending = {i for i in pending if seen.get(i) != "SEARCHABLE"}
         if pending:
-            time.sleep(0.25)
+            time.sleep(1.0)  # listing every asset costs the stack CPU; do not poll harder
     return time.perf_counter() - started, ids
 
 

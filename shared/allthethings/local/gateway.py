@@ -39,7 +39,8 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def _import(function: Function, instance: int):
+def import_instance(function: Function, instance: int):
+    """A separate import of the function's module: one more "container"."""
     name = f"lambda_{function.logical_id}" + (f"_{instance}" if instance else "")
     spec = importlib.util.spec_from_file_location(name, function.module_path)
     module = importlib.util.module_from_spec(spec)
@@ -55,7 +56,7 @@ def load_module(function: Function):
     """The function's handler module, imported once from its own folder as Lambda would."""
     with _modules_lock:
         if function.logical_id not in _modules:
-            _modules[function.logical_id] = _import(function, 0)
+            _modules[function.logical_id] = import_instance(function, 0)
     return _modules[function.logical_id]
 
 
@@ -81,7 +82,7 @@ class Containers:
                 instance = self._count.get(function.logical_id, 0)
                 self._count[function.logical_id] = instance + 1
         if module is None:
-            module = load_module(function) if instance == 0 else _import(function, instance)
+            module = load_module(function) if instance == 0 else import_instance(function, instance)
         try:
             return getattr(module, function.handler.rsplit(".", 1)[1])(event, context)
         finally:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 
-from allthethings.local.gateway import LambdaContext, load_handler
+from allthethings.local.gateway import LambdaContext, import_instance, load_handler
 from allthethings.local.template import Function, QueueTrigger
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ def sqs_record(message: dict, queue_arn: str, region: str) -> dict:
 
 class QueuePump(threading.Thread):
     def __init__(self, sqs, function: Function, trigger: QueueTrigger, queue_url: str, queue_arn: str,
-                 retry_delay_s: int = 2, region: str = "us-east-1"):
-        super().__init__(name=f"pump-{function.logical_id}", daemon=True)
+                 retry_delay_s: int = 2, region: str = "us-east-1", instance: int = 0):
+        super().__init__(name=f"pump-{function.logical_id}-{instance}", daemon=True)
+        self.instance = instance
         self.sqs = sqs
         self.function = function
         self.trigger = trigger
@@ -51,7 +52,9 @@ class QueuePump(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
-        handler = load_handler(self.function)
+        # Each poller invokes its own container: handler modules keep per-invocation state.
+        handler = load_handler(self.function) if self.instance == 0 else \
+            getattr(import_instance(self.function, self.instance), self.function.handler.rsplit(".", 1)[1])
         while not self.stopping.is_set():
             try:
                 self.poll_once(handler)

@@ -57,12 +57,14 @@ def _wait_for_port(port: int, timeout_s: float, process: subprocess.Popen) -> No
 
 class LocalStack:
     def __init__(self, *, port: int = 8000, data_dir: str = ".data", template: str | os.PathLike = DEFAULT_TEMPLATE,
-                 host: str = "127.0.0.1", retry_delay_s: int = 2):
+                 host: str = "127.0.0.1", retry_delay_s: int = 2, pollers: int = 2):
         self.port = port
         self.host = host
         self.data_dir = Path(data_dir).resolve()
         self.template: Template = load(template)
         self.retry_delay_s = retry_delay_s
+        # Lambda polls a queue with several concurrent pollers and invokes a container per batch.
+        self.pollers = pollers
         self.aws_port: int | None = None
         self.queue_urls: dict[str, str] = {}
         self._moto: subprocess.Popen | None = None
@@ -138,10 +140,11 @@ class LocalStack:
             for trigger in fn.queue_triggers:
                 url = self.queue_urls[trigger.queue]
                 arn = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-                pump = QueuePump(client("sqs"), fn, trigger, url, arn["Attributes"]["QueueArn"],
-                                 retry_delay_s=self.retry_delay_s)
-                pump.start()
-                self._pumps.append(pump)
+                for instance in range(self.pollers):
+                    pump = QueuePump(client("sqs"), fn, trigger, url, arn["Attributes"]["QueueArn"],
+                                     retry_delay_s=self.retry_delay_s, instance=instance)
+                    pump.start()
+                    self._pumps.append(pump)
         import functions_framework
         from werkzeug.serving import make_server
 
