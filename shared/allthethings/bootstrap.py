@@ -46,7 +46,7 @@ def build(settings: Settings) -> Deps:
     else:
         from allthethings.adapters.models import LocalEmbedder
 
-        embedder = LocalEmbedder(settings.local_model)
+        embedder = LocalEmbedder(settings.local_model, threads=settings.model_threads)
 
     return Deps(
         settings=settings,

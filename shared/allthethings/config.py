@@ -35,6 +35,7 @@ class Settings:
 
     embedder: str = "local"  # local | replicate
     local_model: str = "all-MiniLM-L6-v2"
+    model_threads: int | None = None
     replicate_api_base: str = "https://api.replicate.com/v1"
     replicate_api_token: str | None = None
     replicate_api_token_param: str | None = None
@@ -78,6 +79,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vector_index=get("VECTOR_INDEX", d.vector_index),
         embedder=get("EMBEDDER_BACKEND", d.embedder).lower(),
         local_model=get("LOCAL_MODEL", d.local_model),
+        model_threads=int(env["MODEL_THREADS"]) if env.get("MODEL_THREADS") else None,
         replicate_api_base=get("REPLICATE_API_BASE", d.replicate_api_base).rstrip("/"),
         replicate_api_token=get("REPLICATE_API_TOKEN", None),
         replicate_api_token_param=get("REPLICATE_API_TOKEN_PARAM", None),

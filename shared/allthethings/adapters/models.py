@@ -143,7 +143,10 @@ class _Coalescer:
 class LocalEmbedder(Embedder):
     """sentence-transformers on the CPU, loaded on first use; concurrent calls are batched together."""
 
-    def __init__(self, model: str, batch_size: int = 32):
+    def __init__(self, model: str, batch_size: int = 32, threads: int | None = None):
+        # The model shares the machine with the rest of the pipeline (and, locally, the AWS
+        # emulator): by default it takes half the cores rather than all of them.
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self.model = model
         self.dimensions, self.max_tokens = MODELS[model]
         self.batch_size = batch_size
@@ -155,7 +158,10 @@ class LocalEmbedder(Embedder):
         if self._st is None:
             with self._lock:
                 if self._st is None:
+                    import torch
                     from sentence_transformers import SentenceTransformer
+
+                    torch.set_num_threads(self.threads)
 
                     st = SentenceTransformer(str(model_dir(self.model)), device="cpu")
                     st.max_seq_length = self.max_tokens

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from allthethings.local.stack import LocalStack
 
-    stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host)
+    stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host,
+                       pollers=int(os.environ.get("LOCAL_POLLERS", "4")))
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         stack.start()

@@ -57,7 +57,7 @@ def _wait_for_port(port: int, timeout_s: float, process: subprocess.Popen) -> No
 
 class LocalStack:
     def __init__(self, *, port: int = 8000, data_dir: str = ".data", template: str | os.PathLike = DEFAULT_TEMPLATE,
-                 host: str = "127.0.0.1", retry_delay_s: int = 2, pollers: int = 2):
+                 host: str = "127.0.0.1", retry_delay_s: int = 2, pollers: int = 4):
         self.port = port
         self.host = host
         self.data_dir = Path(data_dir).resolve()
