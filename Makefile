@@ -73,7 +73,7 @@ invoke: build ## sam local invoke FUNCTION with EVENT (needs Docker), e.g. make 
 	$(SAM) local invoke $(FUNCTION) --event $(EVENT)
 
 bench: $(VENV)/.dev ## run the benchmarks under bench/ and print the numbers for BENCHMARKS.md
-	$(PY) bench/run_all.py
+	PYTHONPATH=$(CURDIR)/shared:$(CURDIR) $(PY) bench/run_all.py
 
 clean: ## remove the virtual environments, build output and local data
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(DATA_DIR)

@@ -1,0 +1,11 @@
+"""`make bench`: every benchmark in turn; paste the JSON it prints into BENCHMARKS.md."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "1000", "--queries", "200"])]:
+    print(f"== bench/{script} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script), *args], check=True)
