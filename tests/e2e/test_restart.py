@@ -1,0 +1,39 @@
+"""Stopping `make run` half-way loses no asset: on the next start, what can resume resumes and
+what cannot is marked failed, visibly, instead of sitting in PROCESSING for ever."""
+
+from __future__ import annotations
+
+import pytest
+
+from allthethings.adapters.sqlite_store import SqliteStore
+from allthethings.domain.assets import Asset, Chunk, Kind, Status
+from tests.e2e.conftest import RunningStack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    store = SqliteStore(str(data / "allthethings.db"), 384, "all-MiniLM-L6-v2")
+    lost = Asset.new("http://x.test/lost.txt", content_type="text/plain", kind=Kind.TEXT,
+                     staged_key="staged/gone", size_bytes=10)
+    store.add(lost)
+    store.move(lost.id, Status.PROCESSING)
+    chunked = Asset.new("http://x.test/chunked.txt", content_type="text/plain", kind=Kind.TEXT,
+                        staged_key="staged/gone-too", size_bytes=10)
+    store.add(chunked)
+    store.move(chunked.id, Status.PROCESSING)
+    store.put_chunks(chunked.id, [Chunk(chunked.id, 0, "Keepers lit the lamp at sunset.")])
+    store.move(chunked.id, Status.PROCESSED, chunk_count=1)
+    store.close()
+
+    running = RunningStack(data)
+    try:
+        assert running.wait_for(chunked.id, timeout_s=120)["status"] == "SEARCHABLE"
+        failed = running.http.get(f"/api/assets/{lost.id}").json()
+        assert failed["status"] == "PROCESSING_ERROR" and "submit it again" in failed["error"]
+        results = running.http.get("/api/search", params={"q": "who lit the lamp"}).json()["results"]
+        assert results[0]["asset"]["id"] == chunked.id
+    finally:
+        running.stop()
