@@ -91,8 +91,9 @@ def main() -> None:
         stack.stop()
         server.shutdown()
 
-    from allthethings.adapters.models import model_dir
     from sentence_transformers import SentenceTransformer
+
+    from allthethings.adapters.models import model_dir
 
     model = SentenceTransformer(str(model_dir(args.model)), device="cpu")
     model.encode(["warm up"])

@@ -10,11 +10,12 @@ SQS, and after maxReceiveCount lands in the dead-letter queue.
 import asyncio
 import json
 
-from allthethings import bootstrap
-from allthethings.services.process_asset import process_asset
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from allthethings import bootstrap
+from allthethings.services.process_asset import process_asset
 
 logger = Logger()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)

@@ -4,14 +4,15 @@ Routes: GET /api/search?q=&limit= -> {"results": [{"asset", "score", "snippet"}]
 result per asset, best first; GET /search?query= -> the HTML results page.
 """
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+
 from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
 from allthethings.http import api
 from allthethings.services.assets import parse_limit
 from allthethings.services.search import MAX_LIMIT, search
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
 
 logger = Logger()
 app = api(logger)

@@ -8,15 +8,16 @@ Errors are JSON {"error": {"code", "message"}} with the status the error type ma
 
 from urllib.parse import parse_qs
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from pydantic import BaseModel
+
 from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
 from allthethings.http import api, json_response, origin
 from allthethings.services.assets import get_asset, list_assets, parse_limit
 from allthethings.services.submit_asset import submit_asset
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
-from pydantic import BaseModel
 
 logger = Logger()
 app = api(logger)

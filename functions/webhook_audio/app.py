@@ -5,13 +5,14 @@ Route: POST /webhooks/audio/{id}. The signature is verified first (401); a malfo
 asset ever awaits a transcription and a verified delivery for a known asset -> 409.
 """
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+
 from allthethings import bootstrap
 from allthethings.adapters.signatures import verify_replicate
 from allthethings.domain.errors import Conflict
 from allthethings.http import api
 from allthethings.services.assets import get_asset
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging import correlation_paths
 
 logger = Logger()
 app = api(logger)

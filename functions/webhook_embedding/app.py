@@ -8,13 +8,14 @@ delivery twice changes nothing.
 
 import json
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+
 from allthethings import bootstrap
 from allthethings.adapters.signatures import verify_replicate
 from allthethings.domain.errors import InvalidInput
 from allthethings.http import api
 from allthethings.services.complete_embeddings import apply_embedding_prediction
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging import correlation_paths
 
 logger = Logger()
 app = api(logger)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from allthethings.local.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]

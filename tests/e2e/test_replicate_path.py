@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -52,7 +52,7 @@ class FakeReplicate:
                 texts = json.loads(body["input"]["text_batch"])
                 prediction = {"id": uuid.uuid4().hex[:20], "version": body["version"], "input": body["input"],
                               "status": "starting", "output": None, "error": None,
-                              "created_at": datetime.now(timezone.utc).isoformat()}
+                              "created_at": datetime.now(UTC).isoformat()}
                 done = dict(prediction, status="succeeded", output=[{"embedding": word_vector(t, 768)} for t in texts])
                 if owner.fail_next:
                     owner.fail_next = False
@@ -74,7 +74,7 @@ class FakeReplicate:
     def deliver(self, url: str, prediction: dict) -> None:
         payload = json.dumps(prediction)
         msg_id = f"msg_{uuid.uuid4().hex}"
-        stamp = datetime.now(timezone.utc)
+        stamp = datetime.now(UTC)
         headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
                    "webhook-signature": Webhook(SECRET).sign(msg_id, stamp, payload),
                    "content-type": "application/json"}

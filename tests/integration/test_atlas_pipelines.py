@@ -13,11 +13,11 @@ import copy
 import math
 
 import pytest
+
 from allthethings.adapters.atlas_store import AtlasStore, vector_index_definition, vector_search_pipeline
 from allthethings.config import MODELS
 from allthethings.domain.assets import ChunkHit, Status
 from allthethings.services.search import CHUNKS_PER_RESULT, MAX_CHUNKS, MAX_LIMIT
-
 from tests.integration.store_contract import DIMENSIONS, axis, make_asset
 
 INDEX = "chunk_vectors"

@@ -16,13 +16,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from allthethings.adapters import aws
 from allthethings.adapters.aws import S3BlobStore, SqsQueue, client
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.local.gateway import load_handler
 from allthethings.local.sqs_pump import QueuePump
 from allthethings.local.template import Function, QueueTrigger
-
 from tests.conftest import FIXTURES
 
 MEMO = FIXTURES / "pdf" / "fake-memo.pdf"

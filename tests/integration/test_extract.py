@@ -12,10 +12,10 @@ import random
 import re
 
 import pytest
-from allthethings.adapters.extract import DocumentExtractor
-from allthethings.domain.errors import ExtractionFailed
 from lxml import html as lxml_html
 
+from allthethings.adapters.extract import DocumentExtractor
+from allthethings.domain.errors import ExtractionFailed
 from tests.conftest import FIXTURES
 
 HTML = FIXTURES / "html"

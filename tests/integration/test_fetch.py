@@ -10,10 +10,10 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from allthethings.adapters.fetch import MAX_REDIRECTS, HttpFetcher, check_public_host, is_public_address
 from allthethings.domain.content import SNIFF_BYTES
 from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
-
 from tests.conftest import FIXTURES
 
 PAGE = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from allthethings.adapters.replicate import ReplicateClient, ReplicateEmbedder
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.ports import Pending

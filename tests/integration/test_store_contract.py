@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+
 from allthethings.adapters import atlas_store as atlas_module
 from allthethings.adapters import sqlite_store as sqlite_module
 from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
@@ -28,7 +29,6 @@ from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import TRANSITIONS, Status
 from allthethings.domain.errors import InvalidInput
 from allthethings.services.search import MAX_CHUNKS
-
 from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
 
 INDEX = "chunk_vectors"

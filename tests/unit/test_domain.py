@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from allthethings.adapters.models import packaged_tokenizer
 from allthethings.domain import cursor
 from allthethings.domain.assets import TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url

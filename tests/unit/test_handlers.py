@@ -6,14 +6,14 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from standardwebhooks.webhooks import Webhook
+
 from allthethings import bootstrap
 from allthethings.config import Settings
 from allthethings.domain.assets import Status
 from allthethings.local import template as templates
 from allthethings.local.gateway import LambdaContext, Router, build_event, load_handler, load_module
-from flask import Flask
-from standardwebhooks.webhooks import Webhook
-
 from tests.fakes import FakeEmbedder, FakeFetcher, fake_deps, word_vector
 
 REPO = Path(__file__).resolve().parents[2]

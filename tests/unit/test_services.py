@@ -1,6 +1,7 @@
 """The use cases, with fakes behind every port: no network, no disk, no model."""
 
 import pytest
+
 from allthethings.domain.assets import Status
 from allthethings.domain.errors import (
     ExtractionFailed,
@@ -14,7 +15,6 @@ from allthethings.services.complete_embeddings import apply_embedding_prediction
 from allthethings.services.process_asset import process_asset
 from allthethings.services.search import search
 from allthethings.services.submit_asset import submit_asset
-
 from tests.fakes import FakeEmbedder, FakeFetcher, FakeQueue, fake_deps, word_vector
 
 LIGHTHOUSE = ("Lighthouse keepers trimmed wicks and polished lenses through the night. "
