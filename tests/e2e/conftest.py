@@ -17,8 +17,12 @@ from allthethings.local.stack import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+_running: list[RunningStack] = []
+
+
 class RunningStack:
     def __init__(self, data_dir: Path, **env):
+        _running.append(self)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "stack.log"
@@ -65,3 +69,15 @@ def stack(tmp_path_factory):
     running = RunningStack(tmp_path_factory.mktemp("stack"))
     yield running
     running.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed end-to-end test shows the tail of every stack's log, so a CI failure can be read."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for running in _running:
+            if running.log.exists():
+                tail = running.log.read_text(errors="replace")[-4000:]
+                report.sections.append((f"stack log {running.log}", tail))
