@@ -9,6 +9,7 @@ folder the way Lambda (and the local stack) loads it.
 from __future__ import annotations
 
 import io
+import os
 import json
 import threading
 import time
@@ -106,6 +107,21 @@ def test_a_staged_fixture_file_round_trips_through_s3_and_is_deleted(bucket):
     store.delete("staged/memo.pdf")
     with pytest.raises(UpstreamUnavailable):
         store.get("staged/memo.pdf")
+
+
+def test_a_body_over_the_single_put_limit_is_staged_in_parts_from_a_spooled_file(bucket):
+    import tempfile
+
+    from allthethings.adapters import aws
+
+    body = os.urandom(aws.SINGLE_PUT_BYTES + 1024 * 1024)
+    spooled = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    spooled.write(body)
+    spooled.seek(0)
+    S3BlobStore(bucket).put("staged/big", spooled, "application/pdf")
+    assert S3BlobStore(bucket).get("staged/big") == body
+    head = client("s3").head_object(Bucket=bucket, Key="staged/big")
+    assert "-" in head["ETag"], "a multipart upload's ETag carries its part count"
 
 
 def test_reading_a_missing_key_raises_upstream_unavailable(bucket):

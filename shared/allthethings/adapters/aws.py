@@ -11,6 +11,7 @@ from typing import BinaryIO
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.ports import BlobStore, TaskQueue
 
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
 _clients: dict[str, object] = {}
 
 
@@ -37,8 +38,15 @@ class S3BlobStore(BlobStore):
         self.bucket = bucket
 
     def put(self, key: str, body: BinaryIO, content_type: str) -> None:
-        _wrap("staging the body in S3", client("s3").upload_fileobj, body, self.bucket, key,
-              ExtraArgs={"ContentType": content_type})
+        body.seek(0, 2)
+        size = body.tell()
+        body.seek(0)
+        if size <= SINGLE_PUT_BYTES:  # one request; the transfer manager's thread pool costs more
+            _wrap("staging the body in S3", client("s3").put_object, Bucket=self.bucket, Key=key, Body=body.read(),
+                  ContentType=content_type)
+        else:  # multipart, streamed from the spooled file with bounded memory
+            _wrap("staging the body in S3", client("s3").upload_fileobj, body, self.bucket, key,
+                  ExtraArgs={"ContentType": content_type})
 
     def get(self, key: str) -> bytes:
         def read() -> bytes:
