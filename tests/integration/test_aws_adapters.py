@@ -9,8 +9,8 @@ folder the way Lambda (and the local stack) loads it.
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import threading
 import time
 import uuid
@@ -112,7 +112,6 @@ def test_a_staged_fixture_file_round_trips_through_s3_and_is_deleted(bucket):
 def test_a_body_over_the_single_put_limit_is_staged_in_parts_from_a_spooled_file(bucket):
     import tempfile
 
-    from allthethings.adapters import aws
 
     body = os.urandom(aws.SINGLE_PUT_BYTES + 1024 * 1024)
     spooled = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
