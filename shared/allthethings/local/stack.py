@@ -42,6 +42,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the emulator's process: ask Linux to stop it when the stack dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _wait_for_port(port: int, timeout_s: float, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -83,7 +91,7 @@ class LocalStack:
         logfile = open(self.data_dir / "aws-emulator.log", "ab")  # noqa: SIM115 - lives as long as the process
         self._moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.aws_port)],
-            stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         _wait_for_port(self.aws_port, 30, self._moto)
         os.environ.update({
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.aws_port}",
