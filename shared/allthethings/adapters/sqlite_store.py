@@ -8,6 +8,7 @@ crash never leaves half an asset behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -165,18 +166,28 @@ class SqliteStore(AssetStore):
         next_cursor = cursors.encode({"seq": page[-1][0]}) if len(rows) > limit else None
         return [self._row_to_asset(r[1:]) for r in page], next_cursor
 
-    def delete(self, asset_id: str) -> None:
+    @contextlib.contextmanager
+    def _write(self):
+        """One write transaction, taken up front so that concurrent writers queue instead of failing."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
-                         (asset_id,))
-            conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
-            conn.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
-            conn.execute("COMMIT")
+            yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _delete_chunks(conn, asset_id: str) -> None:
+        conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
+                     (asset_id,))
+        conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
+
+    def delete(self, asset_id: str) -> None:
+        with self._write() as conn:
+            self._delete_chunks(conn, asset_id)
+            conn.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
 
     def move(self, asset_id: str, target: Status, **fields) -> bool:
         fields = {k: (v.value if isinstance(v, (Status, Kind)) else v) for k, v in fields.items()}
@@ -192,19 +203,11 @@ class SqliteStore(AssetStore):
 
     # -- chunks ----------------------------------------------------------------
     def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
-                         (asset_id,))
-            conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
+        with self._write() as conn:
+            self._delete_chunks(conn, asset_id)
             conn.executemany(
                 "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
                 [(asset_id, c.index, c.text, c.start_s, c.end_s) for c in chunks])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def chunks(self, asset_id: str) -> list[Chunk]:
         rows = self._conn().execute(
@@ -215,9 +218,7 @@ class SqliteStore(AssetStore):
         from sqlite_vec import serialize_float32
 
         sources = sorted(s.value for s in sources_of(Status.SEARCHABLE))
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             rowids = [r[0] for r in conn.execute(
                 "SELECT rowid FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))]
             if len(rowids) != len(vectors):
@@ -226,17 +227,10 @@ class SqliteStore(AssetStore):
                 f"UPDATE assets SET status = ?, updated_at = ? WHERE id = ? AND status IN "
                 f"({', '.join('?' * len(sources))})",
                 (Status.SEARCHABLE.value, now().isoformat(), asset_id, *sources)).rowcount == 1
-            if not moved:
-                conn.execute("ROLLBACK")
-                return False
-            conn.execute(f"DELETE FROM chunk_vectors WHERE rowid IN ({', '.join('?' * len(rowids))})", rowids)
-            conn.executemany("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)",
-                             [(rid, serialize_float32(list(v))) for rid, v in zip(rowids, vectors)])
-            conn.execute("COMMIT")
-            return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            if moved:
+                conn.executemany("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)",
+                                 [(rid, serialize_float32(list(v))) for rid, v in zip(rowids, vectors)])
+            return moved
 
     def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
         from sqlite_vec import serialize_float32
