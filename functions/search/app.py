@@ -27,7 +27,9 @@ def search_api() -> dict:
 
 @app.get("/search")
 def search_page():
-    query = (app.current_event.query_string_parameters or {}).get("query", "")
+    query = (app.current_event.query_string_parameters or {}).get("query", "").strip()
+    if not query:
+        return Response(200, content_types.TEXT_HTML, web.results("", []))
     try:
         found = search(query, 10, bootstrap.deps())
     except DomainError as exc:

@@ -51,6 +51,8 @@ def results(query: str, found: list[dict], error: str | None = None) -> str:
         f" <span class=muted>{escape(r['asset'].get('content_type') or '')} · score {r['score']:.3f}</span>"
         f"<p>{escape(r['snippet'][:400])}{'…' if len(r['snippet']) > 400 else ''}</p></div>"
         for r in found)
+    if not query:
+        return _page("Search · allthethings", "<p>Type a question or a few words: results are found by meaning.</p>")
     if error:
         body = f"<p class=error role=alert>{escape(error)}</p>"
     else:

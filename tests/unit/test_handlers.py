@@ -161,6 +161,8 @@ def test_search_finds_the_processed_asset_and_renders_the_page(deps):
     assert call("GET", "/api/search?q=x&limit=51")[0] == 400
     status, html = call("GET", "/search?query=lighthouse")
     assert status == 200 and "http://x.test/a.txt" in html
+    status, html = call("GET", "/search?query=")
+    assert status == 200 and "by meaning" in html
 
 
 def signed(body: str, secret: str = SECRET, msg_id: str = "msg_1") -> dict:
