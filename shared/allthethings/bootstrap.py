@@ -37,16 +37,17 @@ def build(settings: Settings) -> Deps:
 
         store = SqliteStore(settings.sqlite_path, settings.dimensions, settings.model)
 
-    if settings.embedder == "replicate":
-        from allthethings.adapters.replicate import ReplicateClient, ReplicateEmbedder
+    from allthethings.adapters.replicate import ReplicateClient, ReplicateEmbedder, ReplicateTranscriber
 
-        client = ReplicateClient(settings.replicate_api_base, lambda: secret(
-            settings.replicate_api_token, settings.replicate_api_token_param, "REPLICATE_API_TOKEN"))
-        embedder = ReplicateEmbedder(client, settings.replicate_embedding_version)
+    replicate = ReplicateClient(settings.replicate_api_base, lambda: secret(
+        settings.replicate_api_token, settings.replicate_api_token_param, "REPLICATE_API_TOKEN"))
+    transcriber = ReplicateTranscriber(replicate, settings.replicate_whisper_version, model=settings.whisper_model)
+    if settings.embedder == "replicate":
+        embedder = ReplicateEmbedder(replicate, settings.replicate_embedding_version, model=settings.embedding_model)
     else:
         from allthethings.adapters.models import LocalEmbedder
 
-        embedder = LocalEmbedder(settings.local_model, threads=settings.model_threads)
+        embedder = LocalEmbedder(settings.embedding_model, threads=settings.model_threads)
 
     return Deps(
         settings=settings,
@@ -57,7 +58,39 @@ def build(settings: Settings) -> Deps:
         extractor=DocumentExtractor(),
         tokenizer=packaged_tokenizer(settings.model),
         embedder=embedder,
+        transcriber=transcriber,
+        webhooks=SqsQueue(settings.webhook_queue_url or ""),
+        verifier=_verifier(settings),
     )
+
+
+def _verifier(settings: Settings):
+    """The configured webhook signature check; its secret is read on first use, not at start."""
+    from allthethings.adapters.signatures import HookdeckVerifier, ReplicateVerifier
+    from allthethings.ports import WebhookVerifier
+
+    def optional(value, param, what):
+        try:
+            return secret(value, param, what)
+        except ValueError:
+            return None  # verification then refuses every delivery, with a clear message
+
+    class Lazy(WebhookVerifier):
+        _real = None
+
+        def verify(self, body, headers):
+            if self._real is None:
+                if settings.webhook_signature == "hookdeck":
+                    self._real = HookdeckVerifier(optional(settings.hookdeck_signing_secret,
+                                                           settings.hookdeck_signing_secret_param,
+                                                           "HOOKDECK_SIGNING_SECRET"))
+                else:
+                    self._real = ReplicateVerifier(optional(settings.replicate_webhook_secret,
+                                                            settings.replicate_webhook_secret_param,
+                                                            "REPLICATE_WEBHOOK_SECRET"))
+            return self._real.verify(body, headers)
+
+    return Lazy()
 
 
 def deps() -> Deps:
@@ -80,11 +113,3 @@ def use(replacement: Deps):
     finally:
         _deps = previous
 
-
-def webhook_secret() -> str | None:
-    settings = deps().settings
-    try:
-        return secret(settings.replicate_webhook_secret, settings.replicate_webhook_secret_param,
-                      "REPLICATE_WEBHOOK_SECRET")
-    except ValueError:
-        return None

@@ -34,18 +34,29 @@ class Settings:
     vector_index: str = "chunk_vectors"
 
     embedder: str = "local"  # local | replicate
-    local_model: str = "all-MiniLM-L6-v2"
+    # The sentence-embedding model: run in-process (local) or on Replicate. Deployed:
+    # all-mpnet-base-v2, the model Replicate serves; locally MiniLM is the light default.
+    embedding_model: str = "all-MiniLM-L6-v2"
     model_threads: int | None = None
     replicate_api_base: str = "https://api.replicate.com/v1"
     replicate_api_token: str | None = None
     replicate_api_token_param: str | None = None
     replicate_embedding_version: str = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
+    replicate_whisper_version: str = "4d50797290df275329f202e48c76360b3f22b08d28c196cbc54600319435f8d2"
+    whisper_model: str = "large-v3"
     replicate_webhook_secret: str | None = None
     replicate_webhook_secret_param: str | None = None
     public_base_url: str | None = None
 
     staging_bucket: str = "allthethings-staging"
     process_queue_url: str | None = None
+    webhook_queue_url: str | None = None
+    # Which signature a webhook must carry: Replicate's own (Standard Webhooks), or Hookdeck's
+    # when Replicate's deliveries are routed through a Hookdeck connection.
+    webhook_signature: str = "replicate"  # replicate | hookdeck
+    hookdeck_signing_secret: str | None = None
+    hookdeck_signing_secret_param: str | None = None
+    hookdeck_publish_url: str | None = None
 
     allow_private_urls: bool = False
     max_fetch_bytes: int = 50 * 1024 * 1024
@@ -55,7 +66,7 @@ class Settings:
 
     @property
     def model(self) -> str:
-        return "all-mpnet-base-v2" if self.embedder == "replicate" else self.local_model
+        return self.embedding_model
 
     @property
     def dimensions(self) -> int:
@@ -78,17 +89,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mongodb_database=get("MONGODB_DATABASE", d.mongodb_database),
         vector_index=get("VECTOR_INDEX", d.vector_index),
         embedder=get("EMBEDDER_BACKEND", d.embedder).lower(),
-        local_model=get("LOCAL_MODEL", d.local_model),
+        embedding_model=get("EMBEDDING_MODEL", get("LOCAL_MODEL", d.embedding_model)),
         model_threads=int(env["MODEL_THREADS"]) if env.get("MODEL_THREADS") else None,
         replicate_api_base=get("REPLICATE_API_BASE", d.replicate_api_base).rstrip("/"),
         replicate_api_token=get("REPLICATE_API_TOKEN", None),
         replicate_api_token_param=get("REPLICATE_API_TOKEN_PARAM", None),
         replicate_embedding_version=get("REPLICATE_EMBEDDING_VERSION", d.replicate_embedding_version),
+        replicate_whisper_version=get("REPLICATE_WHISPER_VERSION", d.replicate_whisper_version),
+        whisper_model=get("WHISPER_MODEL", d.whisper_model),
         replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET", None),
         replicate_webhook_secret_param=get("REPLICATE_WEBHOOK_SECRET_PARAM", None),
         public_base_url=get("PUBLIC_BASE_URL", None),
         staging_bucket=get("STAGING_BUCKET", d.staging_bucket),
         process_queue_url=get("PROCESS_QUEUE_URL", None),
+        webhook_queue_url=get("WEBHOOK_QUEUE_URL", None),
+        webhook_signature=get("WEBHOOK_SIGNATURE", d.webhook_signature).lower(),
+        hookdeck_signing_secret=get("HOOKDECK_SIGNING_SECRET", None),
+        hookdeck_signing_secret_param=get("HOOKDECK_SIGNING_SECRET_PARAM", None),
+        hookdeck_publish_url=get("HOOKDECK_PUBLISH_URL", None),
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
         max_fetch_bytes=int(get("MAX_FETCH_BYTES", d.max_fetch_bytes)),
         fetch_timeout_s=float(get("FETCH_TIMEOUT_S", d.fetch_timeout_s)),
@@ -99,8 +117,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"STORE_BACKEND must be sqlite or atlas, not {settings.store!r}")
     if settings.embedder not in ("local", "replicate"):
         raise ValueError(f"EMBEDDER_BACKEND must be local or replicate, not {settings.embedder!r}")
-    if settings.local_model not in MODELS:
-        raise ValueError(f"LOCAL_MODEL must be one of {sorted(MODELS)}, not {settings.local_model!r}")
+    if settings.embedding_model not in MODELS:
+        raise ValueError(f"EMBEDDING_MODEL must be one of {sorted(MODELS)}, not {settings.embedding_model!r}")
+    if settings.webhook_signature not in ("replicate", "hookdeck"):
+        raise ValueError(f"WEBHOOK_SIGNATURE must be replicate or hookdeck, not {settings.webhook_signature!r}")
     return settings
 
 

@@ -6,6 +6,7 @@ generic 500 carrying the request id, never a stack trace or a secret.
 
 from __future__ import annotations
 
+import base64
 import json
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -75,6 +76,13 @@ def api(logger) -> APIGatewayHttpResolver:
         return error_response(500, "internal", "internal error", request_id=request_id)
 
     return app
+
+
+def raw_body(app: APIGatewayHttpResolver) -> bytes:
+    """The request body exactly as sent (signatures are over bytes, not parsed JSON)."""
+    event = app.current_event
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
 
 
 def origin(app: APIGatewayHttpResolver) -> str:

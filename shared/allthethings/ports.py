@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+from allthethings.domain.chunking import Segment
 
 
 class AssetStore(abc.ABC):
@@ -67,9 +68,13 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None: ...
 
+    @abc.abstractmethod
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        """A time-limited GET URL of the staged bytes, for a model to fetch them itself."""
+
 
 class TaskQueue(abc.ABC):
-    """The queue between submission and processing."""
+    """A durable queue: between submission and processing, and between webhooks and their consumer."""
 
     @abc.abstractmethod
     def send(self, message: dict) -> None: ...
@@ -116,6 +121,23 @@ class Pending:
     """An embedding job accepted by a remote model; its result arrives by webhook."""
 
     prediction_id: str
+
+
+class Transcriber(abc.ABC):
+    """Speech to text with segment times (Whisper), always asynchronous: the result comes by webhook."""
+
+    @abc.abstractmethod
+    def submit(self, audio_url: str, webhook_url: str) -> Pending: ...
+
+    @abc.abstractmethod
+    def segments_from_output(self, output: object) -> list[Segment]:
+        """The timed segments in a finished job's output; ValueError if it holds none."""
+
+
+class WebhookVerifier(abc.ABC):
+    @abc.abstractmethod
+    def verify(self, body: bytes, headers: dict[str, str]) -> str:
+        """Raise Unauthorized unless the delivery is authentic; return its delivery id."""
 
 
 class Embedder(abc.ABC):

@@ -68,8 +68,26 @@ def test_the_bytes_decide_over_a_lying_header():
     html = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()
     assert decide(pdf, "text/html", "http://x/page.html").kind is Kind.PDF
     assert decide(html, "application/pdf", "http://x/file.pdf").kind is Kind.HTML
+    assert decide((FIXTURES / "jfk.flac").read_bytes(), "text/plain", "http://x/notes.txt").kind is Kind.AUDIO
     with pytest.raises(UnsupportedContentType):
-        decide((FIXTURES / "jfk.flac").read_bytes(), "text/plain", "http://x/notes.txt")
+        decide(b"\x89PNG\r\n\x1a\n" + bytes(64), "audio/flac", "http://x/a.flac")
+
+
+@pytest.mark.parametrize("head, declared, content_type, kind", [
+    (b"fLaC\x00\x00\x00\x22", None, "audio/flac", Kind.AUDIO),
+    (b"ID3\x04\x00\x00\x00", "application/octet-stream", "audio/mpeg", Kind.AUDIO),
+    (b"RIFF\x24\x08\x00\x00WAVEfmt ", None, "audio/wav", Kind.AUDIO),
+    (b"OggS\x00\x02", None, "audio/ogg", Kind.AUDIO),
+    (b"\x00\x00\x00\x20ftypM4A \x00\x00", None, "audio/mp4", Kind.AUDIO),
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00", "text/plain", "video/mp4", Kind.VIDEO),
+    (b"\x00\x00\x00\x14ftypqt  \x00\x00", None, "video/quicktime", Kind.VIDEO),
+    (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm", None, "video/webm", Kind.VIDEO),
+    (b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska", None, "video/x-matroska", Kind.VIDEO),
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00", "audio/mp4", "video/mp4", Kind.AUDIO),
+])
+def test_audio_and_video_are_recognised_by_their_bytes(head, declared, content_type, kind):
+    decision = decide(head, declared, "http://x/file")
+    assert (decision.content_type, decision.kind) == (content_type, kind)
 
 
 def test_text_is_refined_by_header_and_extension():

@@ -185,19 +185,56 @@ def waiting(deps):
     return asset["id"], body
 
 
-def test_a_signed_embedding_webhook_makes_the_asset_searchable(deps, waiting):
+def consume_webhooks(deps):
+    fn = TEMPLATE.functions["WebhookConsumerFunction"]
+    records = [{"messageId": str(i), "receiptHandle": "r", "body": json.dumps(m), "attributes": {},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:WebhookQueue", "awsRegion": "us-east-1"}
+               for i, m in enumerate(deps.webhooks.messages)]
+    deps.webhooks.messages.clear()
+    return load_handler(fn)({"Records": records}, LambdaContext(fn))
+
+
+def test_a_signed_embedding_webhook_is_queued_at_once_and_applied_by_the_consumer(deps, waiting):
     asset_id, body = waiting
     status, reply = call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))
-    assert status == 200 and reply["status"] == "SEARCHABLE"
+    assert status == 202 and reply == {"id": asset_id, "accepted": True}
+    assert deps.store.get(asset_id).status is Status.GENERATING_EMBEDDINGS
+    (message,) = deps.webhooks.messages
+    assert message["kind"] == "embedding" and message["delivery_id"] == "msg_1" and message["body"] == body
+    assert consume_webhooks(deps) == {"batchItemFailures": []}
+    assert deps.store.get(asset_id).status is Status.SEARCHABLE
 
 
-@pytest.mark.parametrize("tamper", ["unsigned", "wrong-secret", "tampered-body"])
+def test_a_redelivered_webhook_is_accepted_and_changes_nothing(deps, waiting):
+    asset_id, body = waiting
+    for _ in range(2):
+        assert call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))[0] == 202
+    consume_webhooks(deps)
+    stamp = deps.store.get(asset_id).updated_at
+    call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))
+    consume_webhooks(deps)
+    assert deps.store.get(asset_id).updated_at == stamp and deps.store.get(asset_id).status is Status.SEARCHABLE
+
+
+def test_a_queued_delivery_that_cannot_be_applied_is_reported_for_retry(deps, waiting):
+    asset_id, body = waiting
+    deps.webhooks.messages.append({"kind": "embedding", "asset_id": asset_id, "body": "not json"})
+    call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))
+    assert consume_webhooks(deps) == {"batchItemFailures": [{"itemIdentifier": "0"}]}
+    assert deps.store.get(asset_id).status is Status.SEARCHABLE
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "wrong-secret", "tampered-body", "old-timestamp"])
 def test_an_unsigned_or_badly_signed_webhook_is_refused_and_changes_nothing(deps, waiting, tamper):
     asset_id, body = waiting
     headers = {} if tamper == "unsigned" else signed(body, "whsec_" + "A" * 32 if tamper == "wrong-secret" else SECRET)
+    if tamper == "old-timestamp":
+        headers["webhook-timestamp"] = str(int(headers["webhook-timestamp"]) - 3600)
     sent = body.replace("succeeded", "failed") if tamper == "tampered-body" else body
     status, reply = call("POST", f"/webhooks/embedding/{asset_id}", sent, headers)
     assert status == 401 and reply["error"]["code"] == "unauthorized"
+    assert deps.webhooks.messages == []
     assert deps.store.get(asset_id).status is Status.GENERATING_EMBEDDINGS
 
 
@@ -207,3 +244,4 @@ def test_webhooks_for_unknown_and_malformed_ids_answer_404_and_400(deps):
     assert call("POST", "/webhooks/embedding/zzz", body, signed(body))[0] == 400
     assert call("POST", "/webhooks/audio/" + "0" * 32, body, signed(body))[0] == 404
     assert call("POST", "/webhooks/audio/" + "0" * 32, body, {})[0] == 401
+    assert deps.webhooks.messages == []

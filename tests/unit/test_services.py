@@ -11,7 +11,7 @@ from allthethings.domain.errors import (
     UnsupportedContentType,
     UpstreamUnavailable,
 )
-from allthethings.services.complete_embeddings import apply_embedding_prediction
+from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.process_asset import process_asset
 from allthethings.services.search import search
 from allthethings.services.submit_asset import submit_asset
@@ -219,3 +219,134 @@ def test_unsearchable_assets_are_not_found():
 def test_bad_search_parameters_are_refused(query, limit):
     with pytest.raises(InvalidInput):
         search(query, limit, fake_deps())
+
+
+# -- audio and video ---------------------------------------------------------------------------
+
+FLAC = b"fLaC\x00\x00\x00\x22" + bytes(200)
+WHISPER_SEGMENTS = [
+    {"id": 0, "start": 0.0, "end": 7.5, "text": " And so my fellow Americans ask not what your country can do for you"},
+    {"id": 1, "start": 7.5, "end": 10.6, "text": " ask what you can do for your country"},
+]
+
+
+def audio_asset(deps, url="http://x.test/jfk.flac"):
+    deps.fetcher.pages[url] = ("audio/flac", FLAC)
+    asset, _ = submit_asset(url, deps)
+    assert process_asset(asset.id, deps, webhook_base="https://api.test") is Status.PROCESSING
+    return asset.id
+
+
+def transcription(asset_id, deps, status="succeeded", segments=WHISPER_SEGMENTS, **extra):
+    body = {"id": deps.store.get(asset_id).prediction_id, "status": status,
+            "output": {"segments": segments, "transcription": "...", "detected_language": "english"}}
+    body.update(extra)
+    return body
+
+
+def test_a_recording_is_sent_to_whisper_by_a_presigned_url_with_a_webhook():
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    asset = deps.store.get(asset_id)
+    assert asset.kind.value == "audio" and asset.prediction_id == "t1"
+    ((audio_url, webhook),) = deps.transcriber.submitted
+    assert audio_url.startswith("https://staging.test/staged/") and "x.test" not in audio_url
+    assert webhook == f"https://api.test/webhooks/audio/{asset_id}"
+    assert process_asset(asset_id, deps) is Status.PROCESSING
+    assert len(deps.transcriber.submitted) == 1, "a redelivered message requests no second transcription"
+
+
+def test_a_transcript_becomes_timed_chunks_and_the_asset_searchable():
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    asset = apply_transcription_prediction(asset_id, transcription(asset_id, deps), deps)
+    assert asset.status is Status.SEARCHABLE
+    chunks = deps.store.chunks(asset_id)
+    assert chunks[0].start_s == 0.0 and chunks[-1].end_s == 10.6
+    results = search("ask what you can do for your country", 5, deps)
+    assert results[0]["asset"]["id"] == asset_id and 0.0 <= results[0]["start_s"] < results[0]["end_s"] <= 10.6
+
+
+def test_a_second_or_late_transcription_changes_nothing_and_requests_nothing():
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = audio_asset(deps)
+    body = transcription(asset_id, deps)
+    assert apply_transcription_prediction(asset_id, body, deps).status is Status.GENERATING_EMBEDDINGS
+    assert apply_transcription_prediction(asset_id, body, deps).status is Status.GENERATING_EMBEDDINGS
+    assert apply_transcription_prediction(asset_id, dict(body, status="failed"), deps).status \
+        is Status.GENERATING_EMBEDDINGS
+    assert len(deps.embedder.submitted) == 1
+
+
+def test_concurrent_deliveries_of_one_transcription_request_one_embedding():
+    import threading
+
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = audio_asset(deps)
+    body = transcription(asset_id, deps)
+    threads = [threading.Thread(target=apply_transcription_prediction, args=(asset_id, body, deps))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(deps.embedder.submitted) == 1
+    assert deps.store.get(asset_id).status is Status.GENERATING_EMBEDDINGS
+
+
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+def test_a_failed_transcription_records_replicates_reason(status):
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    asset = apply_transcription_prediction(asset_id, transcription(asset_id, deps, status, error="bad audio"), deps)
+    assert asset.status is Status.PROCESSING_ERROR and status in asset.error and "bad audio" in asset.error
+
+
+@pytest.mark.parametrize("output", [None, {"segments": "nope"}, {"segments": [{"text": "x"}]}])
+def test_an_unusable_transcript_ends_in_processing_error(output):
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    body = transcription(asset_id, deps)
+    body["output"] = output
+    assert apply_transcription_prediction(asset_id, body, deps).status is Status.PROCESSING_ERROR
+
+
+def test_silence_ends_in_processing_error():
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    asset = apply_transcription_prediction(asset_id, transcription(asset_id, deps, segments=[]), deps)
+    assert asset.status is Status.PROCESSING_ERROR and "no speech" in asset.error
+
+
+def test_a_stale_transcription_is_ignored():
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    body = transcription(asset_id, deps, id="an-older-prediction")
+    assert apply_transcription_prediction(asset_id, body, deps).status is Status.PROCESSING
+
+
+def test_an_embedding_webhook_that_beats_the_stored_prediction_id_is_still_applied():
+    deps = fake_deps(embedder=FakeEmbedder(pending=True))
+    asset_id = submitted(deps)
+    from allthethings.services.process_asset import process_asset as run
+
+    run(asset_id, deps)
+    deps.store.assets[asset_id].status = Status.PROCESSED  # as if the webhook came before the id was stored
+    deps.store.assets[asset_id].prediction_id = None
+    body = {"id": "p-new", "status": "succeeded",
+            "output": [{"embedding": word_vector(c.text)} for c in deps.store.chunks(asset_id)]}
+    assert apply_embedding_prediction(asset_id, body, deps).status is Status.SEARCHABLE

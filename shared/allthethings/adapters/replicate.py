@@ -13,8 +13,10 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
+from allthethings.config import MODELS
+from allthethings.domain.chunking import Segment
 from allthethings.domain.errors import UpstreamUnavailable
-from allthethings.ports import Embedder, Pending
+from allthethings.ports import Embedder, Pending, Transcriber
 
 TERMINAL = ("succeeded", "failed", "canceled")
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -95,15 +97,14 @@ def vectors_from_output(output: object) -> list[list[float]]:
 class ReplicateEmbedder(Embedder):
     """all-mpnet-base-v2 on Replicate: every text of a call in one `text_batch` prediction."""
 
-    model = "all-mpnet-base-v2"
-    dimensions = 768
-    max_tokens = 384
-
-    def __init__(self, client: ReplicateClient, version: str, *, deadline_s: float = 25.0,
+    def __init__(self, client: ReplicateClient, version: str, *, model: str = "all-mpnet-base-v2",
+                 deadline_s: float = 25.0,
                  poll_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.client = client
         self.version = version
+        self.model = model
+        self.dimensions, self.max_tokens = MODELS[model]
         self.deadline_s = deadline_s
         self.poll_s = poll_s
         self._clock = clock
@@ -133,3 +134,38 @@ class ReplicateEmbedder(Embedder):
         prediction = self.client.create_prediction(self.version, {"text_batch": json.dumps(list(texts))},
                                                    webhook=webhook_url)
         return Pending(prediction_id=prediction["id"])
+
+
+def segments_from_output(output: object) -> list[Segment]:
+    """openai/whisper's output, `{"segments": [{"start", "end", "text", ...}], "transcription", ...}`."""
+    if not isinstance(output, dict) or not isinstance(output.get("segments"), list):
+        raise ValueError("prediction output has no segments list")
+    segments = []
+    for item in output["segments"]:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise ValueError("a segment is not an object with text")
+        try:
+            start, end = float(item["start"]), float(item["end"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("a segment has no numeric start and end") from None
+        segments.append(Segment(start_s=start, end_s=max(start, end), text=item["text"]))
+    return segments
+
+
+class ReplicateTranscriber(Transcriber):
+    """openai/whisper on Replicate, fed a presigned URL of the staged recording."""
+
+    def __init__(self, client: ReplicateClient, version: str, *, model: str = "large-v3"):
+        self.client = client
+        self.version = version
+        self.model = model
+
+    def submit(self, audio_url: str, webhook_url: str) -> Pending:
+        prediction = self.client.create_prediction(
+            self.version, {"audio": audio_url, "model": self.model, "transcription": "plain text",
+                           "translate": False, "temperature": 0},
+            webhook=webhook_url)
+        return Pending(prediction_id=prediction["id"])
+
+    def segments_from_output(self, output: object) -> list[Segment]:
+        return segments_from_output(output)

@@ -30,8 +30,11 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"fLaC", "audio/flac"),
     (0, b"ID3", "audio/mpeg"),
     (0, b"OggS", "audio/ogg"),
-    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
 )
+
+# Audio and video we transcribe (Whisper decodes all of these; video through its audio track).
+AUDIO_TYPES = {"audio/flac", "audio/mpeg", "audio/ogg", "audio/wav", "audio/mp4", "audio/webm"}
+VIDEO_TYPES = {"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"}
 
 _TEXT_DECLARED = {"text/plain", "text/markdown", "text/x-markdown", "text/csv", "application/json",
                   "application/xml", "text/xml"}
@@ -72,7 +75,11 @@ def sniff(head: bytes) -> str | None:
             return mime
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        return "audio/mp4" if brand in (b"M4A ", b"M4B ") else "video/mp4"
+        if brand in (b"M4A ", b"M4B "):
+            return "audio/mp4"
+        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM names its DocType, Matroska says matroska
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio/wav"
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
@@ -110,11 +117,16 @@ def _decide(head: bytes, declared: str | None, url: str) -> Decision:
 
     if sniffed == "application/pdf":
         return Decision("application/pdf", Kind.PDF)
+    if sniffed in AUDIO_TYPES:
+        return Decision(sniffed, Kind.AUDIO)
+    if sniffed in VIDEO_TYPES:
+        # A video container the server calls audio (an .m4a-style upload) is still transcribed.
+        return Decision(sniffed, Kind.AUDIO if media.startswith("audio/") else Kind.VIDEO)
     if sniffed is None or not (sniffed.startswith("text/")):
         shown = sniffed or "unrecognised binary data"
         raise UnsupportedContentType(
-            f"the URL returned {shown} (declared {media or 'nothing'}); "
-            "supported types are text/plain, text/markdown, text/html and application/pdf")
+            f"the URL returned {shown} (declared {media or 'nothing'}); supported are text, Markdown, HTML, "
+            "PDF, audio (FLAC, MP3, Ogg, WAV, M4A) and video (MP4, MOV, WebM, MKV)")
     if sniffed == "text/html" and media not in ("text/plain", "text/markdown", "text/x-markdown"):
         return Decision("text/html", Kind.HTML)
     if media in _HTML_DECLARED or (not media and ext in _HTML_EXT):

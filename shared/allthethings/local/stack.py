@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -23,16 +24,19 @@ REPO = Path(__file__).resolve().parents[3]
 DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
 
 # What local mode changes from the deployed configuration; any of these set in the
-# environment wins (for example ALLOW_PRIVATE_URLS=false or LOCAL_MODEL=all-mpnet-base-v2).
+# environment wins (for example ALLOW_PRIVATE_URLS=false or EMBEDDING_MODEL=all-mpnet-base-v2).
 LOCAL_SETTINGS = {
     "STORE_BACKEND": "sqlite",
     "EMBEDDER_BACKEND": "local",
+    "EMBEDDING_MODEL": "all-MiniLM-L6-v2",
+    "WEBHOOK_SIGNATURE": "replicate",
     "ALLOW_PRIVATE_URLS": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "MONGODB_URI_PARAM": "",
     "REPLICATE_API_TOKEN_PARAM": "",
     "REPLICATE_WEBHOOK_SECRET_PARAM": "",
+    "HOOKDECK_SIGNING_SECRET_PARAM": "",
 }
 
 
@@ -76,6 +80,7 @@ class LocalStack:
         self.aws_port: int | None = None
         self.queue_urls: dict[str, str] = {}
         self._moto: subprocess.Popen | None = None
+        self.replicate = None
         self._pumps: list[QueuePump] = []
         self._server = None
         self._serving = False
@@ -135,11 +140,31 @@ class LocalStack:
         return merged
 
     # -- life cycle ------------------------------------------------------------
+    def _start_replicate(self, user_env: dict[str, str]) -> None:
+        """The local Replicate, unless REPLICATE_API_BASE points the stack at another one."""
+        if user_env.get("REPLICATE_API_BASE"):
+            return
+        import secrets
+
+        from allthethings.config import load_settings
+        from allthethings.local.replicate import LocalReplicate
+
+        settings = load_settings()
+        self.replicate = LocalReplicate(
+            token="r8_local_" + secrets.token_hex(16),
+            webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            whisper_version=settings.replicate_whisper_version,
+            embedding_version=settings.replicate_embedding_version,
+            embedding_model=settings.embedding_model).start()
+        os.environ.update({"REPLICATE_API_BASE": self.replicate.url, "REPLICATE_API_TOKEN": self.replicate.token,
+                           "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret})
+
     def start(self) -> None:
         user_env = dict(os.environ)
         self._start_aws()
         refs = self._create_resources()
         os.environ.update(self.environment(refs, user_env))
+        self._start_replicate(user_env)
         gateway.configure(self.template)
         self._resume_unfinished()
         from allthethings.adapters.aws import client
@@ -197,6 +222,8 @@ class LocalStack:
             pump.stop()
         for pump in self._pumps:
             pump.join(timeout=5)
+        if self.replicate is not None:
+            self.replicate.stop()
         if self._server is not None:
             if self._serving:
                 self._server.shutdown()

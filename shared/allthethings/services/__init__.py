@@ -5,7 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 from allthethings.config import Settings
-from allthethings.ports import AssetStore, BlobStore, Embedder, Extractor, Fetcher, TaskQueue, Tokenizer
+from allthethings.ports import (
+    AssetStore,
+    BlobStore,
+    Embedder,
+    Extractor,
+    Fetcher,
+    TaskQueue,
+    Tokenizer,
+    Transcriber,
+    WebhookVerifier,
+)
 
 
 @dataclasses.dataclass
@@ -20,3 +30,6 @@ class Deps:
     extractor: Extractor
     tokenizer: Tokenizer
     embedder: Embedder
+    transcriber: Transcriber
+    webhooks: TaskQueue
+    verifier: WebhookVerifier

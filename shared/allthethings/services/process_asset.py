@@ -1,4 +1,5 @@
-"""Processing a submitted asset: extract its text, chunk it, store the chunks, request embeddings.
+"""Processing a submitted asset: extract its text (or request its transcription), chunk it,
+store the chunks, request embeddings.
 
 Resumable and idempotent, because SQS delivers at least once: a message for an
 asset already past a step skips that step, and a crash between steps is picked up
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import logging
 
-from allthethings.domain.assets import Chunk, Status
+from allthethings.domain.assets import Chunk, Kind, Status
 from allthethings.domain.chunking import chunk_text
 from allthethings.domain.errors import ExtractionFailed
-from allthethings.ports import Pending
 from allthethings.services import Deps
-from allthethings.services.complete_embeddings import complete_embeddings
+from allthethings.services.embeddings import request_embeddings
+from allthethings.services.transcription import request_transcription
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ def process_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None)
         log.warning("asset %s no longer exists; dropping its processing message", asset_id)
         return None
 
+    if asset.status in (Status.SUBMITTED, Status.PROCESSING) and asset.kind in (Kind.AUDIO, Kind.VIDEO):
+        return request_transcription(asset, deps, webhook_base)
+
     if asset.status in (Status.SUBMITTED, Status.PROCESSING):
         deps.store.move(asset_id, Status.PROCESSING)
         try:
@@ -37,11 +41,12 @@ def process_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None)
             return Status.PROCESSING_ERROR
         title, chunks = chunks
         deps.store.put_chunks(asset_id, chunks)
-        deps.store.move(asset_id, Status.PROCESSED, title=title, chunk_count=len(chunks))
+        if not deps.store.move(asset_id, Status.PROCESSED, title=title, chunk_count=len(chunks)):
+            return deps.store.get(asset_id).status  # a concurrent delivery got there first
         asset.status = Status.PROCESSED
 
     if asset.status is Status.PROCESSED:
-        return _request_embeddings(asset_id, deps, webhook_base)
+        return request_embeddings(asset_id, deps, webhook_base)
     return asset.status
 
 
@@ -58,13 +63,3 @@ def _extract_chunks(asset_id: str, key: str | None, content_type: str | None, ur
     if not texts:
         raise ExtractionFailed("the document holds no indexable text")
     return extracted.title, [Chunk(asset_id=asset_id, index=i, text=t) for i, t in enumerate(texts)]
-
-
-def _request_embeddings(asset_id: str, deps: Deps, webhook_base: str | None) -> Status:
-    texts = [c.text for c in deps.store.chunks(asset_id)]
-    base = (deps.settings.public_base_url or webhook_base or "").rstrip("/")
-    result = deps.embedder.submit(texts, webhook_url=f"{base}/webhooks/embedding/{asset_id}")
-    if isinstance(result, Pending):
-        deps.store.move(asset_id, Status.GENERATING_EMBEDDINGS, prediction_id=result.prediction_id)
-        return Status.GENERATING_EMBEDDINGS
-    return complete_embeddings(asset_id, result, deps).status

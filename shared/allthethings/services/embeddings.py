@@ -1,8 +1,10 @@
-"""Attaching an asset's chunk vectors and making it SEARCHABLE, or recording why that failed.
+"""Embedding an asset's chunks: requesting it, attaching the vectors and making the asset
+SEARCHABLE, or recording why that failed.
 
-Used by the local pipeline directly and by the embedding webhook. A second
-delivery of the same result changes nothing; a result for an asset that is
-already searchable or failed cannot move it backwards.
+The request is one call for all of an asset's chunks (one prediction on Replicate). The
+result arrives at once from a local model or later by webhook; a second delivery of the
+same result changes nothing, and a result for an asset that is already searchable or
+failed cannot move it backwards.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 
 from allthethings.domain.assets import Asset, Status, check_asset_id
 from allthethings.domain.errors import NotFound
+from allthethings.ports import Pending
 from allthethings.services import Deps
 
 _WAITING = (Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
@@ -21,6 +24,21 @@ def _load(asset_id: str, deps: Deps) -> Asset:
     if asset is None:
         raise NotFound(f"no asset with id {asset_id}")
     return asset
+
+
+def webhook_url(deps: Deps, webhook_base: str | None, kind: str, asset_id: str) -> str:
+    base = (deps.settings.public_base_url or webhook_base or "").rstrip("/")
+    return f"{base}/webhooks/{kind}/{asset_id}"
+
+
+def request_embeddings(asset_id: str, deps: Deps, webhook_base: str | None) -> Status:
+    """Embed a PROCESSED asset's stored chunks (one request for all of them)."""
+    texts = [c.text for c in deps.store.chunks(asset_id)]
+    result = deps.embedder.submit(texts, webhook_url=webhook_url(deps, webhook_base, "embedding", asset_id))
+    if isinstance(result, Pending):
+        deps.store.move(asset_id, Status.GENERATING_EMBEDDINGS, prediction_id=result.prediction_id)
+        return deps.store.get(asset_id).status
+    return complete_embeddings(asset_id, result, deps).status
 
 
 def complete_embeddings(asset_id: str, vectors: Sequence[Sequence[float]], deps: Deps) -> Asset:

@@ -1,0 +1,33 @@
+"""Webhook consumer function. Trigger: the SQS webhook queue (batches, ReportBatchItemFailures).
+
+Each message is a verified delivery {"kind": "audio"|"embedding", "asset_id", "delivery_id",
+"webhook_base", "body"}: a finished transcription becomes timed chunks and an embedding
+request; finished embeddings make the asset SEARCHABLE; a failed or canceled prediction sets
+the asset's error status with Replicate's reason. Applying twice changes nothing. A record
+that raises is retried by SQS and, after maxReceiveCount, kept in the dead-letter queue.
+"""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from allthethings import bootstrap
+from allthethings.services.webhooks import apply_webhook
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    message = json.loads(record.body)
+    asset = apply_webhook(message, bootstrap.deps())
+    logger.info("webhook applied", extra={"asset_id": asset.id, "kind": message["kind"],
+                                          "delivery_id": message.get("delivery_id"), "status": asset.status})
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

@@ -1,0 +1,42 @@
+"""Receiving model webhooks durably, and applying them later from the queue.
+
+Receiving verifies the signature before anything reads the body (401, nothing changes),
+checks the asset id (400 malformed, 404 unknown: the sender should not retry), and puts the
+delivery on a durable queue, so the sender gets its 2xx within a second whatever the store
+or the model API are doing. Applying happens in the queue's consumer: a failure there is
+retried and, after the queue's maxReceiveCount, kept in the dead-letter queue to redrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from allthethings.domain.assets import Asset
+from allthethings.services import Deps
+from allthethings.services.assets import get_asset
+from allthethings.services.embeddings import apply_embedding_prediction
+from allthethings.services.transcription import apply_transcription_prediction
+
+KINDS = ("audio", "embedding")
+
+
+def receive_webhook(kind: str, asset_id: str, body: bytes, headers: Mapping[str, str], deps: Deps,
+                    webhook_base: str | None = None) -> Asset:
+    delivery_id = deps.verifier.verify(body, dict(headers))
+    asset = get_asset(asset_id, deps)
+    deps.webhooks.send({"kind": kind, "asset_id": asset.id, "delivery_id": delivery_id,
+                        "webhook_base": webhook_base, "body": body.decode("utf-8", errors="replace")})
+    return asset
+
+
+def apply_webhook(message: dict, deps: Deps) -> Asset:
+    """Apply one queued delivery; raise (to retry, then dead-letter) when it cannot be applied."""
+    if message.get("kind") not in KINDS:
+        raise ValueError(f"unknown webhook kind {message.get('kind')!r}")
+    prediction = json.loads(message["body"])
+    if not isinstance(prediction, dict):
+        raise ValueError("the webhook body is not a prediction object")
+    if message["kind"] == "audio":
+        return apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
+    return apply_embedding_prediction(message["asset_id"], prediction, deps)
