@@ -123,3 +123,32 @@ def test_the_aws_emulator_does_not_outlive_a_killed_stack(tmp_path):
     while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
         time.sleep(0.2)
     assert not any(Path(f"/proc/{c}").exists() for c in children), "the emulator was orphaned"
+
+
+@pytest.mark.parametrize("path, question, words", [
+    ("jfk.flac", "ask what you can do for your country", "ask what you can do for your country"),
+    ("autocut_test001.mp4", "my name is auto cut, this is a video for testing", "video for testing"),
+])
+def test_a_recording_is_transcribed_and_found_at_the_right_moment(stack, fixture_server, path, question, words):
+    response = stack.http.post("/api/assets", json={"url": f"{fixture_server}/{path}"})
+    assert response.status_code == 202, response.text
+    asset = stack.wait_for(response.json()["id"])
+    assert asset["status"] == "SEARCHABLE", asset.get("error")
+    assert asset["kind"] == ("audio" if path.endswith(".flac") else "video")
+    results = stack.http.get("/api/search", params={"q": question, "limit": 5}).json()["results"]
+    first = results[0]
+    assert first["asset"]["id"] == asset["id"], [r["asset"]["url"] for r in results]
+    assert words in first["snippet"].lower()
+    duration = 11.0 if path.endswith(".flac") else 10.3
+    assert 0.0 <= first["start_s"] < first["end_s"] <= duration
+
+
+def test_the_redrive_command_finds_the_running_stacks_queues(stack):
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "shared")}
+    result = subprocess.run([sys.executable, "-m", "allthethings", "redrive", "--data-dir", str(stack.log.parent)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ProcessQueue: moved 0 messages" in result.stdout and "WebhookQueue: moved 0 messages" in result.stdout

@@ -69,3 +69,32 @@ class SqsQueue(TaskQueue):
     def send(self, message: dict) -> None:
         _wrap("queueing the asset", client("sqs").send_message, QueueUrl=self.url,
               MessageBody=json.dumps(message, separators=(",", ":")))
+
+
+def redrive(dead_letter_url: str, queue_url: str, *, limit: int | None = None) -> int:
+    """Move messages from a dead-letter queue back to its queue; return how many moved.
+
+    Each message is sent to the queue before it is deleted from the dead-letter queue, so a
+    failure part-way can duplicate a message (the consumers are idempotent) but never lose one.
+    """
+    sqs = client("sqs")
+    moved = 0
+    while limit is None or moved < limit:
+        batch = _wrap("reading the dead-letter queue", sqs.receive_message, QueueUrl=dead_letter_url,
+                      MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"],
+                      VisibilityTimeout=60).get("Messages", [])
+        if not batch:
+            break
+        entries = [{"Id": str(i), "MessageBody": m["Body"], **(
+            {"MessageAttributes": m["MessageAttributes"]} if m.get("MessageAttributes") else {})}
+            for i, m in enumerate(batch)]
+        sent = _wrap("sending to the queue", sqs.send_message_batch, QueueUrl=queue_url, Entries=entries)
+        ok = {e["Id"] for e in sent.get("Successful", [])}
+        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch) if str(i) in ok]
+        if done:
+            _wrap("deleting from the dead-letter queue", sqs.delete_message_batch, QueueUrl=dead_letter_url,
+                  Entries=done)
+        moved += len(done)
+        if len(done) < len(batch):
+            raise UpstreamUnavailable(f"{len(batch) - len(done)} messages could not be sent back; they stay put")
+    return moved

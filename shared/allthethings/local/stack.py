@@ -165,6 +165,7 @@ class LocalStack:
         refs = self._create_resources()
         os.environ.update(self.environment(refs, user_env))
         self._start_replicate(user_env)
+        self._write_manifest()
         gateway.configure(self.template)
         self._resume_unfinished()
         from allthethings.adapters.aws import client
@@ -183,6 +184,14 @@ class LocalStack:
 
         app = functions_framework.create_app(target="gateway", source=str(Path(gateway.__file__).with_name("entry.py")))
         self._server = make_server(self.host, self.port, app, threaded=True)
+
+    def _write_manifest(self) -> None:
+        """What `python -m allthethings redrive` needs to find this stack's queues."""
+        queues = {q.logical_id: {"url": self.queue_urls[q.logical_id],
+                                 "dead_letter_url": self.queue_urls[q.dead_letter]}
+                  for q in self.template.queues.values() if q.dead_letter}
+        manifest = {"aws_endpoint": os.environ["AWS_ENDPOINT_URL"], "url": self.url, "queues": queues}
+        (self.data_dir / "local-stack.json").write_text(json.dumps(manifest, indent=2))
 
     def _resume_unfinished(self) -> None:
         """Assets a previous run left half-done: resume those whose chunks are stored, fail the rest.
