@@ -56,7 +56,9 @@ class Settings:
     webhook_signature: str = "replicate"  # replicate | hookdeck
     hookdeck_signing_secret: str | None = None
     hookdeck_signing_secret_param: str | None = None
-    hookdeck_publish_url: str | None = None
+    # A Hookdeck source whose destination is Replicate's API: asynchronous predictions are
+    # created through it (queued and retried by Hookdeck); synchronous calls go straight to Replicate.
+    hookdeck_source_url: str | None = None
 
     allow_private_urls: bool = False
     max_fetch_bytes: int = 50 * 1024 * 1024
@@ -106,7 +108,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_signature=get("WEBHOOK_SIGNATURE", d.webhook_signature).lower(),
         hookdeck_signing_secret=get("HOOKDECK_SIGNING_SECRET", None),
         hookdeck_signing_secret_param=get("HOOKDECK_SIGNING_SECRET_PARAM", None),
-        hookdeck_publish_url=get("HOOKDECK_PUBLISH_URL", None),
+        hookdeck_source_url=get("HOOKDECK_SOURCE_URL", None),
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
         max_fetch_bytes=int(get("MAX_FETCH_BYTES", d.max_fetch_bytes)),
         fetch_timeout_s=float(get("FETCH_TIMEOUT_S", d.fetch_timeout_s)),

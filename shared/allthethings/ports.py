@@ -118,9 +118,10 @@ class Tokenizer(abc.ABC):
 
 @dataclasses.dataclass(frozen=True)
 class Pending:
-    """An embedding job accepted by a remote model; its result arrives by webhook."""
+    """A job accepted by a remote model; its result arrives by webhook. The id is None when the
+    job went through a queue (Hookdeck) and the model has not named it yet."""
 
-    prediction_id: str
+    prediction_id: str | None
 
 
 class Transcriber(abc.ABC):

@@ -245,3 +245,21 @@ def test_webhooks_for_unknown_and_malformed_ids_answer_404_and_400(deps):
     assert call("POST", "/webhooks/audio/" + "0" * 32, body, signed(body))[0] == 404
     assert call("POST", "/webhooks/audio/" + "0" * 32, body, {})[0] == 401
     assert deps.webhooks.messages == []
+
+
+def test_with_hookdeck_configured_only_hookdecks_signature_is_accepted(deps, waiting):
+    import base64
+    import hashlib
+    import hmac
+
+    from allthethings.adapters.signatures import HookdeckVerifier
+
+    asset_id, body = waiting
+    deps.verifier = HookdeckVerifier("hd-secret")
+    hookdeck = base64.b64encode(hmac.new(b"hd-secret", body.encode(), hashlib.sha256).digest()).decode()
+    assert call("POST", f"/webhooks/embedding/{asset_id}", body, signed(body))[0] == 401
+    status, _ = call("POST", f"/webhooks/embedding/{asset_id}", body,
+                     {"x-hookdeck-signature": hookdeck, "content-type": "application/json"})
+    assert status == 202
+    consume_webhooks(deps)
+    assert deps.store.get(asset_id).status is Status.SEARCHABLE

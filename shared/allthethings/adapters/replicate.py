@@ -23,9 +23,15 @@ _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class ReplicateClient:
+    """Replicate's predictions API. With `queue_url` (a Hookdeck source forwarding to Replicate),
+    predictions that report by webhook are created through the queue, which holds and retries
+    them; their ids then arrive with the webhook. Synchronous calls always go straight to Replicate."""
+
     def __init__(self, base_url: str, token: Callable[[], str], *, timeout_s: float = 10.0,
-                 attempts: int = 4, backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep):
+                 attempts: int = 4, backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                 queue_url: str | None = None):
         self.base_url = base_url.rstrip("/")
+        self.queue_url = queue_url.rstrip("/") if queue_url else None
         self._token = token
         self._timeout_s = timeout_s
         self._attempts = attempts
@@ -54,7 +60,7 @@ class ReplicateClient:
                 delay = self._backoff_s * 2 ** attempt
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    return response.json() if response.content else {}
                 if response.status_code not in _RETRYABLE:
                     raise UpstreamUnavailable(
                         f"Replicate refused {method} {path}: HTTP {response.status_code} {response.text[:200]}")
@@ -70,6 +76,9 @@ class ReplicateClient:
         if webhook:
             body["webhook"] = webhook
             body["webhook_events_filter"] = ["completed"]
+        if webhook and self.queue_url:
+            self._request("POST", f"{self.queue_url}/predictions", json=body)
+            return {"id": None, "status": "queued"}
         headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
         timeout = (wait_s + 5) if wait_s else None
         return self._request("POST", "/predictions", json=body, headers=headers,
