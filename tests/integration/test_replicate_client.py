@@ -357,3 +357,18 @@ def test_a_succeeded_prediction_without_embeddings_raises_upstream_unavailable(r
     replicate.output_override = None
     with pytest.raises(UpstreamUnavailable):
         embedder.embed(["x"])
+
+
+def test_retries_of_a_search_embedding_stop_at_the_deadline(replicate):
+    """A Replicate that keeps answering 503 cannot hold a search past API Gateway's 29 s."""
+    import time as real_time
+
+    from allthethings.adapters.replicate import ReplicateClient, ReplicateEmbedder
+
+    replicate.post_failures = [(503, {})] * 50
+    client = ReplicateClient(replicate.base_url, lambda: TOKEN, attempts=50, backoff_s=0.2)
+    embedder = ReplicateEmbedder(client, "v" * 64, model="all-MiniLM-L6-v2", deadline_s=1.5)
+    started = real_time.monotonic()
+    with pytest.raises(UpstreamUnavailable):
+        embedder.embed(["query"])
+    assert real_time.monotonic() - started < 2.5

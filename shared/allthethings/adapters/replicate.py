@@ -48,11 +48,18 @@ class ReplicateClient:
                                                "User-Agent": "allthethings"})
         return self._http
 
-    def _request(self, method: str, path: str, **kwargs) -> dict:
+    def _request(self, method: str, path: str, *, deadline: float | None = None, **kwargs) -> dict:
+        """One call with bounded retries; with `deadline` (a time.monotonic() value), no attempt
+        or backoff runs past it: a search must answer within API Gateway's 29 s."""
         import httpx
 
         last = "no attempt made"
         for attempt in range(self._attempts):
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.05:
+                    break
+                kwargs["timeout"] = min(kwargs.get("timeout") or self._timeout_s, remaining)
             try:
                 response = self._client().request(method, path, **kwargs)
             except httpx.TransportError as exc:
@@ -67,11 +74,13 @@ class ReplicateClient:
                 last = f"HTTP {response.status_code}"
                 delay = _retry_after(response.headers.get("retry-after"), self._backoff_s * 2 ** attempt)
             if attempt + 1 < self._attempts:
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - time.monotonic()))
                 self._sleep(min(delay, 10.0))
         raise UpstreamUnavailable(f"Replicate did not answer {method} {path} after {self._attempts} tries ({last})")
 
     def create_prediction(self, version: str, inputs: dict, *, webhook: str | None = None,
-                          wait_s: int | None = None) -> dict:
+                          wait_s: int | None = None, deadline: float | None = None) -> dict:
         body: dict = {"version": version, "input": inputs}
         if webhook:
             body["webhook"] = webhook
@@ -81,11 +90,11 @@ class ReplicateClient:
             return {"id": None, "status": "queued"}
         headers = {"Prefer": f"wait={wait_s}"} if wait_s else {}
         timeout = (wait_s + 5) if wait_s else None
-        return self._request("POST", "/predictions", json=body, headers=headers,
+        return self._request("POST", "/predictions", json=body, headers=headers, deadline=deadline,
                              **({"timeout": timeout} if timeout else {}))
 
-    def get_prediction(self, prediction_id: str) -> dict:
-        return self._request("GET", f"/predictions/{prediction_id}")
+    def get_prediction(self, prediction_id: str, deadline: float | None = None) -> dict:
+        return self._request("GET", f"/predictions/{prediction_id}", deadline=deadline)
 
 
 def _retry_after(value: str | None, default: float) -> float:
@@ -121,13 +130,15 @@ class ReplicateEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         started = self._clock()
+        deadline = time.monotonic() + self.deadline_s
         prediction = self.client.create_prediction(
-            self.version, {"text_batch": json.dumps(list(texts))}, wait_s=max(1, int(self.deadline_s * 0.8)))
+            self.version, {"text_batch": json.dumps(list(texts))}, wait_s=max(1, int(self.deadline_s * 0.8)),
+            deadline=deadline)
         while prediction.get("status") not in TERMINAL:
             if self._clock() - started > self.deadline_s:
                 raise UpstreamUnavailable(f"embedding prediction {prediction.get('id')} did not finish in time")
             self._sleep(self.poll_s)
-            prediction = self.client.get_prediction(prediction["id"])
+            prediction = self.client.get_prediction(prediction["id"], deadline=deadline)
         if prediction["status"] != "succeeded":
             raise UpstreamUnavailable(f"embedding prediction {prediction['status']}: {prediction.get('error')}")
         try:
