@@ -269,6 +269,9 @@ class LocalReplicate:
                 if not self._authorised():
                     return
                 parts = self.path.strip("/").split("/")
+                if parts == ["v1", "_local", "stats"]:  # not Replicate's: for benchmarks and tests
+                    with owner._lock:
+                        return self._reply(200, {"created": dict(owner.created)})
                 if len(parts) == 3 and parts[:2] == ["v1", "predictions"]:
                     prediction = owner.snapshot(parts[2])
                     if prediction:

@@ -192,6 +192,8 @@ class LocalStack:
                                  "dead_letter_url": self.queue_urls[q.dead_letter]}
                   for q in self.template.queues.values() if q.dead_letter}
         manifest = {"aws_endpoint": os.environ["AWS_ENDPOINT_URL"], "url": self.url, "queues": queues}
+        if self.replicate is not None:  # a local secret for local tools; the file is in DATA_DIR
+            manifest["replicate"] = {"url": self.replicate.url, "token": self.replicate.token}
         (self.data_dir / "local-stack.json").write_text(json.dumps(manifest, indent=2))
 
     def _resume_unfinished(self) -> None:
