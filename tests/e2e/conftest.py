@@ -43,13 +43,13 @@ class RunningStack:
                 time.sleep(0.2)
         raise RuntimeError("the stack did not become healthy in 120 s")
 
-    def wait_for(self, asset_id: str, timeout_s: float = 180) -> dict:
+    def wait_for(self, asset_id: str, timeout_s: float = 180, poll_s: float = 0.2) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             asset = self.http.get(f"/api/assets/{asset_id}").json()
             if asset["status"] in ("SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"):
                 return asset
-            time.sleep(0.2)
+            time.sleep(poll_s)
         raise AssertionError(f"asset {asset_id} did not finish: {asset}")
 
     def stop(self) -> int:
