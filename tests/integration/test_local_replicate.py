@@ -220,18 +220,12 @@ def test_both_the_bearer_and_the_token_schemes_are_accepted(replicate, scheme):
     assert created.json()["status"] == "succeeded"
 
 
-@pytest.mark.xfail(strict=True, raises=httpx.RemoteProtocolError,
-                   reason="replicate.py:258 secrets.compare_digest raises TypeError on a non-ASCII str token, "
-                          "so the handler dies and the client gets no response instead of 401")
 def test_a_token_with_non_ascii_characters_is_refused_with_401(replicate):
     response = httpx.get(f"{replicate.url}/predictions/anything", headers={"Authorization": b"Bearer r8_t\xe9st"},
                          timeout=10)
     assert response.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="replicate.py:283 a POST refused with 401 leaves its body unread on the keep-alive "
-                          "connection, so the next request on it is parsed after that body and answered 501")
 def test_a_post_refused_with_401_leaves_the_keep_alive_connection_usable(replicate):
     with httpx.Client(base_url=replicate.url, timeout=10) as client:
         refused = client.post("/predictions", json=embed_body({"text": "hello"}),
@@ -305,9 +299,6 @@ def test_a_body_that_is_not_json_is_refused_with_400(api):
     assert "JSON" in response.json()["detail"]
 
 
-@pytest.mark.xfail(strict=True, raises=httpx.RemoteProtocolError,
-                   reason="replicate.py:290 (and :297) call body.get() on any JSON value; a list body raises "
-                          "AttributeError in the handler and the client gets no response instead of 400")
 def test_a_json_body_that_is_not_an_object_is_refused_with_400(replicate):
     response = httpx.post(f"{replicate.url}/predictions", content=b'["version", "input"]', headers=AUTH, timeout=10)
     assert response.status_code == 400
@@ -423,10 +414,6 @@ class PickedUpBeforeAnswering(LocalReplicate):
         super()._notify(prediction_id, event)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="replicate.py:104-106 create() enqueues the prediction before taking the snapshot it "
-                          "answers, so a worker that is quick off the mark makes the creation answer processing; "
-                          "Replicate's creation answer is always starting")
 def test_the_creation_answer_is_starting_however_quickly_a_worker_picks_it_up(receiver):
     _, url = receiver.route()
     server = PickedUpBeforeAnswering(token=TOKEN, webhook_secret=SECRET, whisper_version=WHISPER_VERSION,

@@ -101,9 +101,10 @@ class LocalReplicate:
             self.created[model] += 1
             if webhook:
                 self._webhooks[prediction_id] = (webhook, events or ["start", "output", "logs", "completed"])
+        answer = self.snapshot(prediction_id)  # as Replicate answers: "starting", whatever runs next
         self._queues[model].put(prediction_id)
         self._notify(prediction_id, "start")
-        return self.snapshot(prediction_id)
+        return answer
 
     def snapshot(self, prediction_id: str) -> dict | None:
         with self._lock:
@@ -232,7 +233,8 @@ class LocalReplicate:
                 status = None
             if status is not None and (status < 300 or 400 <= status < 500 and status != 429):
                 return  # delivered, or refused for good (e.g. 404: the asset is gone)
-            time.sleep(0.5 * 2 ** attempt)
+            if attempt + 1 < self.webhook_attempts:
+                time.sleep(0.5 * 2 ** attempt)
         log.warning("webhook %s to %s was not accepted after %d attempts", msg_id, url, self.webhook_attempts)
 
     # -- HTTP -------------------------------------------------------------------
@@ -255,8 +257,9 @@ class LocalReplicate:
 
             def _authorised(self) -> bool:
                 scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-                if scheme in ("Bearer", "Token") and secrets.compare_digest(token, owner.token):
+                if scheme in ("Bearer", "Token") and secrets.compare_digest(token.encode(), owner.token.encode()):
                     return True
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keep the connection usable
                 self._reply(401, {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token",
                                   "status": 401})
                 return False
@@ -284,6 +287,8 @@ class LocalReplicate:
                 parts = self.path.strip("/").split("/")
                 try:
                     body = self._body()
+                    if not isinstance(body, dict):
+                        raise ValueError("not an object")
                 except ValueError:
                     return self._reply(400, {"detail": "The request body is not valid JSON.", "status": 400})
                 if len(parts) == 4 and parts[:2] == ["v1", "predictions"] and parts[3] == "cancel":
