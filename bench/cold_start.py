@@ -70,8 +70,10 @@ def events(tmp: Path) -> dict[str, tuple[Path, Path]]:
     for name in ("webhook-signature", "webhook-id", "webhook-timestamp"):
         audio["headers"].pop(name, None)
     sqs = json.loads((REPO / "events" / "process-sqs.json").read_text())
+    consumer = json.loads((REPO / "events" / "webhook-consumer-sqs.json").read_text())
     written = {}
-    for name, event in {"health": health, "search": search, "webhook": webhook, "audio": audio, "sqs": sqs}.items():
+    for name, event in {"health": health, "search": search, "webhook": webhook, "audio": audio, "sqs": sqs,
+                        "consumer": consumer}.items():
         written[name] = tmp / f"{name}.json"
         written[name].write_text(json.dumps(event))
     bare = tmp / "bare_app.py"
@@ -83,6 +85,7 @@ def events(tmp: Path) -> dict[str, tuple[Path, Path]]:
         "WebhookEmbeddingFunction": (REPO / "functions/webhook_embedding/app.py", written["webhook"]),
         "WebhookAudioFunction": (REPO / "functions/webhook_audio/app.py", written["audio"]),
         "ProcessFunction": (REPO / "functions/process/app.py", written["sqs"]),
+        "WebhookConsumerFunction": (REPO / "functions/webhook_consumer/app.py", written["consumer"]),
     }
 
 

@@ -152,10 +152,11 @@ def prediction(pid: str, model: str, version: str, inputs: dict, output, kind: s
     }
 
 
-def sqs_event() -> dict:
-    body = json.dumps({"asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}"}, separators=(",", ":"))
+def sqs_event(message: dict | None = None, queue: str = "allthethings-ProcessQueue-Xk2JcV8pQ1aB",
+              sender: str = "allthethings-SubmitFunction-Hq4vW8nZ1cTe") -> dict:
+    message = message or {"asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}"}
+    body = json.dumps(message, separators=(",", ":"))
     sent = int(BASE_TIME.timestamp() * 1000) + 14_512
-    queue = "allthethings-ProcessQueue-Xk2JcV8pQ1aB"
     return {"Records": [{
         "messageId": "5c2e8f4a-9b1d-4e7a-8c3f-2d6b0a9e1f47",
         "receiptHandle": base64.b64encode(hashlib.sha512(b"receipt-1").digest() * 2).decode(),
@@ -165,7 +166,7 @@ def sqs_event() -> dict:
             "AWSTraceHeader": f"Root=1-{sent // 1000:08x}-{hashlib.sha256(b'sqs').hexdigest()[:24]};"
                               f"Parent=5e1b4151d2ea3f29;Sampled=1",
             "SentTimestamp": str(sent),
-            "SenderId": "AROA2EXAMPLEROLEID7K3:allthethings-SubmitFunction-Hq4vW8nZ1cTe",
+            "SenderId": f"AROA2EXAMPLEROLEID7K3:{sender}",
             "ApproximateFirstReceiveTimestamp": str(sent + 38),
         },
         "messageAttributes": {},
@@ -211,6 +212,11 @@ def events(now: bool) -> dict[str, dict]:
         "webhook-embedding.json": webhook_event(9, "embedding", embedding, "msg_2pQzE0fTg7dKx1VbN8cHs4YwLm", now),
         "webhook-audio.json": webhook_event(10, "audio", audio, "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn", now),
         "process-sqs.json": sqs_event(),
+        # What the audio webhook function queues for the webhook consumer: a verified delivery.
+        "webhook-consumer-sqs.json": sqs_event(
+            {"kind": "audio", "asset_id": ASSET_ID, "delivery_id": "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn",
+             "webhook_base": f"https://{DOMAIN}", "body": json.dumps(audio)},
+            queue="allthethings-WebhookQueue-Tq7LmR2zX9cD", sender="allthethings-WebhookAudioFunction-Mv3nB6yP0sKw"),
     }
 
 

@@ -23,8 +23,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     message = json.loads(record.body)
     asset = apply_webhook(message, bootstrap.deps())
-    logger.info("webhook applied", extra={"asset_id": asset.id, "kind": message["kind"],
-                                          "delivery_id": message.get("delivery_id"), "status": asset.status})
+    logger.info("webhook applied", extra={"asset_id": message["asset_id"], "kind": message["kind"],
+                                          "delivery_id": message.get("delivery_id"),
+                                          "status": asset.status if asset else "deleted"})
 
 
 @logger.inject_lambda_context

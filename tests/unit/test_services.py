@@ -350,3 +350,22 @@ def test_an_embedding_webhook_that_beats_the_stored_prediction_id_is_still_appli
     body = {"id": "p-new", "status": "succeeded",
             "output": [{"embedding": word_vector(c.text)} for c in deps.store.chunks(asset_id)]}
     assert apply_embedding_prediction(asset_id, body, deps).status is Status.SEARCHABLE
+
+
+def test_a_queued_webhook_for_a_deleted_asset_is_dropped_not_retried():
+    from allthethings.services.webhooks import apply_webhook
+
+    body = '{"id": "p1", "status": "succeeded", "output": []}'
+    assert apply_webhook({"kind": "embedding", "asset_id": "0" * 32, "body": body}, fake_deps()) is None
+
+
+@pytest.mark.parametrize("message", [
+    {"kind": "sms", "asset_id": "0" * 32, "body": "{}"},
+    {"kind": "audio", "asset_id": "0" * 32, "body": "[1, 2]"},
+    {"kind": "audio", "asset_id": "0" * 32, "body": "not json"},
+])
+def test_a_queued_webhook_that_makes_no_sense_raises_so_it_is_dead_lettered(message):
+    from allthethings.services.webhooks import apply_webhook
+
+    with pytest.raises(ValueError):
+        apply_webhook(message, fake_deps())

@@ -10,15 +10,18 @@ retried and, after the queue's maxReceiveCount, kept in the dead-letter queue to
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 
 from allthethings.domain.assets import Asset
+from allthethings.domain.errors import NotFound
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.transcription import apply_transcription_prediction
 
 KINDS = ("audio", "embedding")
+log = logging.getLogger(__name__)
 
 
 def receive_webhook(kind: str, asset_id: str, body: bytes, headers: Mapping[str, str], deps: Deps,
@@ -30,13 +33,18 @@ def receive_webhook(kind: str, asset_id: str, body: bytes, headers: Mapping[str,
     return asset
 
 
-def apply_webhook(message: dict, deps: Deps) -> Asset:
-    """Apply one queued delivery; raise (to retry, then dead-letter) when it cannot be applied."""
+def apply_webhook(message: dict, deps: Deps) -> Asset | None:
+    """Apply one queued delivery; raise (to retry, then dead-letter) when it cannot be applied.
+    A delivery for an asset deleted since it was queued has nothing left to do (None)."""
     if message.get("kind") not in KINDS:
         raise ValueError(f"unknown webhook kind {message.get('kind')!r}")
     prediction = json.loads(message["body"])
     if not isinstance(prediction, dict):
         raise ValueError("the webhook body is not a prediction object")
-    if message["kind"] == "audio":
-        return apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
-    return apply_embedding_prediction(message["asset_id"], prediction, deps)
+    try:
+        if message["kind"] == "audio":
+            return apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
+        return apply_embedding_prediction(message["asset_id"], prediction, deps)
+    except NotFound:
+        log.warning("asset %s no longer exists; dropping its %s webhook", message["asset_id"], message["kind"])
+        return None
