@@ -139,7 +139,7 @@ def main() -> None:
         stack.stop()
 
     for name in ("jfk.flac", "autocut_test001.mp4"):
-        alone = direct(media / name, "all-MiniLM-L6-v2")
+        alone = direct(media / f"0-{name}", "all-MiniLM-L6-v2")
         report["assets"][name]["direct_seconds"] = round(alone, 2)
         report["assets"][name]["ratio"] = round(report["assets"][name]["seconds"] / alone, 2)
 

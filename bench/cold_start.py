@@ -2,8 +2,8 @@
 
 Each function is timed as a whole process (interpreter start, imports, first event), against a
 bare Powertools HTTP handler doing the same. First requests are chosen to need no model and no
-network: health, a search request refused for a missing query, an unsigned webhook, and an SQS
-record for an unknown asset (which opens the store).
+network: health, a search request refused for a missing query, an unsigned webhook, and SQS
+records for an unknown asset (which open the store).
 
     PYTHONPATH=shared:. python bench/cold_start.py
 """
