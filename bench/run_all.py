@@ -6,6 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "1000", "--queries", "200"])]:
+for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "1000", "--queries", "200"]),
+                     ("audio.py", []), ("webhook_latency.py", ["--deliveries", "300"])]:
     print(f"== bench/{script} {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *args], check=True)
