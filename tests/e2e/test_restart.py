@@ -26,6 +26,13 @@ def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body(tmp_pat
     store.move(chunked.id, Status.PROCESSING)
     store.put_chunks(chunked.id, [Chunk(chunked.id, 0, "Keepers lit the lamp at sunset.")])
     store.move(chunked.id, Status.PROCESSED, chunk_count=1)
+    waiting = Asset.new("http://x.test/waiting.flac", content_type="audio/flac", kind=Kind.AUDIO,
+                        staged_key="staged/gone-three", size_bytes=10)
+    store.add(waiting)
+    for status in (Status.PROCESSING, Status.PROCESSED):
+        store.move(waiting.id, status)
+    store.put_chunks(waiting.id, [Chunk(waiting.id, 0, "a transcript", 0.0, 1.0)])
+    store.move(waiting.id, Status.GENERATING_EMBEDDINGS, chunk_count=1, prediction_id="gone")
     store.close()
 
     running = RunningStack(data)
@@ -33,6 +40,8 @@ def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body(tmp_pat
         assert running.wait_for(chunked.id, timeout_s=120)["status"] == "SEARCHABLE"
         failed = running.http.get(f"/api/assets/{lost.id}").json()
         assert failed["status"] == "PROCESSING_ERROR" and "submit it again" in failed["error"]
+        orphan = running.http.get(f"/api/assets/{waiting.id}").json()
+        assert orphan["status"] == "EMBEDDINGS_ERROR" and "submit it again" in orphan["error"]
         results = running.http.get("/api/search", params={"q": "who lit the lamp"}).json()["results"]
         assert results[0]["asset"]["id"] == chunked.id
     finally:

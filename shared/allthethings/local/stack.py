@@ -199,9 +199,9 @@ class LocalStack:
     def _resume_unfinished(self) -> None:
         """Assets a previous run left half-done: resume those whose chunks are stored, fail the rest.
 
-        The emulator keeps staged bodies and queue messages in memory only, so after a
-        restart an asset that had not been extracted cannot continue; it is marked
-        PROCESSING_ERROR so the user sees it, rather than left PROCESSING forever.
+        The emulator keeps staged bodies and queue messages in memory only, and the local
+        Replicate its predictions, so after a restart an asset waiting on any of them cannot
+        continue; it is marked failed so the user sees it, rather than left waiting forever.
         """
         from allthethings import bootstrap
         from allthethings.domain.assets import Status
@@ -216,6 +216,9 @@ class LocalStack:
                                     error="the local stack stopped before this asset was processed; submit it again")
                 elif asset.status is Status.PROCESSED:  # chunks stored: embedding can resume
                     deps.queue.send({"asset_id": asset.id, "webhook_base": self.url})
+                elif asset.status is Status.GENERATING_EMBEDDINGS:  # its prediction died with the last run
+                    deps.store.move(asset.id, Status.EMBEDDINGS_ERROR,
+                                    error="the local stack stopped before the embeddings came back; submit it again")
             if cursor is None:
                 break
 
