@@ -143,3 +143,19 @@ def test_a_failed_prediction_ends_in_embeddings_error_with_replicates_reason(rem
     assert done["status"] == "EMBEDDINGS_ERROR"
     assert "CUDA error: out of memory" in done["error"]
     assert remote_stack.http.get(f"/api/assets/{asset['id']}").json()["status"] == "EMBEDDINGS_ERROR"
+
+
+def test_with_every_model_call_on_the_local_replicate_a_recording_costs_two_predictions(tmp_path, fixture_server):
+    running = RunningStack(tmp_path / "parity", EMBEDDER_BACKEND="replicate")
+    try:
+        manifest = json.loads((tmp_path / "parity" / "local-stack.json").read_text())
+        stats = f"{manifest['replicate']['url']}/_local/stats"
+        auth = {"Authorization": f"Bearer {manifest['replicate']['token']}"}
+        before = sum(httpx.get(stats, headers=auth).json()["created"].values())
+        asset = running.http.post("/api/assets", json={"url": f"{fixture_server}/jfk.flac"}).json()
+        assert running.wait_for(asset["id"])["status"] == "SEARCHABLE"
+        assert sum(httpx.get(stats, headers=auth).json()["created"].values()) - before == 2
+        results = running.http.get("/api/search", params={"q": "ask not what your country can do"}).json()["results"]
+        assert results[0]["asset"]["id"] == asset["id"] and results[0]["end_s"] <= 11.1
+    finally:
+        running.stop()
