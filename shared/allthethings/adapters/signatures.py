@@ -57,6 +57,3 @@ class HookdeckVerifier(WebhookVerifier):
             raise Unauthorized("Hookdeck signature is not valid")
         return lowered.get("x-hookdeck-eventid") or hashlib.sha256(body).hexdigest()
 
-
-def verify_replicate(secret: str | None, body: bytes, headers: Mapping[str, str]) -> None:
-    ReplicateVerifier(secret).verify(body, headers)

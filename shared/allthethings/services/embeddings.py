@@ -26,6 +26,13 @@ def _load(asset_id: str, deps: Deps) -> Asset:
     return asset
 
 
+def chunk_window(deps: Deps) -> tuple[int, int]:
+    """Chunk size and overlap in tokens: the setting, capped so a chunk always fits the model
+    (two positions of its window hold the [CLS]/[SEP] special tokens)."""
+    max_tokens = min(deps.settings.chunk_tokens, deps.embedder.max_tokens - 2)
+    return max_tokens, min(deps.settings.chunk_overlap, max_tokens // 2 - 1)
+
+
 def webhook_url(deps: Deps, webhook_base: str | None, kind: str, asset_id: str) -> str:
     base = (deps.settings.public_base_url or webhook_base or "").rstrip("/")
     return f"{base}/webhooks/{kind}/{asset_id}"

@@ -16,7 +16,7 @@ from allthethings.domain.assets import Chunk, Kind, Status
 from allthethings.domain.chunking import chunk_text
 from allthethings.domain.errors import ExtractionFailed
 from allthethings.services import Deps
-from allthethings.services.embeddings import request_embeddings
+from allthethings.services.embeddings import chunk_window, request_embeddings
 from allthethings.services.transcription import request_transcription
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,7 @@ def _extract_chunks(asset_id: str, key: str | None, content_type: str | None, ur
     if not key or not content_type:
         raise ExtractionFailed("the asset has no staged body")
     extracted = deps.extractor.extract(deps.blobs.get(key), content_type, url)
-    settings = deps.settings
-    # Two positions of the model's window hold the [CLS]/[SEP] special tokens.
-    max_tokens = min(settings.chunk_tokens, deps.embedder.max_tokens - 2)
-    texts = chunk_text(extracted.text, deps.tokenizer.spans(extracted.text), max_tokens,
-                       min(settings.chunk_overlap, max_tokens // 2 - 1))
+    texts = chunk_text(extracted.text, deps.tokenizer.spans(extracted.text), *chunk_window(deps))
     if not texts:
         raise ExtractionFailed("the document holds no indexable text")
     return extracted.title, [Chunk(asset_id=asset_id, index=i, text=t) for i, t in enumerate(texts)]

@@ -13,7 +13,7 @@ from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id
 from allthethings.domain.chunking import chunk_segments
 from allthethings.domain.errors import NotFound
 from allthethings.services import Deps
-from allthethings.services.embeddings import request_embeddings, webhook_url
+from allthethings.services.embeddings import chunk_window, request_embeddings, webhook_url
 
 # Long enough for a queued prediction to start; the object itself expires with the bucket's rule.
 PRESIGNED_URL_S = 6 * 3600
@@ -50,9 +50,7 @@ def apply_transcription_prediction(asset_id: str, prediction: dict, deps: Deps,
     except ValueError as exc:
         deps.store.move(asset_id, Status.PROCESSING_ERROR, error=f"transcription output unusable: {exc}")
         return deps.store.get(asset_id)
-    max_tokens = min(deps.settings.chunk_tokens, deps.embedder.max_tokens - 2)
-    timed = chunk_segments(segments, deps.tokenizer.spans, max_tokens, min(deps.settings.chunk_overlap,
-                                                                           max_tokens // 2 - 1))
+    timed = chunk_segments(segments, deps.tokenizer.spans, *chunk_window(deps))
     if not timed:
         deps.store.move(asset_id, Status.PROCESSING_ERROR, error="no speech was found in the recording")
         return deps.store.get(asset_id)
