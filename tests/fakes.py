@@ -92,14 +92,39 @@ class FakeStore(AssetStore):
         self.vectors[asset_id] = [list(v) for v in vectors]
         return True
 
-    def search(self, vector, limit):
+    def _admitted(self, asset_id, search_filter):
+        asset = self.assets[asset_id]
+        if asset.status is not Status.SEARCHABLE:
+            return False
+        f = search_filter
+        return f is None or ((not f.kinds or asset.kind in f.kinds) and (not f.host or asset.host == f.host)
+                             and (not f.after or asset.created_at >= f.after)
+                             and (not f.before or asset.created_at < f.before))
+
+    def search(self, vector, limit, search_filter=None):
         hits = []
         for asset_id, vecs in self.vectors.items():
-            if self.assets[asset_id].status is not Status.SEARCHABLE:
+            if not self._admitted(asset_id, search_filter):
                 continue
             for chunk, v in zip(self.chunk_rows[asset_id], vecs):
                 score = sum(a * b for a, b in zip(vector, v))
                 hits.append(ChunkHit(asset_id, chunk.index, chunk.text, score, chunk.start_s, chunk.end_s))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:limit]
+
+    def keyword_search(self, query, limit, search_filter=None):
+        from allthethings.domain.search import query_terms
+
+        terms = query_terms(query)
+        hits = []
+        for asset_id in self.vectors:
+            if not self._admitted(asset_id, search_filter):
+                continue
+            for chunk in self.chunk_rows[asset_id]:
+                words = re.findall(r"\w+", chunk.text.lower())
+                score = sum(words.count(t) for t in terms)
+                if score:
+                    hits.append(ChunkHit(asset_id, chunk.index, chunk.text, float(score), chunk.start_s, chunk.end_s))
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 

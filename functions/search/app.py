@@ -1,7 +1,9 @@
 """Search function. Trigger: HTTP API.
 
-Routes: GET /api/search?q=&limit= -> {"results": [{"asset", "score", "snippet"}]}, one
-result per asset, best first; GET /search?query= -> the HTML results page.
+Routes: GET /api/search?q=&mode=&kind=&host=&after=&before=&limit=&cursor= ->
+{"results": [{"asset", "score", "snippet", "highlights", "start_s"?, "end_s"?}], "next_cursor"}:
+one result per asset, best first; invalid parameters -> 400 naming the parameter.
+GET /search?query=&mode=&kind=... -> the HTML results page.
 """
 
 from aws_lambda_powertools import Logger
@@ -11,8 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
 from allthethings.http import api
-from allthethings.services.assets import parse_limit
-from allthethings.services.search import MAX_LIMIT, search
+from allthethings.services.search import parse_request, search
 
 logger = Logger()
 app = api(logger)
@@ -20,21 +21,21 @@ app = api(logger)
 
 @app.get("/api/search")
 def search_api() -> dict:
-    params = app.current_event.query_string_parameters or {}
-    limit = parse_limit(params.get("limit"), 10, MAX_LIMIT)
-    return {"results": search(params.get("q"), limit, bootstrap.deps())}
+    request = parse_request(app.current_event.query_string_parameters or {})
+    results, next_cursor = search(request, bootstrap.deps())
+    return {"results": results, "next_cursor": next_cursor}
 
 
 @app.get("/search")
 def search_page():
-    query = (app.current_event.query_string_parameters or {}).get("query", "").strip()
-    if not query:
-        return Response(200, content_types.TEXT_HTML, web.results("", []))
+    params = app.current_event.query_string_parameters or {}
+    if not (params.get("query") or "").strip():
+        return Response(200, content_types.TEXT_HTML, web.results(params, [], None))
     try:
-        found = search(query, 10, bootstrap.deps())
+        results, next_cursor = search(parse_request(params, query_param="query"), bootstrap.deps())
     except DomainError as exc:
-        return Response(400, content_types.TEXT_HTML, web.results(query, [], error=exc.message))
-    return Response(200, content_types.TEXT_HTML, web.results(query, found))
+        return Response(400, content_types.TEXT_HTML, web.results(params, [], None, error=exc.message))
+    return Response(200, content_types.TEXT_HTML, web.results(params, results, next_cursor))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

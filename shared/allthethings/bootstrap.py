@@ -18,6 +18,7 @@ _deps: Deps | None = None
 def build(settings: Settings) -> Deps:
     """Real adapters for `settings`. Constructors are cheap: clients and models load on first use."""
     from allthethings.adapters.aws import S3BlobStore, SqsQueue
+    from allthethings.adapters.cache import CachingEmbedder
     from allthethings.adapters.extract import DocumentExtractor
     from allthethings.adapters.fetch import HttpFetcher
     from allthethings.adapters.models import packaged_tokenizer
@@ -58,7 +59,7 @@ def build(settings: Settings) -> Deps:
         fetcher=HttpFetcher(allow_private=settings.allow_private_urls, timeout_s=settings.fetch_timeout_s),
         extractor=DocumentExtractor(),
         tokenizer=packaged_tokenizer(settings.model),
-        embedder=embedder,
+        embedder=CachingEmbedder(embedder, ttl_s=settings.query_cache_ttl_s),
         transcriber=transcriber,
         webhooks=SqsQueue(settings.webhook_queue_url or ""),
         verifier=_verifier(settings),

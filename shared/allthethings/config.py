@@ -63,6 +63,7 @@ class Settings:
     allow_private_urls: bool = False
     max_fetch_bytes: int = 50 * 1024 * 1024
     fetch_timeout_s: float = 20.0
+    query_cache_ttl_s: float = 600.0
     chunk_tokens: int = 200
     chunk_overlap: int = 40
 
@@ -112,6 +113,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
         max_fetch_bytes=int(get("MAX_FETCH_BYTES", d.max_fetch_bytes)),
         fetch_timeout_s=float(get("FETCH_TIMEOUT_S", d.fetch_timeout_s)),
+        query_cache_ttl_s=float(get("QUERY_CACHE_TTL_S", d.query_cache_ttl_s)),
         chunk_tokens=int(get("CHUNK_TOKENS", d.chunk_tokens)),
         chunk_overlap=int(get("CHUNK_OVERLAP", d.chunk_overlap)),
     )

@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.chunking import Segment
+from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 
 
 class AssetStore(abc.ABC):
@@ -52,8 +53,19 @@ class AssetStore(abc.ABC):
         Only SEARCHABLE assets ever have vectors, so a search never ranks anything else."""
 
     @abc.abstractmethod
-    def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
-        """The `limit` chunks of SEARCHABLE assets nearest to `vector`, best first."""
+    def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
+        """The `limit` chunks of SEARCHABLE assets nearest to `vector`, best first, among those the
+        filter admits (filtered before ranking: never fewer results because of the filter)."""
+
+    @abc.abstractmethod
+    def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
+        """The `limit` chunks of SEARCHABLE assets that best match the query's words (BM25), best first."""
+
+    def hybrid_search(self, vector: Sequence[float], query: str, limit: int,
+                      search_filter: SearchFilter | None = None) -> list[ChunkHit]:
+        """Vector and keyword results fused by reciprocal rank; stores with a native fusion override it."""
+        return reciprocal_rank_fusion(self.search(vector, limit, search_filter),
+                                      self.keyword_search(query, limit, search_filter))[:limit]
 
 
 class BlobStore(abc.ABC):

@@ -14,16 +14,20 @@ table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.35rem;
 .status{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#eee}
 .SEARCHABLE{background:#d4f7d4}.PROCESSING_ERROR,.EMBEDDINGS_ERROR{background:#fdd}
 .error{color:#a00} .result{margin:1.2rem 0} .result p{margin:.3rem 0;color:#444} .muted{color:#777;font-size:.9em}
+mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#e6eefc}
+.badge.audio,.badge.video{background:#f6e3fb} .badge.pdf{background:#fde8e0}
+.player{display:block;margin:.3rem 0;max-width:100%}
+.controls{flex-wrap:wrap} details{width:100%} details label{margin-right:1rem}
 """
 
 
-def _page(title: str, body: str, refresh: bool = False) -> str:
+def _page(title: str, body: str, refresh: bool = False, search_box: bool = True) -> str:
     meta = '<meta http-equiv="refresh" content="3">' if refresh else ""
+    box = ('<form action="/search" method="get"><input type="text" name="query" placeholder="Search by meaning" '
+           'aria-label="Search"><button>Search</button></form>') if search_box else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
             f'<meta name="viewport" content="width=device-width,initial-scale=1">{meta}<style>{_STYLE}</style>'
-            f'</head><body><h1><a href="/">allthethings</a></h1>'
-            f'<form action="/search" method="get"><input type="text" name="query" placeholder="Search by meaning" '
-            f'aria-label="Search"><button>Search</button></form>{body}</body></html>')
+            f'</head><body><h1><a href="/">allthethings</a></h1>{box}{body}</body></html>')
 
 
 def home(assets: list[Asset], error: str | None = None) -> str:
@@ -44,17 +48,75 @@ def home(assets: list[Asset], error: str | None = None) -> str:
     return _page("allthethings", body, refresh=pending)
 
 
-def results(query: str, found: list[dict], error: str | None = None) -> str:
-    items = "".join(
-        f"<div class=result><a href=\"{escape(r['asset']['url'])}\">"
-        f"{escape(r['asset'].get('title') or r['asset']['url'])}</a>"
-        f" <span class=muted>{escape(r['asset'].get('content_type') or '')} · score {r['score']:.3f}</span>"
-        f"<p>{escape(r['snippet'][:400])}{'…' if len(r['snippet']) > 400 else ''}</p></div>"
-        for r in found)
+def _marked(text: str, spans: list) -> str:
+    """The snippet, escaped, with the query's words in <mark>."""
+    out, last = [], 0
+    for a, b in spans:
+        out.append(escape(text[last:a]))
+        out.append(f"<mark>{escape(text[a:b])}</mark>")
+        last = b
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _result(r: dict) -> str:
+    asset = r["asset"]
+    kind = asset.get("kind") or "text"
+    snippet, spans = r["snippet"], [s for s in r.get("highlights", []) if s[1] <= 600]
+    shown = snippet[:600] + ("…" if len(snippet) > 600 else "")
+    player = ""
+    if kind in ("audio", "video") and r.get("start_s") is not None:
+        # A media fragment starts playback at the matching second, with or without JavaScript.
+        start = int(r["start_s"])
+        src = escape(f"{asset['url']}#t={start}")
+        player = (f"<{kind} controls preload=none src=\"{src}\" class=player></{kind}>"
+                  f"<div class=muted>from {_clock(r['start_s'])} to {_clock(r['end_s'])}</div>")
+    return (f"<div class=result><span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
+            f"<a href=\"{escape(asset['url'])}\">{escape(asset.get('title') or asset['url'])}</a>"
+            f"<div class=muted>{escape(asset['url'])} · score {r['score']:.3f}</div>"
+            f"<p>{_marked(shown, spans)}</p>{player}</div>")
+
+
+def _controls(params: dict) -> str:
+    mode = params.get("mode") or "hybrid"
+    kinds = set((params.get("kind") or "").split(","))
+    options = "".join(f"<option value={m}{' selected' if m == mode else ''}>{m}</option>"
+                      for m in ("hybrid", "vector", "keyword"))
+    boxes = "".join(f"<label><input type=checkbox name=kind value={k}{' checked' if k in kinds else ''}> {k}</label>"
+                    for k in ("html", "pdf", "text", "audio", "video"))
+    return (f"<form action=/search method=get class=controls><input type=text name=query required "
+            f"value=\"{escape(params.get('query') or '')}\" aria-label=Search placeholder=\"Search by meaning\">"
+            f"<select name=mode aria-label=Mode>{options}</select><button>Search</button>"
+            f"<details{' open' if kinds - {''} or params.get('host') or params.get('after') else ''}>"
+            f"<summary>Filters</summary>{boxes}"
+            f"<label>host <input type=text name=host value=\"{escape(params.get('host') or '')}\"></label>"
+            f"<label>after <input type=date name=after value=\"{escape(params.get('after') or '')}\"></label>"
+            f"<label>before <input type=date name=before value=\"{escape(params.get('before') or '')}\"></label>"
+            f"</details></form>")
+
+
+def results(params: dict, found: list[dict], next_cursor: str | None, error: str | None = None) -> str:
+    """The search page: the query with its mode and filters, and a page of results."""
+    from urllib.parse import urlencode
+
+    query = (params.get("query") or "").strip()
+    controls = _controls(params)
     if not query:
-        return _page("Search · allthethings", "<p>Type a question or a few words: results are found by meaning.</p>")
+        return _page("Search · allthethings",
+                     controls + "<p>Type a question or a few words: results are found by meaning.</p>",
+                     search_box=False)
     if error:
         body = f"<p class=error role=alert>{escape(error)}</p>"
     else:
-        body = items or f"<p>No results for “{escape(query)}”.</p>"
-    return _page(f"{query} · allthethings", f"<h2>Results for “{escape(query)}”</h2>{body}")
+        body = "".join(_result(r) for r in found) or f"<p>No results for “{escape(query)}”.</p>"
+        if next_cursor:
+            keep = {k: v for k, v in params.items() if k != "cursor" and v}
+            more = escape(urlencode({**keep, "cursor": next_cursor}))
+            body += f"<p><a rel=next href=\"/search?{more}\">More results</a></p>"
+    return _page(f"{query} · allthethings", controls + f"<h2>Results for “{escape(query)}”</h2>{body}",
+                 search_box=False)

@@ -13,7 +13,8 @@ from allthethings.domain.errors import (
 )
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.process_asset import process_asset
-from allthethings.services.search import search
+from allthethings.services.search import parse_request
+from allthethings.services.search import search as run_search
 from allthethings.services.submit_asset import submit_asset
 from tests.fakes import FakeEmbedder, FakeFetcher, FakeQueue, fake_deps, word_vector
 
@@ -215,10 +216,23 @@ def test_unsearchable_assets_are_not_found():
     assert search("lighthouse", 5, deps) == []
 
 
-@pytest.mark.parametrize("query, limit", [("", 5), ("   ", 5), (None, 5), ("x" * 1001, 5), ("ok", 0), ("ok", 51)])
-def test_bad_search_parameters_are_refused(query, limit):
-    with pytest.raises(InvalidInput):
-        search(query, limit, fake_deps())
+@pytest.mark.parametrize("params, named", [
+    ({}, "q"), ({"q": "   "}, "q"), ({"q": "x" * 1001}, "q"), ({"q": "ok", "limit": "0"}, "limit"),
+    ({"q": "ok", "limit": "51"}, "limit"), ({"q": "ok", "limit": "ten"}, "limit"),
+    ({"q": "ok", "mode": "fuzzy"}, "mode"),
+    ({"q": "ok", "kind": "html,spreadsheet"}, "kind"), ({"q": "ok", "host": "bad host!"}, "host"),
+    ({"q": "ok", "after": "yesterday"}, "after"), ({"q": "ok", "before": "2026-13-45"}, "before"),
+    ({"q": "ok", "after": "2026-02-01", "before": "2026-01-01"}, "after"),
+])
+def test_bad_search_parameters_are_refused_naming_the_parameter(params, named):
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(params)
+    assert refused.value.message.startswith(named)
+
+
+def search(query, limit, deps, **params):
+    results, _ = run_search(parse_request({"q": query, "limit": str(limit), **params}), deps)
+    return results
 
 
 # -- audio and video ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The embedded store: SQLite with the sqlite-vec extension, in one persistent file.
 
-Assets and chunks are plain tables; chunk vectors live in a `vec0` virtual table
-keyed by the chunk's rowid, searched by cosine distance. One connection per
-thread, WAL journal, and every multi-statement write in a transaction, so a
-crash never leaves half an asset behind.
+Assets and chunks are plain tables. A searchable chunk is also in two search tables keyed by
+the chunk's rowid: `chunk_vectors` (sqlite-vec `vec0`, cosine distance) and `chunk_fts` (FTS5,
+BM25), each carrying the asset's kind, host and creation time so that filters apply inside the
+nearest-neighbour and full-text queries, before ranking. One connection per thread, WAL
+journal, and every multi-statement write in a transaction, so a crash never leaves half an
+asset behind.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.search import SearchFilter, query_terms
 from allthethings.ports import AssetStore
 
 _SCHEMA = """
@@ -93,11 +97,18 @@ class SqliteStore(AssetStore):
             self._local.conn = conn
         return conn
 
+    def _vector_table(self, name: str) -> str:
+        return (f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING vec0(embedding float[{self.dimensions}] "
+                "distance_metric=cosine, kind text, host text, created_at float)")
+
     def _create_schema(self, conn) -> None:
         conn.executescript(_SCHEMA)
-        conn.execute(
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vectors USING vec0("
-            f"embedding float[{self.dimensions}] distance_metric=cosine)")
+        existing = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunk_vectors'").fetchone()
+        conn.execute(self._vector_table("chunk_vectors"))
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(text, kind UNINDEXED, host UNINDEXED, "
+                     "created_at UNINDEXED, tokenize='porter unicode61')")
+        if existing and "kind text" not in existing[0]:
+            self._add_search_metadata(conn)
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)",
@@ -109,6 +120,22 @@ class SqliteStore(AssetStore):
                     f"{self.path} holds {stored['dimensions']}-d vectors of {stored['model']}, but the "
                     f"configured model {self.model} makes {self.dimensions}-d ones: use another DATA_DIR "
                     "or delete the file to re-index")
+
+    def _add_search_metadata(self, conn) -> None:
+        """Upgrade a file made before filters: rebuild both search tables with asset metadata."""
+        with self._write_on(conn):
+            rows = conn.execute(
+                "SELECT v.rowid, v.embedding, c.text, a.kind, a.url, a.created_at FROM chunk_vectors v "
+                "JOIN chunks c ON c.rowid = v.rowid JOIN assets a ON a.id = c.asset_id").fetchall()
+            conn.execute("DROP TABLE chunk_vectors")
+            conn.execute(self._vector_table("chunk_vectors"))
+            conn.execute("DELETE FROM chunk_fts")
+            for rowid, embedding, text, kind, url, created_at in rows:
+                meta = _search_metadata(kind, url, created_at)
+                conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
+                conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                             (rowid, text, *meta))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -169,7 +196,12 @@ class SqliteStore(AssetStore):
     @contextlib.contextmanager
     def _write(self):
         """One write transaction, taken up front so that concurrent writers queue instead of failing."""
-        conn = self._conn()
+        with self._write_on(self._conn()) as conn:
+            yield conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write_on(conn):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -181,6 +213,8 @@ class SqliteStore(AssetStore):
     @staticmethod
     def _delete_chunks(conn, asset_id: str) -> None:
         conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
+                     (asset_id,))
+        conn.execute("DELETE FROM chunk_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
                      (asset_id,))
         conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
 
@@ -219,32 +253,79 @@ class SqliteStore(AssetStore):
 
         sources = sorted(s.value for s in sources_of(Status.SEARCHABLE))
         with self._write() as conn:
-            rowids = [r[0] for r in conn.execute(
-                "SELECT rowid FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))]
-            if len(rowids) != len(vectors):
-                raise ValueError(f"asset {asset_id} has {len(rowids)} chunks but {len(vectors)} vectors came")
+            rows = conn.execute("SELECT rowid, text FROM chunks WHERE asset_id = ? ORDER BY idx",
+                                (asset_id,)).fetchall()
+            if len(rows) != len(vectors):
+                raise ValueError(f"asset {asset_id} has {len(rows)} chunks but {len(vectors)} vectors came")
             moved = conn.execute(
                 f"UPDATE assets SET status = ?, updated_at = ? WHERE id = ? AND status IN "
                 f"({', '.join('?' * len(sources))})",
                 (Status.SEARCHABLE.value, now().isoformat(), asset_id, *sources)).rowcount == 1
             if moved:
-                conn.executemany("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)",
-                                 [(rid, serialize_float32(list(v))) for rid, v in zip(rowids, vectors)])
+                kind, url, created_at = conn.execute("SELECT kind, url, created_at FROM assets WHERE id = ?",
+                                                     (asset_id,)).fetchone()
+                meta = _search_metadata(kind, url, created_at)
+                conn.executemany("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 [(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)])
+                conn.executemany("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                                 [(rid, text, *meta) for rid, text in rows])
             return moved
 
-    def search(self, vector: Sequence[float], limit: int) -> list[ChunkHit]:
+    def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         from sqlite_vec import serialize_float32
 
+        where, args = _filter_sql(search_filter, "v")
         rows = self._conn().execute(
-            """
-            WITH nearest AS (
-                SELECT rowid, distance FROM chunk_vectors WHERE embedding MATCH ? AND k = ?
-            )
-            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, nearest.distance
-            FROM nearest JOIN chunks c ON c.rowid = nearest.rowid
-            JOIN assets a ON a.id = c.asset_id
-            WHERE a.status = 'SEARCHABLE'
-            ORDER BY nearest.distance
-            """, (serialize_float32(list(vector)), limit)).fetchall()
+            f"""
+            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, v.distance
+            FROM chunk_vectors v JOIN chunks c ON c.rowid = v.rowid
+            WHERE v.embedding MATCH ? AND k = ? {where}
+            ORDER BY v.distance
+            """, (serialize_float32(list(vector)), min(limit, MAX_KNN), *args)).fetchall()
         return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=1.0 - r[5])
                 for r in rows]
+
+    def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        where, args = _filter_sql(search_filter, "f")
+        rows = self._conn().execute(
+            f"""
+            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, bm25(chunk_fts) AS rank
+            FROM chunk_fts f JOIN chunks c ON c.rowid = f.rowid
+            WHERE chunk_fts MATCH ? {where}
+            ORDER BY rank LIMIT ?
+            """, (" OR ".join(f'"{t}"' for t in terms), *args, limit)).fetchall()
+        # BM25 here is lower-is-better and negative; flip it so that higher is better, as elsewhere.
+        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5])
+                for r in rows]
+
+
+# sqlite-vec answers at most this many neighbours in one query.
+MAX_KNN = 4096
+
+
+def _search_metadata(kind: str | None, url: str, created_at: str) -> tuple[str, str, float]:
+    return kind or "", (urlsplit(url).hostname or "").lower(), datetime.fromisoformat(created_at).timestamp()
+
+
+def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, list]:
+    """The filter as conditions on a search table's metadata columns (applied before ranking)."""
+    if search_filter is None or search_filter.is_empty:
+        return "", []
+    parts, args = [], []
+    if search_filter.kinds:
+        parts.append(f"{alias}.kind IN ({', '.join('?' * len(search_filter.kinds))})")
+        args += [k.value for k in search_filter.kinds]
+    if search_filter.host:
+        parts.append(f"{alias}.host = ?")
+        args.append(search_filter.host.lower())
+    if search_filter.after:
+        parts.append(f"{alias}.created_at >= ?")
+        args.append(search_filter.after.timestamp())
+    if search_filter.before:
+        parts.append(f"{alias}.created_at < ?")
+        args.append(search_filter.before.timestamp())
+    return "AND " + " AND ".join(parts), args

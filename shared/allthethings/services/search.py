@@ -1,54 +1,120 @@
-"""Searching by meaning: embed the query, find the nearest chunks, and answer one result per asset.
+"""Searching: by meaning (vector), by words (keyword, BM25), or both fused by reciprocal rank
+(hybrid, the default); filtered before ranking; one result per asset, scored by its best chunk,
+which is the snippet, with the query's words marked and, for audio and video, its start and end.
 
-Each asset is scored by its best chunk, whose text is the snippet.
+Pages are asked for with an opaque cursor. A keyword search costs no embedding; a repeated
+query's embedding comes from a cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
+from allthethings.domain.assets import Kind
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.search import (
+    Mode,
+    SearchFilter,
+    best_per_asset,
+    fingerprint,
+    highlights,
+    page_cursor,
+    page_offset,
+    parse_instant,
+    query_terms,
+)
 from allthethings.services import Deps
 
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 50
-# Chunks fetched per wanted result: an asset may own several of the nearest chunks. When one
-# long document owns all of them, the search widens until `limit` assets are found or the
+MAX_HOST_CHARS = 253
+# Chunks fetched per wanted result: an asset may own several of the nearest chunks. When a few
+# long documents own all of them, the search widens until it has the assets it needs or the
 # store has nothing more to give.
 CHUNKS_PER_RESULT = 8
 MAX_CHUNKS = 4096
 
 
-def search(query: str | None, limit: int, deps: Deps) -> list[dict]:
-    q = (query or "").strip()
-    if not q:
-        raise InvalidInput("q must be a non-empty search query")
-    if len(q) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"q must be at most {MAX_QUERY_CHARS} characters")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be from 1 to {MAX_LIMIT}")
+@dataclasses.dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    mode: Mode = Mode.HYBRID
+    search_filter: SearchFilter = SearchFilter()
+    limit: int = 10
+    cursor: str | None = None
 
-    vector = deps.embedder.embed([q])[0]
-    k = limit * CHUNKS_PER_RESULT
+
+def parse_request(params: Mapping[str, str], *, query_param: str = "q") -> SearchRequest:
+    """A search request from query-string parameters; InvalidInput names the parameter at fault."""
+    query = (params.get(query_param) or "").strip()
+    if not query:
+        raise InvalidInput(f"{query_param} must be a non-empty search query")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"{query_param} must be at most {MAX_QUERY_CHARS} characters")
+    try:
+        mode = Mode((params.get("mode") or Mode.HYBRID.value).strip().lower())
+    except ValueError:
+        raise InvalidInput("mode must be one of vector, keyword, hybrid") from None
+    kinds: list[Kind] = []
+    for raw in filter(None, (part.strip().lower() for part in (params.get("kind") or "").split(","))):
+        try:
+            kinds.append(Kind(raw))
+        except ValueError:
+            raise InvalidInput(f"kind must be among {', '.join(k.value for k in Kind)} (comma-separated)") from None
+    host = (params.get("host") or "").strip().lower() or None
+    if host and (len(host) > MAX_HOST_CHARS or not all(c.isalnum() or c in ".-:[]" for c in host)):
+        raise InvalidInput("host must be a host name, like en.wikipedia.org")
+    after = parse_instant(params["after"], "after") if params.get("after") else None
+    before = parse_instant(params["before"], "before") if params.get("before") else None
+    if after and before and after >= before:
+        raise InvalidInput("after must be earlier than before")
+    raw_limit = (params.get("limit") or "10").strip()
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return SearchRequest(query=query, mode=mode, limit=int(raw_limit), cursor=params.get("cursor") or None,
+                         search_filter=SearchFilter(kinds=tuple(dict.fromkeys(kinds)), host=host, after=after,
+                                                    before=before))
+
+
+def search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
+    """A page of results, best first, and the cursor of the next page (None on the last)."""
+    key = fingerprint(request.query, request.mode, request.search_filter)
+    offset = page_offset(request.cursor, key)
+    want = offset + request.limit + 1  # one more than the page, to know whether another follows
+    vector = deps.embedder.embed([request.query])[0] if request.mode is not Mode.KEYWORD else None
+    k = min(want * CHUNKS_PER_RESULT, MAX_CHUNKS)
     while True:
-        hits = deps.store.search(vector, k)
-        best = {}
-        for hit in hits:  # best first, so the first hit of an asset is its best chunk
-            if hit.asset_id not in best:
-                best[hit.asset_id] = hit
-        if len(best) >= limit or len(hits) < k or k >= MAX_CHUNKS:
+        hits = _ranked_chunks(request, vector, k, deps)
+        groups = best_per_asset(hits)
+        if len(groups) >= want or len(hits) < k or k >= MAX_CHUNKS:
             break
         k = min(k * 4, MAX_CHUNKS)
+    page = groups[offset:offset + request.limit]
+    terms = query_terms(request.query)
     results = []
-    for hit in list(best.values())[:limit]:
+    for hit in page:
         asset = deps.store.get(hit.asset_id)
         if asset is None:
             continue
         result = {
             "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
-                      "kind": asset.kind.value if asset.kind else None, "title": asset.title},
+                      "kind": asset.kind.value if asset.kind else None, "title": asset.title,
+                      "created_at": asset.created_at.isoformat()},
             "score": round(hit.score, 6),
             "snippet": hit.text,
+            "highlights": [list(span) for span in highlights(hit.text, terms)],
         }
         if hit.start_s is not None:
             result["start_s"], result["end_s"] = hit.start_s, hit.end_s
         results.append(result)
-    return results
+    more = len(groups) > offset + request.limit
+    return results, page_cursor(key, offset + request.limit) if more else None
+
+
+def _ranked_chunks(request: SearchRequest, vector, k: int, deps: Deps):
+    if request.mode is Mode.VECTOR:
+        return deps.store.search(vector, k, request.search_filter)
+    if request.mode is Mode.KEYWORD:
+        return deps.store.keyword_search(request.query, k, request.search_filter)
+    return deps.store.hybrid_search(vector, request.query, k, request.search_filter)

@@ -1,0 +1,117 @@
+"""Search semantics shared by every store: filters, modes, reciprocal rank fusion, grouping of
+chunk hits into one result per asset, highlighting of the query's terms, and cursors."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from allthethings.domain import cursor as cursors
+from allthethings.domain.assets import ChunkHit, Kind
+from allthethings.domain.errors import InvalidInput
+
+
+class Mode(str, enum.Enum):
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchFilter:
+    """Applied before ranking: a result must match every field that is set."""
+
+    kinds: tuple[Kind, ...] = ()
+    host: str | None = None
+    after: datetime | None = None  # created at or after
+    before: datetime | None = None  # created strictly before
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.kinds or self.host or self.after or self.before)
+
+    def fingerprint(self) -> dict:
+        return {"kinds": sorted(k.value for k in self.kinds), "host": self.host,
+                "after": self.after.isoformat() if self.after else None,
+                "before": self.before.isoformat() if self.before else None}
+
+
+RRF_K = 60  # the constant of Cormack, Clarke and Büttcher (2009), also MongoDB's $rankFusion default
+
+
+def reciprocal_rank_fusion(*ranked: Sequence[ChunkHit], k: int = RRF_K) -> list[ChunkHit]:
+    """One list from several best-first lists: each chunk scores the sum of 1 / (k + rank)."""
+    scores: dict[tuple[str, int], float] = {}
+    first_seen: dict[tuple[str, int], ChunkHit] = {}
+    for hits in ranked:
+        for rank, hit in enumerate(hits, start=1):
+            key = (hit.asset_id, hit.index)
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+            first_seen.setdefault(key, hit)
+    fused = [dataclasses.replace(first_seen[key], score=score) for key, score in scores.items()]
+    fused.sort(key=lambda h: (-h.score, h.asset_id, h.index))
+    return fused
+
+
+def best_per_asset(hits: Iterable[ChunkHit]) -> list[ChunkHit]:
+    """Each asset once, at the rank of its best chunk (hits are best first)."""
+    seen: dict[str, ChunkHit] = {}
+    for hit in hits:
+        seen.setdefault(hit.asset_id, hit)
+    return list(seen.values())
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset((
+    "a an and are as at be by for from has have how i in is it of on or that the this to was what when where which "
+    "who why will with you your").split())
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a query that are worth matching (lower-cased, no stopwords, no repeats)."""
+    terms: list[str] = []
+    for word in _WORD.findall(query.lower()):
+        if len(word) > 1 and word not in _STOPWORDS and word not in terms:
+            terms.append(word)
+    return terms
+
+
+def highlights(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of `text` where a query term starts a word (so "keeper" marks "keepers")."""
+    if not terms:
+        return []
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\w*", re.IGNORECASE | re.UNICODE)
+    return [m.span() for m in pattern.finditer(text)]
+
+
+def fingerprint(query: str, mode: Mode, search_filter: SearchFilter) -> str:
+    raw = json.dumps([query, mode.value, search_filter.fingerprint()], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def page_cursor(query_fingerprint: str, offset: int) -> str:
+    return cursors.encode({"q": query_fingerprint, "o": offset})
+
+
+def page_offset(cursor: str | None, query_fingerprint: str) -> int:
+    if not cursor:
+        return 0
+    position = cursors.decode(cursor, "q", "o")
+    if position["q"] != query_fingerprint or not isinstance(position["o"], int) or position["o"] < 0:
+        raise InvalidInput("cursor belongs to another search: pass the same q, mode and filters with it")
+    return position["o"]
+
+
+def parse_instant(raw: str, name: str) -> datetime:
+    """An ISO 8601 date or date-time; a date means midnight UTC, a naive time means UTC."""
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 date or date-time, like 2026-11-21 or "
+                           "2026-11-21T08:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
