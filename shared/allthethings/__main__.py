@@ -1,5 +1,9 @@
 """`python -m allthethings COMMAND`: operator commands.
 
+    indexes [--wait SECONDS]            create or update the store's indexes (Atlas: the unique
+                                        B-tree indexes, the vector and the full-text search
+                                        indexes) and wait until they answer; idempotent
+
     redrive [--data-dir DIR]            move every dead-lettered message of the running local
                                         stack (DIR/local-stack.json) back to its queue
     redrive --stack NAME                the same for a deployed stack (its CloudFormation outputs)
@@ -46,7 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     redrive.add_argument("--stack", help="a deployed CloudFormation stack's name")
     redrive.add_argument("--from", dest="from_url", help="a dead-letter queue URL")
     redrive.add_argument("--to", dest="to_url", help="the queue URL to move its messages to")
+    indexes = sub.add_parser("indexes", help="create or update the store's indexes and wait until queryable")
+    indexes.add_argument("--wait", type=float, default=600, help="seconds to wait for the search indexes")
     args = parser.parse_args(argv)
+
+    if args.command == "indexes":
+        from allthethings import bootstrap
+
+        deps = bootstrap.deps()
+        ensure = getattr(deps.store, "ensure_indexes", None)
+        if ensure is None:
+            print("the embedded store keeps its indexes itself: nothing to do")
+            return 0
+        for line in ensure(deps.settings.dimensions, wait_s=args.wait):
+            print(line)
+        return 0
 
     from allthethings.adapters.aws import redrive as move
 

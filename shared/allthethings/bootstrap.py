@@ -32,7 +32,8 @@ def build(settings: Settings) -> Deps:
             uri = secret(settings.mongodb_uri, settings.mongodb_uri_param, "MONGODB_URI")
             return MongoClient(uri, appname="allthethings", serverSelectionTimeoutMS=5000, tz_aware=True)
 
-        store = AtlasStore(mongo_client, settings.mongodb_database, settings.vector_index)
+        store = AtlasStore(mongo_client, settings.mongodb_database, settings.vector_index,
+                           text_index=settings.text_index, rank_fusion=settings.rank_fusion)
     else:
         from allthethings.adapters.sqlite_store import SqliteStore
 

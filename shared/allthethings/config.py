@@ -32,6 +32,8 @@ class Settings:
     mongodb_uri_param: str | None = None
     mongodb_database: str = "allthethings"
     vector_index: str = "chunk_vectors"
+    text_index: str = "chunk_text"
+    rank_fusion: str = "auto"  # auto (by server version) | server ($rankFusion) | client
 
     embedder: str = "local"  # local | replicate
     # The sentence-embedding model: run in-process (local) or on Replicate. Deployed:
@@ -91,6 +93,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mongodb_uri_param=get("MONGODB_URI_PARAM", None),
         mongodb_database=get("MONGODB_DATABASE", d.mongodb_database),
         vector_index=get("VECTOR_INDEX", d.vector_index),
+        text_index=get("TEXT_INDEX", d.text_index),
+        rank_fusion=get("RANK_FUSION", d.rank_fusion).lower(),
         embedder=get("EMBEDDER_BACKEND", d.embedder).lower(),
         embedding_model=get("EMBEDDING_MODEL", get("LOCAL_MODEL", d.embedding_model)),
         model_threads=int(env["MODEL_THREADS"]) if env.get("MODEL_THREADS") else None,

@@ -361,3 +361,117 @@ def test_atlas_search_with_no_hits_returns_an_empty_list(mock_store, monkeypatch
     mock_store.add(make_asset(status=Status.SEARCHABLE))
     monkeypatch.setattr(mock_store.db.chunks, "aggregate", lambda pipeline, *a, **k: iter([]))
     assert mock_store.search(axis(0), 3) == []
+
+
+# -- filters, keyword and hybrid (issue 4) --------------------------------------------------------
+
+from datetime import UTC, datetime  # noqa: E402
+
+from allthethings.adapters.atlas_store import (  # noqa: E402
+    FILTER_PATHS,
+    hybrid_search_pipeline,
+    keyword_search_pipeline,
+    search_index_definition,
+)
+from allthethings.domain.assets import Kind  # noqa: E402
+from allthethings.domain.search import SearchFilter  # noqa: E402
+
+FILTERS = [
+    SearchFilter(kinds=(Kind.PDF,)),
+    SearchFilter(kinds=(Kind.AUDIO, Kind.VIDEO), host="example.com"),
+    SearchFilter(after=datetime(2026, 1, 1, tzinfo=UTC), before=datetime(2026, 2, 1, tzinfo=UTC)),
+    SearchFilter(kinds=(Kind.HTML,), host="en.wikipedia.org", after=datetime(2025, 1, 1, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize("search_filter", FILTERS)
+@pytest.mark.parametrize("exact", [False, True])
+def test_filtered_vector_pipelines_follow_the_syntax_and_ask_only_for_declared_filter_paths(search_filter, exact):
+    pipeline = vector_search_pipeline("chunk_vectors", [0.1] * 768, 80, search_filter, exact)
+    assert pipeline_problems(pipeline) == []
+    assert mismatches(pipeline, vector_index_definition(768)) == []
+    spec = pipeline[0]["$vectorSearch"]
+    assert "filter" in spec, "the filter is applied inside $vectorSearch, before ranking"
+    assert ("numCandidates" in spec) is not exact
+
+
+def test_the_filter_uses_only_documented_vector_search_operators():
+    spec = vector_search_pipeline("i", [0.1] * 8, 5, FILTERS[3])[0]["$vectorSearch"]["filter"]
+    assert spec == {"$and": [{"kind": {"$in": ["html"]}}, {"host": {"$eq": "en.wikipedia.org"}},
+                             {"created_at": {"$gte": datetime(2025, 1, 1, tzinfo=UTC)}}]}
+
+
+def test_both_search_indexes_declare_every_filter_path():
+    vector_filters = {f["path"] for f in vector_index_definition(768)["fields"] if f["type"] == "filter"}
+    text_fields = set(search_index_definition()["mappings"]["fields"])
+    assert set(FILTER_PATHS) <= vector_filters
+    assert set(FILTER_PATHS) <= text_fields and "text" in text_fields
+    assert search_index_definition()["mappings"]["dynamic"] is False
+
+
+@pytest.mark.parametrize("search_filter", [None, *FILTERS])
+def test_the_keyword_pipeline_is_a_documented_search_stage_with_filters_that_do_not_score(search_filter):
+    pipeline = keyword_search_pipeline("chunk_text", "lighthouse keepers", 40, search_filter)
+    search, limit, project = pipeline
+    assert list(search) == ["$search"] and search["$search"]["index"] == "chunk_text"
+    compound = search["$search"]["compound"]
+    assert compound["must"] == [{"text": {"query": "lighthouse keepers", "path": "text"}}]
+    assert set(compound) <= {"must", "filter"}
+    fields = search_index_definition()["mappings"]["fields"]
+    for clause in compound.get("filter", []):
+        ((operator, spec),) = clause.items()
+        assert operator in ("in", "equals", "range") and spec["path"] in fields
+    assert limit == {"$limit": 40}
+    assert project["$project"]["score"] == {"$meta": "searchScore"}
+
+
+def test_the_hybrid_pipeline_is_rank_fusion_over_a_vector_and_a_text_pipeline():
+    pipeline = hybrid_search_pipeline("chunk_vectors", "chunk_text", [0.1] * 768, "lighthouse", 30, FILTERS[1])
+    fusion = pipeline[0]["$rankFusion"]
+    pipelines = fusion["input"]["pipelines"]
+    assert set(pipelines) == {"vector", "text"}
+    assert pipeline_problems(pipelines["vector"] + [{"$project": {"score": {"$meta": "vectorSearchScore"}}}]) == []
+    assert next(iter(pipelines["text"][0])) == "$search" and pipelines["text"][1] == {"$limit": 30}
+    assert "filter" in pipelines["vector"][0]["$vectorSearch"] and "filter" in pipelines["text"][0]["$search"][
+        "compound"]
+    assert fusion["combination"]["weights"] == {"vector": 1, "text": 1}
+    assert pipeline[1] == {"$limit": 30} and pipeline[2]["$project"]["score"] == {"$meta": "score"}
+
+
+class _SearchIndexes:
+    """The search-index half of a pymongo collection, as Atlas answers it (queryable at once)."""
+
+    def __init__(self):
+        self.indexes: dict[str, dict] = {}
+        self.calls: list[str] = []
+
+    def create_index(self, keys, **options):
+        return options["name"]
+
+    def list_search_indexes(self):
+        return [{"name": n, "latestDefinition": d, "queryable": True} for n, d in self.indexes.items()]
+
+    def create_search_indexes(self, models):
+        for model in models:
+            self.indexes[model.document["name"]] = model.document["definition"]
+            self.calls.append(f"create {model.document['name']} {model.document['type']}")
+
+    def update_search_index(self, name, definition):
+        self.indexes[name] = definition
+        self.calls.append(f"update {name}")
+
+
+def test_ensuring_indexes_twice_changes_nothing_the_second_time():
+    from allthethings.adapters.atlas_store import AtlasStore
+
+    chunks, assets = _SearchIndexes(), _SearchIndexes()
+    store = AtlasStore(lambda: {"db": type("Db", (), {"chunks": chunks, "assets": assets})()}, "db",
+                       "chunk_vectors", text_index="chunk_text")
+    first = store.ensure_indexes(768, wait_s=5, poll_s=0.01)
+    assert "chunk_vectors created" in first and "chunk_text created" in first
+    assert chunks.calls == ["create chunk_vectors vectorSearch", "create chunk_text search"]
+    second = store.ensure_indexes(768, wait_s=5, poll_s=0.01)
+    assert "chunk_vectors unchanged" in second and "chunk_text unchanged" in second
+    assert len(chunks.calls) == 2
+    third = store.ensure_indexes(384, wait_s=0)
+    assert "chunk_vectors updated" in third and chunks.calls[-1] == "update chunk_vectors"

@@ -26,8 +26,9 @@ from allthethings.adapters import sqlite_store as sqlite_module
 from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
 from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import TRANSITIONS, Status
+from allthethings.domain.assets import TRANSITIONS, Kind, Status
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.search import SearchFilter
 from allthethings.services.search import MAX_CHUNKS
 from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
 
@@ -502,3 +503,96 @@ def test_sqlite_data_persists_across_store_instances_on_one_file(tmp_path):
     same_asset(second.get(asset.id), asset)
     assert second.chunks(asset.id) == make_chunks(asset.id, ["kept"])
     assert [(h.asset_id, h.text) for h in second.search(axis(6), 3)] == [(asset.id, "kept")]
+
+
+# -- search semantics: modes and filters (issue 4) -----------------------------------------------
+
+def searchable(store, texts_and_vectors, **asset_fields):
+    """A SEARCHABLE asset with these chunks; asset fields (kind, url, created_at) as given."""
+    asset = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS, **asset_fields))
+    store.put_chunks(asset.id, make_chunks(asset.id, [t for t, _ in texts_and_vectors]))
+    assert store.make_searchable(asset.id, [v for _, v in texts_and_vectors])
+    return asset
+
+
+class TestSearchContract:
+    def test_keyword_search_ranks_chunks_by_their_words(self, backend):
+        needs_search(backend)
+        store = backend.store
+        both = searchable(store, [("lighthouse keepers trimmed the lighthouse wicks", axis(0))])
+        one = searchable(store, [("the keepers of bees", axis(1))])
+        searchable(store, [("sourdough starter feeding", axis(2))])
+        backend.settle()
+        hits = store.keyword_search("lighthouse keepers", 10)
+        assert [h.asset_id for h in hits] == [both.id, one.id]
+        assert hits[0].score > hits[1].score
+
+    def test_keyword_search_of_only_stopwords_finds_nothing(self, backend):
+        needs_search(backend)
+        searchable(backend.store, [("the and of", axis(0))])
+        backend.settle()
+        assert backend.store.keyword_search("the of and", 10) == []
+
+    def test_hybrid_search_finds_what_either_mode_finds(self, backend):
+        needs_search(backend)
+        store = backend.store
+        by_meaning = searchable(store, [("a tall tower with a lamp on the coast", axis(0))])
+        by_words = searchable(store, [("lighthouse inventory list", axis(3))])
+        backend.settle()
+        ids = [h.asset_id for h in store.hybrid_search(axis(0), "lighthouse", 10)]
+        assert by_meaning.id in ids and by_words.id in ids
+
+    @pytest.mark.parametrize("mode", ["vector", "keyword"])
+    def test_a_filter_applies_before_ranking_so_no_match_is_crowded_out(self, backend, mode):
+        needs_search(backend)
+        store = backend.store
+        for i in range(12):  # nearer and wordier chunks of assets the filter excludes
+            searchable(store, [(f"lighthouse lighthouse keepers {i}", axis(0, 0.01 * i))],
+                       url=f"https://noise.example/{i}")
+        wanted = [searchable(store, [(f"lighthouse {i}", axis(0, 0.5 + 0.1 * i))], url=f"https://wanted.example/{i}")
+                  for i in range(3)]
+        backend.settle()
+        only = SearchFilter(host="wanted.example")
+        hits = store.search(axis(0), 3, only) if mode == "vector" else store.keyword_search("lighthouse", 3, only)
+        assert sorted(h.asset_id for h in hits) == sorted(a.id for a in wanted)
+
+    def test_filters_by_kind_host_and_creation_time_combine(self, backend):
+        needs_search(backend)
+        store = backend.store
+        old_a = searchable(store, [("report", axis(0))], url="https://a.example/x", created_at=at(0))
+        new_a = searchable(store, [("report", axis(0, 0.05))], url="https://a.example/y", created_at=at(100))
+        new_b = searchable(store, [("report", axis(0, 0.1))], url="https://b.example/z", created_at=at(200))
+        backend.settle()
+        everything = {h.asset_id for h in store.search(axis(0), 10)}
+        assert everything == {old_a.id, new_a.id, new_b.id}
+        assert {h.asset_id for h in store.search(axis(0), 10, SearchFilter(host="a.example"))} == {old_a.id, new_a.id}
+        assert {h.asset_id for h in store.search(axis(0), 10, SearchFilter(after=at(50)))} == {new_a.id, new_b.id}
+        window = SearchFilter(host="a.example", after=at(50), before=at(150))
+        assert {h.asset_id for h in store.keyword_search("report", 10, window)} == {new_a.id}
+        assert store.search(axis(0), 10, SearchFilter(kinds=(Kind.AUDIO,))) == []
+        assert {h.asset_id for h in store.search(axis(0), 10, SearchFilter(kinds=(Kind.TEXT, Kind.AUDIO)))} \
+            == everything
+
+
+def test_a_sqlite_file_from_before_filters_is_upgraded_in_place(tmp_path):
+    import sqlean
+    import sqlite_vec
+    from sqlite_vec import serialize_float32
+
+    path = str(tmp_path / "old.db")
+    store = SqliteStore(path, DIMENSIONS, MODEL)
+    asset = searchable(store, [("lighthouse keepers", axis(2))])
+    store.close()
+    conn = sqlean.connect(path)  # rebuild the vector table as the first release made it
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.execute("DROP TABLE chunk_vectors")
+    conn.execute(f"CREATE VIRTUAL TABLE chunk_vectors USING vec0(embedding float[{DIMENSIONS}] distance_metric=cosine)")
+    rowid = conn.execute("SELECT rowid FROM chunks").fetchone()[0]
+    conn.execute("INSERT INTO chunk_vectors (rowid, embedding) VALUES (?, ?)", (rowid, serialize_float32(axis(2))))
+    conn.execute("DROP TABLE chunk_fts")
+    conn.commit()
+    conn.close()
+    upgraded = SqliteStore(path, DIMENSIONS, MODEL)
+    assert [h.asset_id for h in upgraded.search(axis(2), 5, SearchFilter(kinds=(Kind.TEXT,)))] == [asset.id]
+    assert [h.asset_id for h in upgraded.keyword_search("keepers", 5)] == [asset.id]
