@@ -152,3 +152,54 @@ def test_the_redrive_command_finds_the_running_stacks_queues(stack):
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert "ProcessQueue: moved 0 messages" in result.stdout and "WebhookQueue: moved 0 messages" in result.stdout
+
+
+def test_every_mode_finds_the_document_and_marks_the_query_words(stack, indexed):
+    target = indexed["pdf/fake-memo.pdf"]["id"]
+    for mode in ("vector", "keyword", "hybrid"):
+        body = stack.http.get("/api/search", params={"q": "blankets laptops delivered", "mode": mode}).json()
+        first = body["results"][0]
+        assert first["asset"]["id"] == target, mode
+        spans = first["highlights"]
+        assert spans and all(first["snippet"][a:b].lower().startswith(("blanket", "laptop", "deliver"))
+                             for a, b in spans)
+
+
+def test_filters_narrow_before_ranking_and_pages_follow_the_cursor(stack, indexed):
+    pdfs = {indexed[p]["id"] for p in ("pdf/fake-memo.pdf", "pdf/multi-column-2p.pdf")}
+    only_pdf = stack.http.get("/api/search", params={"q": "gun laws", "kind": "pdf", "limit": 10}).json()
+    found = {r["asset"]["id"] for r in only_pdf["results"]}
+    assert pdfs <= found, "a filter that admits them finds the PDFs however poorly they match"
+    assert all(r["asset"]["kind"] == "pdf" for r in only_pdf["results"])
+    nobody = stack.http.get("/api/search", params={"q": "gun laws", "host": "no-such-host.example"}).json()
+    assert nobody == {"results": [], "next_cursor": None}
+    future = stack.http.get("/api/search", params={"q": "gun laws", "after": "2999-01-01"}).json()
+    assert future["results"] == []
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"q": "news", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = stack.http.get("/api/search", params=params).json()
+        seen += [r["asset"]["id"] for r in page["results"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert pages >= 3 and len(seen) == len(set(seen)) >= 5
+    other = stack.http.get("/api/search", params={"q": "something else", "cursor": page_cursor_of(stack)})
+    assert other.status_code == 400 and "cursor" in other.json()["error"]["message"]
+
+
+def page_cursor_of(stack) -> str:
+    return stack.http.get("/api/search", params={"q": "news", "limit": 1}).json()["next_cursor"]
+
+
+@pytest.mark.parametrize("params, named", [
+    ({"q": "x", "mode": "fuzzy"}, "mode"), ({"q": "x", "kind": "spreadsheet"}, "kind"),
+    ({"q": "x", "after": "last week"}, "after"), ({"q": "x", "limit": "500"}, "limit"),
+    ({"q": "x", "cursor": "%%%"}, "cursor"), ({"q": "x", "host": "a b"}, "host"), ({}, "q"),
+])
+def test_invalid_search_parameters_answer_400_naming_the_parameter(stack, params, named):
+    response = stack.http.get("/api/search", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(named)
