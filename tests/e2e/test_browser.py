@@ -1,0 +1,95 @@
+"""The web UI in a real browser: headless Chromium (Debian's) driven by Selenium. Submit a fixture
+from the form, watch it become searchable, search, click the result; screenshots are kept in
+tests/artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--window-size=1280,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def wait_until(check, timeout_s: float = 120, every_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError("the page never showed what the test waited for")
+
+
+def test_submit_watch_search_and_open_a_result(browser, stack, fixture_server):
+    from selenium.webdriver.common.by import By
+
+    url = f"{fixture_server}/html/wikipedia/source.html?from=browser"
+    browser.get(stack.url + "/")
+    field = browser.find_element(By.NAME, "url")
+    field.send_keys(url)
+    field.submit()
+    assert browser.current_url.rstrip("/") == stack.url
+    assert url in browser.page_source
+
+    def searchable_row():
+        browser.get(stack.url + "/")
+        for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr"):
+            if url in row.get_attribute("innerHTML") and "SEARCHABLE" in row.text:
+                return row
+        return None
+
+    wait_until(searchable_row)
+    browser.save_screenshot(str(ARTIFACTS / "home.png"))
+
+    box = browser.find_element(By.NAME, "query")
+    box.send_keys("Which organisation makes the Firefox browser?")
+    box.submit()
+    wait_until(lambda: "Results for" in browser.page_source)
+    results = browser.find_elements(By.CSS_SELECTOR, ".result")
+    assert results, "the results page lists results"
+    first_link = results[0].find_element(By.TAG_NAME, "a")
+    assert "wikipedia" in first_link.get_attribute("href")
+    assert results[0].find_elements(By.CSS_SELECTOR, "mark"), "the query's words are marked"
+    browser.save_screenshot(str(ARTIFACTS / "search.png"))
+    first_link.click()
+    wait_until(lambda: "wikipedia/source.html" in browser.current_url)
+    assert "Mozilla" in browser.title
+
+
+def test_a_recording_result_has_a_player_that_starts_at_the_matching_second(browser, stack, fixture_server):
+    from selenium.webdriver.common.by import By
+
+    asset = stack.http.post("/api/assets", json={"url": f"{fixture_server}/jfk.flac"}).json()
+    stack.wait_for(asset["id"])
+    browser.get(f"{stack.url}/search?query=ask+what+you+can+do+for+your+country&kind=audio")
+    player = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "audio.player"))[0]
+    assert "jfk.flac#t=" in player.get_attribute("src")
+    assert browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=audio]").is_selected()
+    browser.save_screenshot(str(ARTIFACTS / "audio-result.png"))
