@@ -22,7 +22,7 @@ mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-r
 
 
 def _page(title: str, body: str, refresh: bool = False, search_box: bool = True) -> str:
-    meta = '<meta http-equiv="refresh" content="3">' if refresh else ""
+    meta = '<noscript><meta http-equiv="refresh" content="3"></noscript>' if refresh else ""
     box = ('<form action="/search" method="get"><input type="text" name="query" placeholder="Search by meaning" '
            'aria-label="Search"><button>Search</button></form>') if search_box else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
@@ -32,9 +32,9 @@ def _page(title: str, body: str, refresh: bool = False, search_box: bool = True)
 
 def home(assets: list[Asset], error: str | None = None) -> str:
     rows = "".join(
-        f"<tr><td><a href=\"{escape(a.url)}\">{escape(a.title or a.url)}</a>"
+        f"<tr data-id={a.id}><td><a href=\"{escape(a.url)}\">{escape(a.title or a.url)}</a>"
         f"<div class=muted>{escape(a.content_type or '')}</div></td>"
-        f"<td><span class=\"status {a.status.value}\">{a.status.value}</span>"
+        f"<td class=state><span class=\"status {a.status.value}\">{a.status.value}</span>"
         + (f"<div class=error>{escape(a.error)}</div>" if a.error else "")
         + f"</td><td class=muted>{a.created_at:%Y-%m-%d %H:%M}</td></tr>"
         for a in assets)
@@ -45,7 +45,28 @@ def home(assets: list[Asset], error: str | None = None) -> str:
             f"<button>Index</button></form>"
             f"<table><thead><tr><th>Asset</th><th>Status</th><th>Submitted</th></tr></thead>"
             f"<tbody>{rows or '<tr><td colspan=3>Nothing indexed yet.</td></tr>'}</tbody></table>")
-    return _page("allthethings", body, refresh=pending)
+    return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending)
+
+
+# With JavaScript, statuses update in place (without it, the page refreshes itself every 3 s).
+_LIVE_STATUS = """<script>
+(function () {
+  function esc(s) { var d = document.createElement("div"); d.textContent = s; return d.innerHTML; }
+  function poll() {
+    fetch("/api/assets?limit=50").then(function (r) { return r.json(); }).then(function (page) {
+      var pending = false;
+      page.assets.forEach(function (a) {
+        var row = document.querySelector("tr[data-id='" + a.id + "'] td.state");
+        if (row) row.innerHTML = '<span class="status ' + esc(a.status) + '">' + esc(a.status) + "</span>" +
+          (a.error ? '<div class=error>' + esc(a.error) + "</div>" : "");
+        if (["SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"].indexOf(a.status) < 0) pending = true;
+      });
+      if (pending) setTimeout(poll, 1500);
+    }).catch(function () { setTimeout(poll, 5000); });
+  }
+  setTimeout(poll, 1000);
+})();
+</script>"""
 
 
 def _marked(text: str, spans: list) -> str:

@@ -58,14 +58,15 @@ def test_submit_watch_search_and_open_a_result(browser, stack, fixture_server):
     assert browser.current_url.rstrip("/") == stack.url
     assert url in browser.page_source
 
-    def searchable_row():
-        browser.get(stack.url + "/")
+    def searchable_row():  # no reload: the page's script updates the status in place
         for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr"):
             if url in row.get_attribute("innerHTML") and "SEARCHABLE" in row.text:
                 return row
         return None
 
+    page = browser.find_element(By.TAG_NAME, "html")
     wait_until(searchable_row)
+    assert page.is_displayed(), "the same page, not a reloaded one (a stale element would raise)"
     browser.save_screenshot(str(ARTIFACTS / "home.png"))
 
     box = browser.find_element(By.NAME, "query")
