@@ -37,6 +37,16 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A stack of the browser tests' own, so that what they index does not change other tests' answers."""
+    from tests.e2e.conftest import RunningStack
+
+    running = RunningStack(tmp_path_factory.mktemp("ui"))
+    yield running
+    running.stop()
+
+
 def wait_until(check, timeout_s: float = 120, every_s: float = 0.5):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
