@@ -134,14 +134,20 @@ def test_the_home_page_and_form_submit_and_show_assets(deps):
     assert status == 400 and "http://" in html
 
 
-def process_all(deps):
-    fn = TEMPLATE.functions["ProcessFunction"]
-    records = [{"messageId": str(i), "receiptHandle": "r", "body": json.dumps(m), "attributes": {},
-                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:ProcessQueue", "awsRegion": "us-east-1"}
-               for i, m in enumerate(deps.queue.messages)]
-    deps.queue.messages.clear()
+def drain(queue, function_id: str):
+    """Hand a fake queue's messages to a function as one SQS batch, the way Lambda's mapping does."""
+    from allthethings.local.sqs_pump import sqs_record
+
+    fn = TEMPLATE.functions[function_id]
+    arn = f"arn:aws:sqs:us-east-1:000000000000:{fn.queue_triggers[0].queue}"
+    records = [sqs_record({"MessageId": str(i), "ReceiptHandle": "r", "Body": json.dumps(m)}, arn, "us-east-1")
+               for i, m in enumerate(queue.messages)]
+    queue.messages.clear()
     return load_handler(fn)({"Records": records}, LambdaContext(fn))
+
+
+def process_all(deps):
+    return drain(deps.queue, "ProcessFunction")
 
 
 def test_the_queue_consumer_processes_and_reports_only_failed_records(deps):
@@ -186,13 +192,7 @@ def waiting(deps):
 
 
 def consume_webhooks(deps):
-    fn = TEMPLATE.functions["WebhookConsumerFunction"]
-    records = [{"messageId": str(i), "receiptHandle": "r", "body": json.dumps(m), "attributes": {},
-                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:WebhookQueue", "awsRegion": "us-east-1"}
-               for i, m in enumerate(deps.webhooks.messages)]
-    deps.webhooks.messages.clear()
-    return load_handler(fn)({"Records": records}, LambdaContext(fn))
+    return drain(deps.webhooks, "WebhookConsumerFunction")
 
 
 def test_a_signed_embedding_webhook_is_queued_at_once_and_applied_by_the_consumer(deps, waiting):
