@@ -178,7 +178,7 @@ def main() -> None:
 
 
 def _replicate_of(stack: RunningStack) -> tuple[str, str]:
-    """The stack's local Replicate address and token, from the environment it printed at start."""
+    """The stack's local Replicate address and token, from the manifest it writes in its DATA_DIR."""
     env = json.loads((stack.log.parent / "local-stack.json").read_text())
     return env["replicate"]["url"] + "/_local/stats", env["replicate"]["token"]
 

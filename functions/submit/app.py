@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
 from allthethings.http import api, json_response, origin
-from allthethings.services.assets import get_asset, list_assets, parse_limit
+from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
 from allthethings.services.submit_asset import submit_asset
 
 logger = Logger()
@@ -43,7 +43,7 @@ def create():
 @app.get("/api/assets")
 def page() -> dict:
     params = app.current_event.query_string_parameters or {}
-    assets, cursor = list_assets(parse_limit(params.get("limit"), 20, 100), params.get("cursor"), bootstrap.deps())
+    assets, cursor = list_assets(parse_limit(params.get("limit"), 20, MAX_PAGE), params.get("cursor"), bootstrap.deps())
     return {"assets": [a.to_public() for a in assets], "next_cursor": cursor}
 
 

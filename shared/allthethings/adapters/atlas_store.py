@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, host_of, now, sources_of
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore
@@ -291,7 +290,7 @@ class AtlasStore(AssetStore):
         if asset is None:
             return False
         # The asset's filterable fields ride on each chunk: both search indexes filter on them.
-        meta = {"kind": asset.get("kind"), "host": (urlsplit(asset["url"]).hostname or "").lower(),
+        meta = {"kind": asset.get("kind"), "host": host_of(asset["url"]),
                 "created_at": asset["created_at"]}
         # Vectors first, status second: a crash in between leaves an asset that is not yet
         # SEARCHABLE (search drops its chunks) and whose retry rewrites the same vectors.

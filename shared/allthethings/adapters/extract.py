@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+from allthethings.domain.content import declared_charset
 from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, Extractor
 
@@ -42,12 +43,7 @@ def decode_text(body: bytes, charset: str | None = None) -> str:
     return str(best)
 
 
-def _charset(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and value.strip():
-            return value.strip().strip('"')
-    return None
+
 
 
 def _tidy(text: str) -> str:
@@ -64,7 +60,7 @@ class DocumentExtractor(Extractor):
         elif media == "text/html":
             extracted = self._html(body, url)
         else:
-            extracted = Extracted(title=None, text=_tidy(decode_text(body, _charset(content_type))))
+            extracted = Extracted(title=None, text=_tidy(decode_text(body, declared_charset(content_type))))
         if not extracted.text.strip():
             raise ExtractionFailed(f"no text could be extracted from this {content_type} document")
         return extracted

@@ -16,10 +16,9 @@ import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, now, sources_of
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, host_of, now, sources_of
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import SearchFilter, query_terms
 from allthethings.ports import AssetStore
@@ -308,7 +307,7 @@ MAX_KNN = 4096
 
 
 def _search_metadata(kind: str | None, url: str, created_at: str) -> tuple[str, str, float]:
-    return kind or "", (urlsplit(url).hostname or "").lower(), datetime.fromisoformat(created_at).timestamp()
+    return kind or "", host_of(url), datetime.fromisoformat(created_at).timestamp()
 
 
 def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, list]:

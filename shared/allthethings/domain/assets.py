@@ -82,6 +82,11 @@ def check_asset_id(value: str) -> str:
 MAX_URL_LENGTH = 2048
 
 
+def host_of(url: str) -> str:
+    """The URL's host, lower-cased: what the `host` search filter compares."""
+    return (urlsplit(url).hostname or "").lower()
+
+
 def normalise_url(raw: object) -> str:
     """Validate a submitted URL and return it in one canonical spelling.
 
@@ -146,7 +151,7 @@ class Asset:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return host_of(self.url)
 
     def to_public(self) -> dict:
         """The asset as the HTTP API shows it."""

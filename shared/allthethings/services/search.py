@@ -25,6 +25,7 @@ from allthethings.domain.search import (
     query_terms,
 )
 from allthethings.services import Deps
+from allthethings.services.assets import parse_limit
 
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 50
@@ -69,10 +70,8 @@ def parse_request(params: Mapping[str, str], *, query_param: str = "q") -> Searc
     before = parse_instant(params["before"], "before") if params.get("before") else None
     if after and before and after >= before:
         raise InvalidInput("after must be earlier than before")
-    raw_limit = (params.get("limit") or "10").strip()
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return SearchRequest(query=query, mode=mode, limit=int(raw_limit), cursor=params.get("cursor") or None,
+    limit = parse_limit((params.get("limit") or "").strip(), 10, MAX_LIMIT)
+    return SearchRequest(query=query, mode=mode, limit=limit, cursor=params.get("cursor") or None,
                          search_filter=SearchFilter(kinds=tuple(dict.fromkeys(kinds)), host=host, after=after,
                                                     before=before))
 
