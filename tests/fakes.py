@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
-from allthethings.domain.errors import UnreachableUrl, UpstreamUnavailable
+from allthethings.domain.errors import ContentTooLarge, UnreachableUrl, UpstreamUnavailable
 from allthethings.ports import (
     AssetStore,
     BlobStore,
@@ -166,13 +166,15 @@ class FakeFetcher(Fetcher):
         self.pages = pages or {}
         self.calls: list[str] = []
 
-    def fetch(self, url, max_bytes):
+    def fetch(self, url, limits):
         self.calls.append(url)
         if url not in self.pages:
             raise UnreachableUrl("the URL answered HTTP 404")
         declared, body = self.pages[url]
+        if len(body) > limits.for_body(body[:1445], declared, url):
+            raise ContentTooLarge("the body is larger than the limit")
         return Fetched(url=url, final_url=url, declared_type=declared, body=io.BytesIO(body), size=len(body),
-                       head=body[:1445])
+                       head=body[:1445], sha256=hashlib.sha256(body).hexdigest())
 
 
 class FakeExtractor(Extractor):

@@ -11,6 +11,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from allthethings.domain.content import SizeLimits
+
 MODELS = {
     # name: (dimensions, maximum tokens per input including the two special tokens)
     "all-MiniLM-L6-v2": (384, 256),
@@ -22,6 +24,18 @@ def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _size(value: str | int, name: str) -> int:
+    """Bytes, written plainly or with a binary unit: 500000, 20MiB, 2GiB."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"{name} must be a positive size like 20MiB, not {value!r}")
+    return int(number) * scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,7 @@ class Settings:
     hookdeck_source_url: str | None = None
 
     allow_private_urls: bool = False
-    max_fetch_bytes: int = 50 * 1024 * 1024
+    size_limits: SizeLimits = SizeLimits()
     fetch_timeout_s: float = 20.0
     query_cache_ttl_s: float = 600.0
     chunk_tokens: int = 200
@@ -115,7 +129,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hookdeck_signing_secret_param=get("HOOKDECK_SIGNING_SECRET_PARAM", None),
         hookdeck_source_url=get("HOOKDECK_SOURCE_URL", None),
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
-        max_fetch_bytes=int(get("MAX_FETCH_BYTES", d.max_fetch_bytes)),
+        size_limits=SizeLimits(**{f.name: _size(get(f"MAX_BYTES_{f.name.upper()}", getattr(d.size_limits, f.name)),
+                                                f"MAX_BYTES_{f.name.upper()}")
+                                   for f in dataclasses.fields(SizeLimits)}),
         fetch_timeout_s=float(get("FETCH_TIMEOUT_S", d.fetch_timeout_s)),
         query_cache_ttl_s=float(get("QUERY_CACHE_TTL_S", d.query_cache_ttl_s)),
         chunk_tokens=int(get("CHUNK_TOKENS", d.chunk_tokens)),

@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.chunking import Segment
+from allthethings.domain.content import SizeLimits
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 
 
@@ -102,12 +103,15 @@ class Fetched:
     body: BinaryIO
     size: int
     head: bytes
+    sha256: str = ""
 
 
 class Fetcher(abc.ABC):
     @abc.abstractmethod
-    def fetch(self, url: str, max_bytes: int) -> Fetched:
-        """GET the URL, following redirects; raise UnreachableUrl or ContentTooLarge."""
+    def fetch(self, url: str, limits: SizeLimits) -> Fetched:
+        """GET the URL, following redirects, and hash the body; raise UnreachableUrl,
+        ContentTooLarge (over the limit for the body's kind), UnsupportedContentType, or
+        InvalidInput (a URL or a redirect leading somewhere it may not go)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.network import canonical_host
 
 
 class Status(str, enum.Enum):
@@ -108,7 +109,7 @@ def normalise_url(raw: object) -> str:
         raise InvalidInput(f"url is malformed: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidInput("url must start with http:// or https://")
-    host = (parts.hostname or "").lower()
+    host = canonical_host((parts.hostname or "").lower())
     if not host:
         raise InvalidInput("url has no host")
     if parts.username or parts.password:

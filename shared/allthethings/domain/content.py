@@ -136,3 +136,26 @@ def _decide(head: bytes, declared: str | None, url: str) -> Decision:
     if media in _TEXT_DECLARED or media.startswith("text/"):
         return Decision(media if media != "text/x-markdown" else "text/markdown", Kind.TEXT)
     return Decision("text/plain", Kind.TEXT)
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeLimits:
+    """The largest body accepted per kind, in bytes. A fetch stops as soon as the first bytes say
+    what the body is and it is over that kind's limit (or over every kind's limit before that)."""
+
+    text: int = 10 * 1024 * 1024
+    html: int = 10 * 1024 * 1024
+    pdf: int = 50 * 1024 * 1024
+    audio: int = 200 * 1024 * 1024
+    video: int = 500 * 1024 * 1024
+
+    @property
+    def ceiling(self) -> int:
+        return max(self.of(kind) for kind in Kind)
+
+    def of(self, kind: Kind) -> int:
+        return getattr(self, kind.value)
+
+    def for_body(self, head: bytes, declared: str | None, url: str) -> int:
+        """The limit for the body these first bytes begin; UnsupportedContentType if none applies."""
+        return self.of(decide(head, declared, url).kind)

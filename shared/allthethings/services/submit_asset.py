@@ -19,7 +19,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
     if existing is not None:
         return existing, False
 
-    fetched = deps.fetcher.fetch(url, deps.settings.max_fetch_bytes)
+    fetched = deps.fetcher.fetch(url, deps.settings.size_limits)
     asset_id = new_asset_id()
     key = f"staged/{asset_id}"
     with fetched.body:
