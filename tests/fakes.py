@@ -52,6 +52,21 @@ class FakeStore(AssetStore):
     def get_by_url(self, url):
         return next((Asset(**a.__dict__) for a in self.assets.values() if a.url == url), None)
 
+    def find_by_digest(self, sha256):
+        return next((self.get(i) for i in self.order
+                     if self.assets[i].sha256 == sha256 and self.assets[i].status is Status.SEARCHABLE), None)
+
+    def add_copy(self, asset, source_id):
+        source = self.assets.get(source_id)
+        if source is None or source.status is not Status.SEARCHABLE:
+            return None
+        stored = self.add(asset)
+        if stored is asset:
+            self.chunk_rows[asset.id] = [Chunk(asset.id, c.index, c.text, c.start_s, c.end_s)
+                                         for c in self.chunk_rows.get(source_id, [])]
+            self.vectors[asset.id] = [list(v) for v in self.vectors.get(source_id, [])]
+        return stored
+
     def list(self, limit, cursor):
         start = cursors.decode(cursor, "n")["n"] if cursor else 0
         newest = list(reversed(self.order))

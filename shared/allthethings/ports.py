@@ -27,6 +27,16 @@ class AssetStore(abc.ABC):
     def get_by_url(self, url: str) -> Asset | None: ...
 
     @abc.abstractmethod
+    def find_by_digest(self, sha256: str) -> Asset | None:
+        """The oldest SEARCHABLE asset whose fetched body had this SHA-256, if any."""
+
+    @abc.abstractmethod
+    def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
+        """Insert the SEARCHABLE `asset` with copies of the chunks and vectors of the SEARCHABLE asset
+        `source_id` (the same bytes behind another URL), all or nothing. If the URL is already known,
+        return the existing asset instead; None if the source is no longer searchable."""
+
+    @abc.abstractmethod
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         """A page of assets, newest first, and an opaque cursor for the next page (or None)."""
 

@@ -45,6 +45,8 @@ def _create_btree_indexes(db) -> None:
 
     db.assets.create_index([("url", ASCENDING)], unique=True, name="url_unique")
     db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first")
+    db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
+                           partialFilterExpression={"sha256": {"$type": "string"}})
     db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True, name="asset_chunk_unique")
 
 
@@ -596,3 +598,50 @@ def test_a_sqlite_file_from_before_filters_is_upgraded_in_place(tmp_path):
     upgraded = SqliteStore(path, DIMENSIONS, MODEL)
     assert [h.asset_id for h in upgraded.search(axis(2), 5, SearchFilter(kinds=(Kind.TEXT,)))] == [asset.id]
     assert [h.asset_id for h in upgraded.keyword_search("keepers", 5)] == [asset.id]
+
+
+# -- the same bytes behind another URL (issue 5) -------------------------------------------------
+
+class TestSameBytesContract:
+    def test_only_a_searchable_asset_is_found_by_the_digest_of_its_body(self, backend):
+        store, digest = backend.store, uuid.uuid4().hex * 2
+        store.add(make_asset(sha256=digest))  # still waiting: nothing to reuse yet
+        assert store.find_by_digest(digest) is None
+        done = searchable(store, [("alpha", axis(0))], sha256=digest)
+        assert store.find_by_digest(digest).id == done.id
+        assert store.find_by_digest(uuid.uuid4().hex * 2) is None
+
+    def test_a_copy_is_searchable_at_once_with_the_source_chunks_under_its_own_url(self, backend):
+        store, digest = backend.store, uuid.uuid4().hex * 2
+        source = searchable(store, [("alpha particles", axis(0)), ("beta decay", axis(1))], sha256=digest,
+                            url=f"https://origin.example/{digest[:8]}")
+        copy = store.get(source.id).copied_to(f"https://mirror.example/{digest[:8]}", size_bytes=99,
+                                              content_type="text/plain")
+        stored = store.add_copy(copy, source.id)
+        assert stored.id == copy.id
+        kept = store.get(copy.id)
+        assert kept.status is Status.SEARCHABLE and kept.sha256 == digest and kept.chunk_count == source.chunk_count
+        assert [c.text for c in store.chunks(copy.id)] == ["alpha particles", "beta decay"]
+        if backend.can_search:
+            backend.settle()
+            assert {h.asset_id for h in store.search(axis(1), 10) if h.text == "beta decay"} >= {source.id, copy.id}
+            mirror = SearchFilter(host="mirror.example")
+            assert {h.asset_id for h in store.search(axis(1), 10, mirror)} == {copy.id}
+            assert {h.asset_id for h in store.keyword_search("decay", 10, mirror)} == {copy.id}
+
+    def test_a_copy_for_a_url_already_known_returns_the_known_asset_and_copies_nothing(self, backend):
+        store, digest = backend.store, uuid.uuid4().hex * 2
+        source = searchable(store, [("gamma", axis(2))], sha256=digest)
+        known = store.add(make_asset(url=f"https://known.example/{digest[:8]}"))
+        copy = store.get(source.id).copied_to(known.url, size_bytes=1, content_type="text/plain")
+        assert store.add_copy(copy, source.id).id == known.id
+        assert store.get(copy.id) is None and store.chunks(copy.id) == []
+
+    def test_nothing_is_copied_from_an_asset_that_is_not_searchable(self, backend):
+        store = backend.store
+        waiting = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+        store.put_chunks(waiting.id, make_chunks(waiting.id, ["delta"]))
+        copy = searchable(store, [("x", axis(3))]).copied_to("https://mirror.example/none", size_bytes=1,
+                                                              content_type="text/plain")
+        assert store.add_copy(copy, waiting.id) is None
+        assert store.get_by_url("https://mirror.example/none") is None and store.chunks(copy.id) == []

@@ -67,6 +67,29 @@ def test_a_submission_that_cannot_be_queued_is_undone():
     assert deps.store.assets == {} and deps.blobs.objects == {}
 
 
+def test_the_same_bytes_behind_another_url_become_a_searchable_copy_without_new_work():
+    deps = fake_deps()
+    original = submitted(deps, "http://x.test/a.txt")
+    assert process_asset(original, deps) is Status.SEARCHABLE
+    staged, queued, embedded = len(deps.blobs.objects), len(deps.queue.messages), len(deps.embedder.calls)
+    deps.fetcher.pages["http://mirror.test/copy.txt"] = ("text/plain", LIGHTHOUSE.encode())
+    copy, created = submit_asset("http://mirror.test/copy.txt", deps)
+    assert created and copy.id != original and copy.status is Status.SEARCHABLE
+    assert copy.sha256 == deps.store.get(original).sha256 is not None
+    assert [c.text for c in deps.store.chunks(copy.id)] == [c.text for c in deps.store.chunks(original)]
+    assert (len(deps.blobs.objects), len(deps.queue.messages), len(deps.embedder.calls)) == (staged, queued, embedded)
+    results, _ = run_search(parse_request({"q": "lighthouse keepers", "host": "mirror.test"}), deps)
+    assert [r["asset"]["id"] for r in results] == [copy.id]
+
+
+def test_the_same_bytes_as_an_asset_still_in_progress_are_processed_on_their_own():
+    deps = fake_deps()
+    first = submitted(deps, "http://x.test/a.txt")  # not processed yet: nothing to reuse
+    second = submitted(deps, "http://mirror.test/a.txt")
+    assert second != first and deps.store.get(second).status is Status.SUBMITTED
+    assert len(deps.queue.messages) == 2
+
+
 def submitted(deps, url="http://x.test/a.txt", text=LIGHTHOUSE):
     deps.fetcher.pages[url] = ("text/plain", text.encode())
     asset, _ = submit_asset(url, deps)

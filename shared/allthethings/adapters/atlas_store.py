@@ -18,7 +18,7 @@ from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore
 
 _ASSET_FIELDS = ("url", "status", "content_type", "kind", "title", "error", "staged_key", "size_bytes",
-                 "chunk_count", "prediction_id", "created_at", "updated_at")
+                 "chunk_count", "prediction_id", "created_at", "updated_at", "sha256")
 
 
 # Chunk fields a search may filter on; each is declared in both search indexes.
@@ -166,6 +166,8 @@ class AtlasStore(AssetStore):
         done = [
             self.db.assets.create_index([("url", ASCENDING)], unique=True, name="url_unique"),
             self.db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"),
+            self.db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
+                                        partialFilterExpression={"sha256": {"$type": "string"}}),
             self.db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True,
                                         name="asset_chunk_unique"),
         ]
@@ -198,7 +200,7 @@ class AtlasStore(AssetStore):
                 "title": asset.title, "error": asset.error, "staged_key": asset.staged_key,
                 "size_bytes": asset.size_bytes, "chunk_count": asset.chunk_count,
                 "prediction_id": asset.prediction_id, "created_at": asset.created_at,
-                "updated_at": asset.updated_at}
+                "updated_at": asset.updated_at, "sha256": asset.sha256}
 
     @staticmethod
     def _from_doc(doc: dict) -> Asset:
@@ -207,7 +209,7 @@ class AtlasStore(AssetStore):
                      content_type=doc.get("content_type"), kind=Kind(doc["kind"]) if doc.get("kind") else None,
                      title=doc.get("title"), error=doc.get("error"), staged_key=doc.get("staged_key"),
                      size_bytes=doc.get("size_bytes"), chunk_count=doc.get("chunk_count"),
-                     prediction_id=doc.get("prediction_id"))
+                     prediction_id=doc.get("prediction_id"), sha256=doc.get("sha256"))
 
     def add(self, asset: Asset) -> Asset:
         from pymongo.errors import DuplicateKeyError
@@ -220,6 +222,36 @@ class AtlasStore(AssetStore):
             if existing is None:
                 raise
             return existing
+
+    def find_by_digest(self, sha256: str) -> Asset | None:
+        doc = self._call(lambda: next(iter(self.db.assets.find(
+            {"sha256": sha256, "status": Status.SEARCHABLE.value}).sort([("created_at", 1), ("_id", 1)]).limit(1)),
+            None))
+        return self._from_doc(doc) if doc else None
+
+    def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
+        """Chunks first, the asset second (search drops chunks whose asset is not SEARCHABLE), and
+        the chunks taken back if the asset cannot be inserted: no half-written copy survives."""
+        from pymongo.errors import DuplicateKeyError
+
+        if self._call(self.db.assets.find_one, {"_id": source_id, "status": Status.SEARCHABLE.value}) is None:
+            return None
+        meta = {"kind": asset.kind.value if asset.kind else None, "host": host_of(asset.url),
+                "created_at": asset.created_at}
+        source = self._call(lambda: list(self.db.chunks.find({"asset_id": source_id}).sort("index", 1)))
+        copies = [{**{k: v for k, v in doc.items() if k != "_id"}, **meta, "_id": f"{asset.id}:{doc['index']}",
+                   "asset_id": asset.id} for doc in source]
+        try:
+            if copies:
+                self._call(self.db.chunks.insert_many, copies, ordered=False)
+            self._call(self.db.assets.insert_one, self._to_doc(asset))
+            return asset
+        except DuplicateKeyError:
+            self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
+            return self.get_by_url(asset.url)
+        except BaseException:
+            self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
+            raise
 
     def get(self, asset_id: str) -> Asset | None:
         doc = self._call(self.db.assets.find_one, {"_id": asset_id})

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS assets (
     status TEXT NOT NULL,
     content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
     size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY,
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 _FIELDS = ("id", "url", "status", "content_type", "kind", "title", "error", "staged_key",
-           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at")
+           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at", "sha256")
 
 
 def _connect(path: str):
@@ -108,6 +108,9 @@ class SqliteStore(AssetStore):
                      "created_at UNINDEXED, tokenize='porter unicode61')")
         if existing and "kind text" not in existing[0]:
             self._add_search_metadata(conn)
+        if "sha256" not in {r[1] for r in conn.execute("PRAGMA table_info(assets)")}:
+            conn.execute("ALTER TABLE assets ADD COLUMN sha256 TEXT")  # a file made before content reuse
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)",
@@ -152,25 +155,55 @@ class SqliteStore(AssetStore):
             updated_at=datetime.fromisoformat(d["updated_at"]),
             content_type=d["content_type"], kind=Kind(d["kind"]) if d["kind"] else None,
             title=d["title"], error=d["error"], staged_key=d["staged_key"], size_bytes=d["size_bytes"],
-            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"])
+            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"], sha256=d["sha256"])
 
     def _select(self, where: str, args: tuple) -> Asset | None:
         row = self._conn().execute(f"SELECT {', '.join(_FIELDS)} FROM assets WHERE {where}", args).fetchone()
         return self._row_to_asset(row) if row else None
 
-    def add(self, asset: Asset) -> Asset:
+    @staticmethod
+    def _insert(conn, asset: Asset) -> bool:
         values = (asset.id, asset.url, asset.status.value, asset.content_type,
                   asset.kind.value if asset.kind else None, asset.title, asset.error, asset.staged_key,
                   asset.size_bytes, asset.chunk_count, asset.prediction_id,
-                  asset.created_at.isoformat(), asset.updated_at.isoformat())
-        cur = self._conn().execute(
+                  asset.created_at.isoformat(), asset.updated_at.isoformat(), asset.sha256)
+        cur = conn.execute(
             f"INSERT INTO assets ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))}) "
             "ON CONFLICT (url) DO NOTHING", values)
-        if cur.rowcount == 1:
+        return cur.rowcount == 1
+
+    def add(self, asset: Asset) -> Asset:
+        if self._insert(self._conn(), asset):
             return asset
         existing = self.get_by_url(asset.url)
         assert existing is not None
         return existing
+
+    def find_by_digest(self, sha256: str) -> Asset | None:
+        return self._select("sha256 = ? AND status = ? ORDER BY seq LIMIT 1", (sha256, Status.SEARCHABLE.value))
+
+    def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM assets WHERE id = ? AND status = ?",
+                                (source_id, Status.SEARCHABLE.value)).fetchone():
+                return None
+            inserted = self._insert(conn, asset)
+            if inserted:
+                meta = _search_metadata(asset.kind.value if asset.kind else None, asset.url,
+                                        asset.created_at.isoformat())
+                rows = conn.execute(
+                    "SELECT c.idx, c.text, c.start_s, c.end_s, v.embedding FROM chunks c "
+                    "JOIN chunk_vectors v ON v.rowid = c.rowid WHERE c.asset_id = ? ORDER BY c.idx",
+                    (source_id,)).fetchall()
+                for idx, text, start_s, end_s, embedding in rows:
+                    rowid = conn.execute(
+                        "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+                        (asset.id, idx, text, start_s, end_s)).lastrowid
+                    conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
+                                 "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
+                    conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                                 (rowid, text, *meta))
+        return asset if inserted else self.get_by_url(asset.url)
 
     def get(self, asset_id: str) -> Asset | None:
         return self._select("id = ?", (asset_id,))

@@ -141,14 +141,23 @@ class Asset:
     size_bytes: int | None = None
     chunk_count: int | None = None
     prediction_id: str | None = None
+    sha256: str | None = None  # of the fetched body: the same bytes behind another URL reuse this work
 
     @classmethod
-    def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str, size_bytes: int,
-            asset_id: str | None = None) -> Asset:
+    def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int,
+            asset_id: str | None = None, sha256: str | None = None) -> Asset:
         stamp = now()
         return cls(id=asset_id or new_asset_id(), url=url, status=Status.SUBMITTED,
                    created_at=stamp, updated_at=stamp, content_type=content_type, kind=kind,
-                   staged_key=staged_key, size_bytes=size_bytes)
+                   staged_key=staged_key, size_bytes=size_bytes, sha256=sha256)
+
+    def copied_to(self, url: str, *, size_bytes: int, content_type: str) -> Asset:
+        """A new SEARCHABLE asset for `url` whose body is byte for byte this one's: it shares this
+        asset's chunks and vectors, and nothing is staged, transcribed or embedded for it."""
+        stamp = now()
+        return Asset(id=new_asset_id(), url=url, status=Status.SEARCHABLE, created_at=stamp, updated_at=stamp,
+                     content_type=content_type, kind=self.kind, title=self.title, size_bytes=size_bytes,
+                     chunk_count=self.chunk_count, sha256=self.sha256)
 
     @property
     def host(self) -> str:
@@ -165,6 +174,7 @@ class Asset:
             "title": self.title,
             "size_bytes": self.size_bytes,
             "chunk_count": self.chunk_count,
+            "sha256": self.sha256,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

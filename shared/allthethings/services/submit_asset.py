@@ -1,7 +1,9 @@
 """Submitting a URL: validate, de-duplicate, fetch, decide the type, stage the bytes, queue the work.
 
 Either the asset exists afterwards with its bytes staged and a processing message
-queued, or nothing does: a failure part-way undoes what was done.
+queued, or nothing does: a failure part-way undoes what was done. A URL already known
+is answered from the store without a fetch; a body already indexed behind another URL
+(the same SHA-256) becomes a searchable copy of that asset, with no prediction paid twice.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         if fetched.size == 0:
             raise ExtractionFailed("the URL returned an empty body")
         decision = decide(fetched.head, fetched.declared_type, fetched.final_url)
+        twin = deps.store.find_by_digest(fetched.sha256) if fetched.sha256 else None
+        if twin is not None and twin.kind is decision.kind:
+            copy = twin.copied_to(url, size_bytes=fetched.size, content_type=decision.content_type)
+            stored = deps.store.add_copy(copy, twin.id)
+            if stored is not None:
+                return stored, stored.id == copy.id
         deps.blobs.put(key, fetched.body, decision.content_type)
 
     asset = Asset.new(url, content_type=decision.content_type, kind=decision.kind, staged_key=key,
-                      size_bytes=fetched.size, asset_id=asset_id)
+                      size_bytes=fetched.size, asset_id=asset_id, sha256=fetched.sha256 or None)
     try:
         stored = deps.store.add(asset)
     except BaseException:
