@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
-from allthethings.domain.errors import ContentTooLarge, UnreachableUrl, UpstreamUnavailable
+from allthethings.domain.errors import ContentTooLarge, NotFound, UnreachableUrl, UpstreamUnavailable
 from allthethings.ports import (
     AssetStore,
     BlobStore,
@@ -153,7 +153,7 @@ class FakeBlobs(BlobStore):
 
     def get(self, key):
         if key not in self.objects:
-            raise UpstreamUnavailable("no such object")
+            raise NotFound("the object does not exist")
         return self.objects[key]
 
     def delete(self, key):

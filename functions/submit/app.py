@@ -1,7 +1,8 @@
 """Submit function. Trigger: HTTP API.
 
 Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset, 200 known URL;
-GET /api/assets?limit=&cursor=; GET /api/assets/{id}; and the HTML pages
+GET /api/assets?limit=&cursor=; GET /api/assets/{id}; POST /api/assets/{id}/retry -> 202
+(409 unless failed); DELETE /api/assets/{id} -> 204; and the HTML pages
 GET / (form and assets) and POST /process (the form's target).
 Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
 """
@@ -17,6 +18,7 @@ from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
 from allthethings.http import api, json_response, origin
 from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
+from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
 
 logger = Logger()
@@ -50,6 +52,17 @@ def page() -> dict:
 @app.get("/api/assets/<asset_id>")
 def one(asset_id: str) -> dict:
     return get_asset(asset_id, bootstrap.deps()).to_public()
+
+
+@app.post("/api/assets/<asset_id>/retry")
+def retry(asset_id: str):
+    return json_response(202, retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app)).to_public())
+
+
+@app.delete("/api/assets/<asset_id>")
+def delete(asset_id: str):
+    delete_asset(asset_id, bootstrap.deps())
+    return Response(204, content_types.APPLICATION_JSON, "")
 
 
 @app.get("/")

@@ -6,7 +6,7 @@ import pytest
 
 from allthethings.adapters.models import packaged_tokenizer
 from allthethings.domain import cursor
-from allthethings.domain.assets import TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
+from allthethings.domain.assets import RETRY_FROM, TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
 from allthethings.domain.chunking import chunk_spans, chunk_text
 from allthethings.domain.content import decide, sniff
 from allthethings.domain.errors import InvalidInput, UnsupportedContentType
@@ -22,9 +22,11 @@ def test_status_only_moves_forward():
             assert not can_move(current, earlier), f"{current} must not go back to {earlier}"
 
 
-def test_final_statuses_have_no_way_out():
-    for status in Status:
-        assert (TRANSITIONS[status] == frozenset()) == status.is_final
+def test_a_searchable_asset_never_moves_and_a_failed_one_only_by_a_retry_to_the_step_that_failed():
+    assert TRANSITIONS[Status.SEARCHABLE] == frozenset()
+    assert TRANSITIONS[Status.PROCESSING_ERROR] == {RETRY_FROM[Status.PROCESSING_ERROR]} == {Status.SUBMITTED}
+    assert TRANSITIONS[Status.EMBEDDINGS_ERROR] == {RETRY_FROM[Status.EMBEDDINGS_ERROR]} == {Status.PROCESSED}
+    assert {s for s in Status if s.is_final} == {Status.SEARCHABLE, *RETRY_FROM}
 
 
 def test_errors_are_reachable_only_from_their_own_phase():

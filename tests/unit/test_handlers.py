@@ -116,6 +116,26 @@ def test_an_asset_is_found_by_id_and_unknown_or_malformed_ids_are_refused(deps):
     assert call("GET", "/api/assets/nope")[0] == 400
 
 
+def test_a_failed_asset_is_retried_over_http_and_anything_else_is_a_409(deps):
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    assert call("POST", f"/api/assets/{asset['id']}/retry")[0] == 409
+    deps.store.move(asset["id"], Status.PROCESSING)
+    deps.store.move(asset["id"], Status.PROCESSING_ERROR, error="extraction failed")
+    status, body = call("POST", f"/api/assets/{asset['id']}/retry")
+    assert status == 202 and body["status"] == "SUBMITTED" and "error" not in body
+    assert call("POST", "/api/assets/not-an-id/retry")[0] == 400
+    assert call("POST", f"/api/assets/{'0' * 32}/retry")[0] == 404
+
+
+def test_an_asset_is_deleted_over_http_once(deps):
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
+    assert call("DELETE", f"/api/assets/{asset['id']}")[0] == 204
+    assert call("GET", f"/api/assets/{asset['id']}")[0] == 404
+    status, body = call("DELETE", f"/api/assets/{asset['id']}")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert deps.blobs.objects == {}
+
+
 def test_an_unexpected_error_is_a_generic_500_with_a_request_id(deps, monkeypatch):
     monkeypatch.setattr(deps.store, "get_by_url", lambda url: 1 / 0)
     status, body = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))

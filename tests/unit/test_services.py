@@ -4,6 +4,7 @@ import pytest
 
 from allthethings.domain.assets import Status
 from allthethings.domain.errors import (
+    Conflict,
     ExtractionFailed,
     InvalidInput,
     NotFound,
@@ -12,6 +13,7 @@ from allthethings.domain.errors import (
     UpstreamUnavailable,
 )
 from allthethings.services.embeddings import apply_embedding_prediction
+from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.process_asset import process_asset
 from allthethings.services.search import parse_request
 from allthethings.services.search import search as run_search
@@ -406,3 +408,80 @@ def test_a_queued_webhook_that_makes_no_sense_raises_so_it_is_dead_lettered(mess
 
     with pytest.raises(ValueError):
         apply_webhook(message, fake_deps())
+
+
+# -- lifecycle: retry and delete ------------------------------------------------------------------
+
+def test_a_failed_processing_is_retried_from_the_staged_bytes_and_then_succeeds():
+    deps = fake_deps()
+    asset_id = submitted(deps, text="FAIL")
+    assert process_asset(asset_id, deps) is Status.PROCESSING_ERROR
+    deps.blobs.objects[deps.store.get(asset_id).staged_key] = LIGHTHOUSE.encode()  # the cause went away
+    retried = retry_asset(asset_id, deps, webhook_base="https://api.test")
+    assert retried.status is Status.SUBMITTED and retried.error is None
+    assert deps.queue.messages[-1] == {"asset_id": asset_id, "webhook_base": "https://api.test"}
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+
+
+def test_failed_embeddings_are_retried_from_the_stored_chunks_without_extracting_again():
+    deps = fake_deps(embedder=FakeEmbedder(fail_times=1))
+    asset_id = submitted(deps)
+    with pytest.raises(UpstreamUnavailable):
+        process_asset(asset_id, deps)
+    deps.store.move(asset_id, Status.EMBEDDINGS_ERROR, error="the model API failed")
+    chunks = deps.store.chunks(asset_id)
+    assert retry_asset(asset_id, deps).status is Status.PROCESSED
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+    assert deps.store.chunks(asset_id) == chunks
+
+
+@pytest.mark.parametrize("status", [Status.SUBMITTED, Status.PROCESSING, Status.GENERATING_EMBEDDINGS,
+                                    Status.SEARCHABLE])
+def test_only_a_failed_asset_can_be_retried(status):
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    deps.store.assets[asset_id].status = status
+    queued = len(deps.queue.messages)
+    with pytest.raises(Conflict, match="only a failed asset"):
+        retry_asset(asset_id, deps)
+    assert deps.store.get(asset_id).status is status and len(deps.queue.messages) == queued
+
+
+def test_a_retry_that_cannot_be_queued_leaves_the_asset_failed_with_its_reason():
+    deps = fake_deps()
+    asset_id = submitted(deps, text="FAIL")
+    process_asset(asset_id, deps)
+    reason = deps.store.get(asset_id).error
+    deps.queue.fail = True
+    with pytest.raises(UpstreamUnavailable):
+        retry_asset(asset_id, deps)
+    after = deps.store.get(asset_id)
+    assert after.status is Status.PROCESSING_ERROR and after.error == reason
+
+
+def test_an_asset_whose_staged_body_expired_fails_with_a_reason_instead_of_retrying_for_ever():
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    deps.blobs.objects.clear()
+    assert process_asset(asset_id, deps) is Status.PROCESSING_ERROR
+    assert "staged body is gone" in deps.store.get(asset_id).error
+
+
+def test_deleting_an_asset_removes_its_record_chunks_and_staged_object_and_search_forgets_it():
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    process_asset(asset_id, deps)
+    key = deps.store.get(asset_id).staged_key
+    delete_asset(asset_id, deps)
+    assert deps.store.get(asset_id) is None and deps.store.chunks(asset_id) == [] and key not in deps.blobs.objects
+    results, _ = run_search(parse_request({"q": "lighthouse keepers"}), deps)
+    assert results == []
+    with pytest.raises(NotFound):
+        delete_asset(asset_id, deps)
+
+
+def test_messages_for_a_deleted_asset_are_dropped():
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    delete_asset(asset_id, deps)
+    assert process_asset(asset_id, deps) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import BinaryIO
 
-from allthethings.domain.errors import UpstreamUnavailable
+from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import BlobStore, TaskQueue
 
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
@@ -29,7 +29,11 @@ def _wrap(what: str, fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except (BotoCoreError, ClientError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise NotFound(f"{what} failed: the object does not exist") from exc
+        raise UpstreamUnavailable(f"{what} failed ({type(exc).__name__})") from exc
+    except BotoCoreError as exc:
         raise UpstreamUnavailable(f"{what} failed ({type(exc).__name__})") from exc
 
 

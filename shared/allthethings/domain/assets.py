@@ -31,16 +31,23 @@ class Status(str, enum.Enum):
 
 
 # Status only moves forward. PROCESSING -> PROCESSING is allowed so that a queue
-# message redelivered after a crash mid-processing can pick the work up again.
+# message redelivered after a crash mid-processing can pick the work up again. The one way
+# back is a user's retry of a failed asset, to the step that failed: a failed processing
+# starts again from SUBMITTED (the staged bytes), failed embeddings from PROCESSED (the
+# stored chunks).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUBMITTED: frozenset({Status.PROCESSING, Status.PROCESSING_ERROR}),
     Status.PROCESSING: frozenset({Status.PROCESSING, Status.PROCESSED, Status.PROCESSING_ERROR}),
     Status.PROCESSED: frozenset({Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
     Status.GENERATING_EMBEDDINGS: frozenset({Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
     Status.SEARCHABLE: frozenset(),
-    Status.PROCESSING_ERROR: frozenset(),
-    Status.EMBEDDINGS_ERROR: frozenset(),
+    Status.PROCESSING_ERROR: frozenset({Status.SUBMITTED}),
+    Status.EMBEDDINGS_ERROR: frozenset({Status.PROCESSED}),
 }
+
+# Where a retry of each failed status restarts.
+RETRY_FROM: dict[Status, Status] = {Status.PROCESSING_ERROR: Status.SUBMITTED,
+                                    Status.EMBEDDINGS_ERROR: Status.PROCESSED}
 
 
 def sources_of(target: Status) -> frozenset[Status]:

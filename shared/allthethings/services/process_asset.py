@@ -14,7 +14,7 @@ import logging
 
 from allthethings.domain.assets import Chunk, Kind, Status
 from allthethings.domain.chunking import chunk_text
-from allthethings.domain.errors import ExtractionFailed
+from allthethings.domain.errors import ExtractionFailed, NotFound
 from allthethings.services import Deps
 from allthethings.services.embeddings import chunk_window, request_embeddings
 from allthethings.services.transcription import request_transcription
@@ -54,7 +54,12 @@ def _extract_chunks(asset_id: str, key: str | None, content_type: str | None, ur
                     deps: Deps) -> tuple[str | None, list[Chunk]]:
     if not key or not content_type:
         raise ExtractionFailed("the asset has no staged body")
-    extracted = deps.extractor.extract(deps.blobs.get(key), content_type, url)
+    try:
+        body = deps.blobs.get(key)
+    except NotFound:
+        raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
+                               "the URL again") from None
+    extracted = deps.extractor.extract(body, content_type, url)
     texts = chunk_text(extracted.text, deps.tokenizer.spans(extracted.text), *chunk_window(deps))
     if not texts:
         raise ExtractionFailed("the document holds no indexable text")
