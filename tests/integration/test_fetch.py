@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from allthethings.adapters.fetch import MAX_REDIRECTS, HttpFetcher, vetted_addresses
-from allthethings.domain.network import is_public_address
 from allthethings.domain.content import SNIFF_BYTES, SizeLimits
 from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
+from allthethings.domain.network import is_public_address
 from tests.conftest import FIXTURES
 
 PAGE = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()
