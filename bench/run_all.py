@@ -7,6 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "1000", "--queries", "200"]),
-                     ("audio.py", []), ("webhook_latency.py", ["--deliveries", "300"])]:
+                     ("audio.py", []), ("webhook_latency.py", ["--deliveries", "300"]),
+                     ("retrieval_quality.py", [])]:
     print(f"== bench/{script} {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *args], check=True)
