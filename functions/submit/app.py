@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from allthethings import bootstrap, web
 from allthethings.domain.errors import DomainError
@@ -26,6 +26,8 @@ app = api(logger)
 
 
 class Submission(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently dropped
+
     url: str
 
 

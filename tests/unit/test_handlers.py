@@ -28,7 +28,10 @@ def call(method, path, body=None, headers=None):
     with Flask(__name__).test_request_context(path, method=method, data=body, headers=headers or {}):
         from flask import request
 
-        route, fn, params = ROUTER.match(method, request.path)
+        matched = ROUTER.match(method, request.path)
+        if matched is None:  # API Gateway's own answer when no route matches
+            return 404, {"message": "Not Found"}
+        route, fn, params = matched
         event = build_event(request, route, params)
     response = load_handler(fn)(event, LambdaContext(fn))
     content_type = response.get("headers", {}).get("Content-Type", "")

@@ -1,0 +1,251 @@
+"""The bad-input corpus: every request here is one a careless or hostile client could send.
+
+Each gets a clear JSON 4xx naming the problem, or an asset that ends in an error status
+after processing; none gets a 5xx, none leaves a half-written record, and none reaches a
+private address. Requests go through the template's route table to the real handlers, with
+the real fetcher and extractor against real HTTP servers on loopback.
+
+Address policy: 127.0.0.1 plays the public internet and 127.0.0.2 our private network (a
+canary server that counts every request it gets). The real policy — which addresses are
+public — is proven address by address in test_fetch.py; here the question is whether any
+path through the API gets a request past it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+
+from allthethings import bootstrap
+from allthethings.adapters.extract import DocumentExtractor
+from allthethings.adapters.fetch import HttpFetcher
+from allthethings.config import Settings
+from allthethings.domain.content import SizeLimits
+from tests.fakes import fake_deps
+from tests.unit.test_handlers import call, process_all
+
+KiB = 1024
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+BODIES: dict[str, tuple[str | None, bytes]] = {
+    "empty": ("text/plain", b""),
+    "garbage": ("text/plain", bytes((i * 7919) % 256 for i in range(4096))),
+    "png-said-html": ("text/html", PNG),
+    "png-said-pdf": ("application/pdf", PNG),
+    "zip-said-text": ("text/plain", b"PK\x03\x04" + b"\x00" * 200),
+    "exe-said-text": ("text/plain", b"MZ\x90\x00" + b"\x00" * 200),
+    "elf": (None, b"\x7fELF" + b"\x00" * 200),
+    "gzip-said-html": ("text/html", b"\x1f\x8b\x08\x00" + b"\x00" * 100),
+    "broken-pdf": ("application/pdf", b"%PDF-1.7\n" + b"\x00garbage" * 50),
+    "html-said-pdf-but-empty": ("application/pdf", b"<html><head><script>x()</script></head><body></body></html>"),
+    "only-whitespace": ("text/plain", b" \n\t \r\n" * 100),
+    "only-markup": ("text/html", b"<!doctype html><html><head><style>p{}</style></head><body><div></div></body></html>"),
+    "nul-in-text": ("text/plain", b"hello\x00world" * 20),
+    "big-text": ("text/plain", b"word " * (40 * KiB)),  # 200 KiB of text, limit 64 KiB
+    "big-html": ("text/html", b"<p>" + b"word " * (40 * KiB) + b"</p>"),
+    "declared-huge": ("text/plain", b"x" * KiB),  # sent with a Content-Length of 10 GB
+    "mp3-garbage": ("audio/mpeg", b"ID3" + b"\x00" * 10),  # an audio file too short to hold sound
+}
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str):
+        super().__init__((host, 0), _Handler)
+        self.hits: list[str] = []
+        self.lock = threading.Lock()
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
+
+    def handle_error(self, request, client_address):
+        pass  # clients hang up mid-body on purpose (size limits)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        with self.server.lock:
+            self.server.hits.append(self.path)
+        parts = urlsplit(self.path)
+        name = parts.path.strip("/")
+        if name == "to":
+            self.send_response(302)
+            self.send_header("Location", parse_qs(parts.query)["url"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if name.startswith("status-"):
+            code = int(name.split("-", 1)[1])
+            self.send_response(code)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"no")
+            return
+        declared, body = BODIES.get(name, ("text/plain", b"lighthouse keepers trimmed the wicks"))
+        self.send_response(200)
+        if declared:
+            self.send_header("Content-Type", declared)
+        self.send_header("Content-Length", str(10 * 1024 ** 3 if name == "declared-huge" else len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+        self.close_connection = True
+
+
+def _serve(host: str) -> _Server:
+    server = _Server(host)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def public():
+    server = _serve("127.0.0.1")
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def canary():
+    server = _serve("127.0.0.2")
+    yield server
+    server.shutdown()
+    assert server.hits == [], f"requests reached the private address: {server.hits}"
+
+
+@pytest.fixture
+def deps(public, canary):
+    def resolve(host, port):
+        return {"public.test": ["127.0.0.1"], "private.test": ["127.0.0.2"], "localhost": ["127.0.0.1", "::1"],
+                "metadata.google.internal": ["169.254.169.254"]}.get(host, [])
+
+    fetcher = HttpFetcher(allow_private=False, timeout_s=3, resolver=resolve, allowed=lambda a: a == "127.0.0.1")
+    limits = SizeLimits(text=64 * KiB, html=64 * KiB, pdf=64 * KiB, audio=64 * KiB, video=64 * KiB)
+    d = fake_deps(fetcher=fetcher, extractor=DocumentExtractor(),
+                  settings=Settings(chunk_tokens=20, chunk_overlap=4, size_limits=limits))
+    with bootstrap.use(d):
+        yield d
+
+
+def submit(url) -> tuple[int, dict]:
+    return call("POST", "/api/assets", json.dumps({"url": url}), {"Content-Type": "application/json"})
+
+
+def clear_4xx(status: int, body, deps, *words: str) -> None:
+    assert 400 <= status < 500, f"expected a 4xx, got {status}: {body}"
+    assert isinstance(body, dict) and body["error"]["code"] and body["error"]["message"]
+    for word in words:
+        assert word in body["error"]["message"], body["error"]["message"]
+    assert deps.store.assets == {} and deps.blobs.objects == {} and deps.queue.messages == []
+
+
+# -- every spelling of a private address, directly and by redirect ---------------------------------
+
+PRIVATE_HOSTS = ["127.0.0.2", "2130706434", "0x7f.0.0.2", "0177.0.0.2", "127.0.2", "0x7f000002",
+                 "[::ffff:127.0.0.2]", "[::ffff:7f00:2]", "private.test", "localhost", "[::1]", "0.0.0.0",
+                 "169.254.169.254", "metadata.google.internal", "[::ffff:169.254.169.254]", "[fd00:ec2::254]",
+                 "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "[fe80::1]", "[fc00::1]", "224.0.0.1",
+                 "255.255.255.255", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]", "198.18.0.1", "240.0.0.1"]
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+def test_a_url_at_a_private_address_is_refused_without_a_request(deps, canary, host):
+    port = canary.server_address[1]
+    status, body = submit(f"http://{host}:{port}/page")
+    assert status in (400, 422), body
+    clear_4xx(status, body, deps)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "2130706434", "0x7f.0.0.2", "[::ffff:127.0.0.2]", "private.test",
+                                  "169.254.169.254"])
+def test_a_redirect_into_private_space_is_refused_without_a_request(deps, public, canary, host):
+    hop = f"http://{host}:{canary.server_address[1]}/latest/meta-data/"
+    status, body = submit(f"http://public.test:{public.server_address[1]}/to?url={quote(hop, safe='')}")
+    clear_4xx(status, body, deps, "non-public")
+
+
+# -- malformed URLs -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    "", "   ", "not a url", "ftp://public.test/x", "file:///etc/passwd", "gopher://public.test/", "javascript:alert(1)",
+    "data:text/plain,hello", "http://", "http:///nohost", "http://user:pass@public.test/", "http://public.test:99999/",
+    "http://public.test:-1/", "http://[::1/", "http://exa mple.com/", "http://public.test/\x00", "http://ex\u200bample.com/",
+    "http://" + "a" * 70 + ".com/", "http://public.test/" + "a" * 5000, 42, None, ["http://public.test/"],
+    {"url": "http://public.test/"},
+])
+def test_a_malformed_url_is_a_400_or_422_naming_the_problem(deps, raw):
+    status, body = submit(raw)
+    assert status in (400, 422), body
+    clear_4xx(status, body, deps)
+
+
+@pytest.mark.parametrize("body", ["", "{", "[]", '"http://public.test/"', '{"url": "http://public.test/", "x": '
+                                  + "1" * 10 + "}", "\xff\xfe", '{"url": "\\ud800"}'])
+def test_a_body_that_is_not_a_submission_is_a_400(deps, body):
+    status, got = call("POST", "/api/assets", body, {"Content-Type": "application/json"})
+    assert status == 400, got
+    clear_4xx(status, got, deps)
+
+
+# -- bodies that lie, are empty, too big or not text ------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_a_bad_body_is_refused_or_ends_in_an_error_status(deps, public, name):
+    status, body = submit(f"http://public.test:{public.server_address[1]}/{name}")
+    assert status < 500, body
+    if status >= 400:
+        clear_4xx(status, body, deps)
+        return
+    process_all(deps)
+    asset = deps.store.get(body["id"])
+    assert asset.status.is_error or name == "mp3-garbage", f"{name} ended {asset.status}"
+    assert asset.error or name == "mp3-garbage"
+
+
+@pytest.mark.parametrize("code", [404, 410, 500, 503])
+def test_a_url_answering_an_error_is_a_422(deps, public, code):
+    status, body = submit(f"http://public.test:{public.server_address[1]}/status-{code}")
+    clear_4xx(status, body, deps, str(code))
+
+
+# -- search and listing parameters ------------------------------------------------------------------
+
+@pytest.mark.parametrize("query", [
+    "", "q=", "q=%20%20", "q=" + "a" * 5000, "q=x&mode=fuzzy", "q=x&limit=0", "q=x&limit=51", "q=x&limit=-1",
+    "q=x&limit=1e3", "q=x&kind=image", "q=x&kind=text,%00", "q=x&host=" + "h" * 300, "q=x&host=a%20b",
+    "q=x&after=yesterday", "q=x&before=2024-13-01", "q=x&after=2025-01-01&before=2024-01-01",
+    "q=x&cursor=garbage", "q=x&cursor=" + "A" * 4000, "q=x&cursor=eyJvIjogLTF9",
+])
+def test_a_bad_search_parameter_is_a_400(deps, query):
+    status, body = call("GET", f"/api/search?{query}")
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_input" and body["error"]["message"]
+
+
+@pytest.mark.parametrize("text", ["%E2%80%AE%E2%80%8B", "%F0%9F%94%A6%F0%9F%8C%8A", "%00", "%ED%A0%80", "%EF%BF%BF",
+                                  "%22%27%3B--%20DROP%20TABLE", "NEAR%28a%20b%29%20OR%20*", "%5C%5C%5C"])
+def test_an_odd_but_well_formed_query_is_answered_not_crashed(deps, text):
+    status, body = call("GET", f"/api/search?q={text}&mode=keyword")
+    assert status in (200, 400), body
+    status, body = call("GET", f"/api/search?q={text}")
+    assert status in (200, 400), body
+
+
+@pytest.mark.parametrize("path", ["/api/assets?cursor=%FF%FE", "/api/assets?limit=101", "/api/assets/..%2F..%2Fetc",
+                                  "/api/assets/" + "f" * 500, "/api/assets/%00"])
+def test_bad_listing_parameters_and_ids_are_4xx(deps, path):
+    status, body = call("GET", path)
+    assert 400 <= status < 500, body
