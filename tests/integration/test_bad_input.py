@@ -42,7 +42,7 @@ BODIES: dict[str, tuple[str | None, bytes]] = {
     "broken-pdf": ("application/pdf", b"%PDF-1.7\n" + b"\x00garbage" * 50),
     "html-said-pdf-but-empty": ("application/pdf", b"<html><head><script>x()</script></head><body></body></html>"),
     "only-whitespace": ("text/plain", b" \n\t \r\n" * 100),
-    "only-markup": ("text/html", b"<!doctype html><html><head><style>p{}</style></head><body><div></div></body></html>"),
+    "only-markup": ("text/html", b"<!doctype html><html><head><style>p{}</style></head><body><div></div></body>"),
     "nul-in-text": ("text/plain", b"hello\x00world" * 20),
     "big-text": ("text/plain", b"word " * (40 * KiB)),  # 200 KiB of text, limit 64 KiB
     "big-html": ("text/html", b"<p>" + b"word " * (40 * KiB) + b"</p>"),
