@@ -20,7 +20,7 @@ import pytest
 
 from allthethings.adapters import aws
 from allthethings.adapters.aws import S3BlobStore, SqsQueue, client
-from allthethings.domain.errors import UpstreamUnavailable
+from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.local.gateway import load_handler
 from allthethings.local.sqs_pump import QueuePump
 from allthethings.local.template import Function, QueueTrigger
@@ -50,7 +50,7 @@ def test_a_staged_fixture_file_round_trips_through_s3_and_is_deleted(bucket):
     head = client("s3").head_object(Bucket=bucket, Key="staged/memo.pdf")
     assert head["ContentType"] == "application/pdf"
     store.delete("staged/memo.pdf")
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(NotFound):
         store.get("staged/memo.pdf")
 
 
@@ -68,8 +68,9 @@ def test_a_body_over_the_single_put_limit_is_staged_in_parts_from_a_spooled_file
     assert "-" in head["ETag"], "a multipart upload's ETag carries its part count"
 
 
-def test_reading_a_missing_key_raises_upstream_unavailable(bucket):
-    with pytest.raises(UpstreamUnavailable, match="reading the staged body"):
+def test_reading_a_missing_key_is_not_found_not_a_failure_worth_retrying(bucket):
+    # Processing turns NotFound into an error status; UpstreamUnavailable would retry into the DLQ.
+    with pytest.raises(NotFound, match="reading the staged body"):
         S3BlobStore(bucket).get("never/put")
 
 
