@@ -113,7 +113,7 @@ class Fetched:
     body: BinaryIO
     size: int
     head: bytes
-    sha256: str = ""
+    sha256: str  # of the whole body
 
 
 class Fetcher(abc.ABC):

@@ -5,11 +5,13 @@ from pathlib import Path
 import pytest
 
 from allthethings.adapters.models import packaged_tokenizer
+from allthethings.config import load_settings
 from allthethings.domain import cursor
 from allthethings.domain.assets import RETRY_FROM, TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
 from allthethings.domain.chunking import chunk_spans, chunk_text
-from allthethings.domain.content import decide, sniff
+from allthethings.domain.content import SizeLimits, decide, sniff
 from allthethings.domain.errors import InvalidInput, UnsupportedContentType
+from allthethings.domain.network import ipv4_spelling
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -42,6 +44,12 @@ def test_errors_are_reachable_only_from_their_own_phase():
     ("http://example.com:8080/x", "http://example.com:8080/x"),
     ("  https://example.com/path  ", "https://example.com/path"),
     ("http://[::1]:8000/", "http://[::1]:8000/"),
+    # numeric hosts in every spelling the C resolver accepts are one address, so one URL
+    ("http://2130706433/a", "http://127.0.0.1/a"),
+    ("http://0x7f.1/a", "http://127.0.0.1/a"),
+    ("http://0177.0.0.1/a", "http://127.0.0.1/a"),
+    ("http://0x7F000001:8080/a", "http://127.0.0.1:8080/a"),
+    ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
 ])
 def test_urls_are_normalised_to_one_spelling(raw, expected):
     assert normalise_url(raw) == expected
@@ -180,3 +188,27 @@ def test_cursors_round_trip_and_refuse_tampering():
     for bad in ("", "!!!", token[:-3] + "AAA", cursor.encode({"other": 1}), "x" * 600):
         with pytest.raises(InvalidInput):
             cursor.decode(bad, "seq")
+
+
+@pytest.mark.parametrize("host", ["0", "00", "0x0", "127.1", "127.1.", "0177.0.0.1", "0x7f.1", "0X7F.1", "2130706433",
+                                  "017700000001", "0xFFFFFFFF", "10.0.0.1", "1.2.3.4.5", "256.1", "1.16777216",
+                                  "08.1.1.1", "0x", "1e1.0.0.1", "example.com", "0x+7f.1", "07_7.1", "+127.1",
+                                  "0x7_f.1", "127. 1", "4294967296"])
+def test_a_numeric_host_is_read_exactly_as_the_c_resolver_reads_it(host):
+    import socket
+
+    try:
+        expected = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        expected = None
+    got = ipv4_spelling(host)
+    assert (str(got) if got else None) == expected
+
+
+def test_fetch_size_limits_are_read_per_kind_with_units_and_bad_values_are_named():
+    limits = load_settings({"MAX_BYTES_PDF": "5MiB", "MAX_BYTES_VIDEO": "2GiB", "MAX_BYTES_TEXT": "1000"}).size_limits
+    assert (limits.pdf, limits.video, limits.text) == (5 * 1024 ** 2, 2 * 1024 ** 3, 1000)
+    assert limits.html == SizeLimits().html and limits.ceiling == 2 * 1024 ** 3
+    for bad in ("lots", "0", "-5", "5TB"):
+        with pytest.raises(ValueError, match="MAX_BYTES_AUDIO"):
+            load_settings({"MAX_BYTES_AUDIO": bad})

@@ -89,7 +89,6 @@ class HttpFetcher(Fetcher):
     def __init__(self, *, allow_private: bool, timeout_s: float = 20.0, spool_bytes: int = 8 * 1024 * 1024,
                  resolver: Resolver = resolve, allowed: Policy = is_public_address):
         """`resolver` and `allowed` are the name lookup and the address policy (tests give their own)."""
-        self.allow_private = allow_private
         self.timeout_s = timeout_s
         self.spool_bytes = spool_bytes
         self.resolver = resolver

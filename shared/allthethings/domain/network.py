@@ -18,28 +18,23 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdef"}
 
 
 def ipv4_spelling(host: str) -> ipaddress.IPv4Address | None:
     """The address of a host written the way inet_aton reads it (1 to 4 parts, each decimal,
     0-prefixed octal or 0x-prefixed hex; the last part fills the remaining bytes), else None."""
-    parts = host.rstrip(".").split(".") if host else []
+    parts = host.split(".") if host else []
     if not 1 <= len(parts) <= 4:
         return None
     values = []
     for part in parts:
-        try:
-            if part[:2].lower() == "0x":
-                value = int(part[2:] or "0", 16)
-            elif len(part) > 1 and part.startswith("0"):
-                value = int(part[1:], 8)
-            else:
-                value = int(part, 10) if part.isdigit() else None
-        except ValueError:
+        base, digits = (16, part[2:]) if part[:2].lower() == "0x" else (8, part[1:]) if part[:1] == "0" else (10, part)
+        if not digits and base == 8:
+            base, digits = 10, "0"  # a plain 0
+        if not digits or any(c not in _DIGITS[base] for c in digits.lower()):
             return None
-        if value is None:
-            return None
-        values.append(value)
+        values.append(int(digits, base))
     *leading, last = values
     if any(v > 255 for v in leading) or last >= 256 ** (4 - len(leading)):
         return None

@@ -27,8 +27,7 @@ def retry_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None) -
         try:
             deps.queue.send({"asset_id": asset.id, "webhook_base": webhook_base})
         except BaseException:
-            deps.store.move(asset.id, Status.PROCESSING_ERROR if restart is Status.SUBMITTED
-                            else Status.EMBEDDINGS_ERROR, error=asset.error)
+            deps.store.move(asset.id, asset.status, error=asset.error)  # back to failed, with its reason
             raise
     return get_asset(asset.id, deps)
 

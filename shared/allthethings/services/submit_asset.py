@@ -28,7 +28,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         if fetched.size == 0:
             raise ExtractionFailed("the URL returned an empty body")
         decision = decide(fetched.head, fetched.declared_type, fetched.final_url)
-        twin = deps.store.find_by_digest(fetched.sha256) if fetched.sha256 else None
+        twin = deps.store.find_by_digest(fetched.sha256)
         if twin is not None and twin.kind is decision.kind:
             copy = twin.copied_to(url, size_bytes=fetched.size, content_type=decision.content_type)
             stored = deps.store.add_copy(copy, twin.id)
@@ -37,7 +37,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         deps.blobs.put(key, fetched.body, decision.content_type)
 
     asset = Asset.new(url, content_type=decision.content_type, kind=decision.kind, staged_key=key,
-                      size_bytes=fetched.size, asset_id=asset_id, sha256=fetched.sha256 or None)
+                      size_bytes=fetched.size, asset_id=asset_id, sha256=fetched.sha256)
     try:
         stored = deps.store.add(asset)
     except BaseException:
