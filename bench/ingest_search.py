@@ -29,7 +29,7 @@ from tests.e2e.conftest import RunningStack  # noqa: E402
 def ingest(stack: RunningStack, base: str, n: int, clients: int) -> tuple[float, list[str]]:
     # One client shared by the submitting threads: building an httpx client per request costs
     # more CPU than the request itself, and the harness shares the two cores with the stack.
-    http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=clients))
+    http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=clients), headers=stack.auth)
 
     def submit(i: int) -> str:
         response = http.post(f"{stack.url}/api/assets", json={"url": f"{base}/doc-{i:05d}.txt"})

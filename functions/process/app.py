@@ -10,14 +10,13 @@ SQS, and after maxReceiveCount lands in the dead-letter queue.
 import asyncio
 import json
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from allthethings import bootstrap
+from allthethings import bootstrap, logs
 from allthethings.services.process_asset import process_asset
 
-logger = Logger()
+logger = logs.logger()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 
 

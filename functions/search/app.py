@@ -3,19 +3,19 @@
 Routes: GET /api/search?q=&mode=&kind=&host=&after=&before=&limit=&cursor= ->
 {"results": [{"asset", "score", "snippet", "highlights", "start_s"?, "end_s"?}], "next_cursor"}:
 one result per asset, best first; invalid parameters -> 400 naming the parameter.
-GET /search?query=&mode=&kind=... -> the HTML results page.
+GET /search?query=&mode=&kind=... -> the HTML results page (or the sign-in page).
+Search needs an API key unless SEARCH_ACCESS is public (the authorizer decides).
 """
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap, web
+from allthethings import bootstrap, logs, web
 from allthethings.domain.errors import DomainError
-from allthethings.http import api
+from allthethings.http import api, needs_signin
 from allthethings.services.search import parse_request, search
 
-logger = Logger()
+logger = logs.logger()
 app = api(logger)
 
 
@@ -29,6 +29,9 @@ def search_api() -> dict:
 @app.get("/search")
 def search_page():
     params = app.current_event.query_string_parameters or {}
+    if needs_signin(app):  # search is keyed (SEARCH_ACCESS=key) and the browser has no key
+        query = app.current_event.raw_event.get("rawQueryString") or ""
+        return Response(401, content_types.TEXT_HTML, web.signin("/search" + (f"?{query}" if query else "")))
     if not (params.get("query") or "").strip():
         return Response(200, content_types.TEXT_HTML, web.results(params, [], None))
     try:

@@ -2,26 +2,22 @@
 
 Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset, 200 known URL;
 GET /api/assets?limit=&cursor=; GET /api/assets/{id}; POST /api/assets/{id}/retry -> 202
-(409 unless failed); DELETE /api/assets/{id} -> 204; and the HTML pages
-GET / (form and assets) and POST /process (the form's target).
+(409 unless failed); DELETE /api/assets/{id} -> 204. Every route but health needs an API key
+(the authorizer's work, before this function runs).
 Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
 """
 
-from urllib.parse import parse_qs
-
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import BaseModel, ConfigDict
 
-from allthethings import bootstrap, web
-from allthethings.domain.errors import DomainError
+from allthethings import bootstrap, logs
 from allthethings.http import api, json_response, origin
 from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
 
-logger = Logger()
+logger = logs.logger()
 app = api(logger)
 
 
@@ -65,23 +61,6 @@ def retry(asset_id: str):
 def delete(asset_id: str):
     delete_asset(asset_id, bootstrap.deps())
     return Response(204, content_types.APPLICATION_JSON, "")
-
-
-@app.get("/")
-def home():
-    assets, _ = list_assets(50, None, bootstrap.deps())
-    return Response(200, content_types.TEXT_HTML, web.home(assets))
-
-
-@app.post("/process")
-def process_form():
-    url = parse_qs(app.current_event.decoded_body or "").get("url", [""])[0]
-    try:
-        submit_asset(url, bootstrap.deps(), webhook_base=origin(app))
-    except DomainError as exc:
-        assets, _ = list_assets(50, None, bootstrap.deps())
-        return Response(400, content_types.TEXT_HTML, web.home(assets, error=exc.message))
-    return Response(303, content_types.TEXT_HTML, "", headers={"Location": "/"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -9,14 +9,13 @@ that raises is retried by SQS and, after maxReceiveCount, kept in the dead-lette
 
 import json
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from allthethings import bootstrap
+from allthethings import bootstrap, logs
 from allthethings.services.webhooks import apply_webhook
 
-logger = Logger()
+logger = logs.logger()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -6,14 +6,13 @@ unknown asset -> 404 (the sender should not retry). Otherwise the delivery is pu
 webhook queue and answered 202 at once; the webhook consumer applies it.
 """
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap
+from allthethings import bootstrap, logs
 from allthethings.http import api, json_response, origin, raw_body
 from allthethings.services.webhooks import receive_webhook
 
-logger = Logger()
+logger = logs.logger()
 app = api(logger)
 
 

@@ -76,6 +76,12 @@ class Settings:
     # created through it (queued and retried by Hookdeck); synchronous calls go straight to Replicate.
     hookdeck_source_url: str | None = None
 
+    # API keys (`name=key,...`) for every route but health, webhooks, the API description and
+    # sign-in; search too unless search_access is public.
+    api_keys: str | None = None
+    api_keys_param: str | None = None
+    search_access: str = "key"  # key | public
+
     allow_private_urls: bool = False
     size_limits: SizeLimits = SizeLimits()
     fetch_timeout_s: float = 20.0
@@ -128,6 +134,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hookdeck_signing_secret=get("HOOKDECK_SIGNING_SECRET", None),
         hookdeck_signing_secret_param=get("HOOKDECK_SIGNING_SECRET_PARAM", None),
         hookdeck_source_url=get("HOOKDECK_SOURCE_URL", None),
+        api_keys=get("API_KEYS", None),
+        api_keys_param=get("API_KEYS_PARAM", None),
+        search_access=get("SEARCH_ACCESS", d.search_access).lower(),
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
         size_limits=SizeLimits(**{f.name: _size(get(f"MAX_BYTES_{f.name.upper()}", getattr(d.size_limits, f.name)),
                                                 f"MAX_BYTES_{f.name.upper()}")
@@ -145,15 +154,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"EMBEDDING_MODEL must be one of {sorted(MODELS)}, not {settings.embedding_model!r}")
     if settings.webhook_signature not in ("replicate", "hookdeck"):
         raise ValueError(f"WEBHOOK_SIGNATURE must be replicate or hookdeck, not {settings.webhook_signature!r}")
+    if settings.search_access not in ("key", "public"):
+        raise ValueError(f"SEARCH_ACCESS must be key or public, not {settings.search_access!r}")
     return settings
 
 
 def secret(value: str | None, param: str | None, what: str) -> str:
-    """A secret given directly, or read (decrypted, cached 5 minutes) from SSM by name."""
+    """A secret given directly, or read (decrypted, cached 5 minutes) from SSM by name; never logged."""
+    from allthethings.logs import remember_secret
+
     if value:
+        remember_secret(value)
         return value
     if param:
         from aws_lambda_powertools.utilities import parameters
 
-        return parameters.get_parameter(param, decrypt=True, max_age=300)
+        value = parameters.get_parameter(param, decrypt=True, max_age=300)
+        remember_secret(value)
+        return value
     raise ValueError(f"{what} is not configured: set {what} or {what}_PARAM")

@@ -28,6 +28,10 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
 }
 
 
+def status_of(exc: errors.DomainError) -> int:
+    return next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 400)
+
+
 def error_response(status: int, code: str, message: str, **extra) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
                     body=json.dumps({"error": {"code": code, "message": message, **extra}}))
@@ -55,7 +59,7 @@ def api(logger) -> APIGatewayHttpResolver:
 
     @app.exception_handler(errors.DomainError)
     def domain_error(exc: errors.DomainError) -> Response:
-        status = next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 400)
+        status = status_of(exc)
         if status >= 500:
             logger.warning("dependency failure", extra={"error": exc.message})
         return error_response(status, exc.code, exc.message)
@@ -91,3 +95,30 @@ def origin(app: APIGatewayHttpResolver) -> str:
     headers = event.headers or {}
     proto = headers.get("x-forwarded-proto", "https")
     return f"{proto}://{event.request_context.domain_name}"
+
+
+def html(status: int, body: str) -> Response:
+    return Response(status_code=status, content_type=content_types.TEXT_HTML, body=body)
+
+
+def redirect(location: str, cookie: str | None = None) -> Response:
+    """303 See Other: after a form's POST, the browser GETs `location`."""
+    return Response(status_code=303, content_type=content_types.TEXT_HTML, body="",
+                    headers={"Location": location}, cookies=[cookie] if cookie else None)
+
+
+def needs_signin(app: APIGatewayHttpResolver) -> bool:
+    """Whether the authorizer let this page through only to ask for a key. A request that did
+    not pass the authorizer at all (a misrouted template) is treated the same: fail closed."""
+    context = app.current_event.raw_event.get("requestContext", {}).get("authorizer", {}).get("lambda")
+    return not context or context.get("signin") == "required"
+
+
+def session_cookie(app: APIGatewayHttpResolver, key: str | None) -> str:
+    """The sign-in cookie holding `key` (None: the cookie that signs out). Secure over HTTPS."""
+    from allthethings.services.access import KEY_COOKIE
+
+    secure = "; Secure" if (app.current_event.headers or {}).get("x-forwarded-proto", "https") == "https" else ""
+    if key is None:
+        return f"{KEY_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+    return f"{KEY_COOKIE}={key}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Strict{secure}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from allthethings.domain.assets import Asset
+from allthethings.domain.assets import RETRY_FROM, Asset
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -17,7 +17,8 @@ table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.35rem;
 mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#e6eefc}
 .badge.audio,.badge.video{background:#f6e3fb} .badge.pdf{background:#fde8e0}
 .player{display:block;margin:.3rem 0;max-width:100%}
-.controls{flex-wrap:wrap} details{width:100%} details label{margin-right:1rem}
+.controls{flex-wrap:wrap} form.inline{display:inline-flex;margin:0 .2rem 0 0}
+.actions button{padding:.2rem .5rem;font-size:.85em} details{width:100%} details label{margin-right:1rem}
 """
 
 
@@ -30,21 +31,45 @@ def _page(title: str, body: str, refresh: bool = False, search_box: bool = True)
             f'</head><body><h1><a href="/">allthethings</a></h1>{box}{body}</body></html>')
 
 
+def signin(next_path: str = "/", error: str | None = None) -> str:
+    """The sign-in page: an API key, kept by the browser in an HttpOnly cookie."""
+    notice = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    body = (f"<h2>Sign in</h2>{notice}<p>This index needs an API key. Ask whoever runs it; "
+            f"<code>make run</code> prints the local one.</p>"
+            f"<form action=/session method=post><input type=password name=key required autocomplete=current-password "
+            f"aria-label=\"API key\" placeholder=\"API key\">"
+            f"<input type=hidden name=next value=\"{escape(next_path)}\">"
+            f"<button>Sign in</button></form>")
+    return _page("Sign in · allthethings", body, search_box=False)
+
+
+def _actions(a: Asset) -> str:
+    """Buttons that work without JavaScript: plain forms posting to the page routes."""
+    buttons = ""
+    if a.status in RETRY_FROM:
+        buttons += f"<form class=inline method=post action=\"/assets/{a.id}/retry\"><button>Retry</button></form>"
+    buttons += (f"<form class=inline method=post action=\"/assets/{a.id}/delete\" "
+                f"onsubmit=\"return confirm('Delete this asset and its chunks?')\"><button>Delete</button></form>")
+    return buttons
+
+
 def home(assets: list[Asset], error: str | None = None) -> str:
     rows = "".join(
         f"<tr data-id={a.id}><td><a href=\"{escape(a.url)}\">{escape(a.title or a.url)}</a>"
         f"<div class=muted>{escape(a.content_type or '')}</div></td>"
         f"<td class=state><span class=\"status {a.status.value}\">{a.status.value}</span>"
         + (f"<div class=error>{escape(a.error)}</div>" if a.error else "")
-        + f"</td><td class=muted>{a.created_at:%Y-%m-%d %H:%M}</td></tr>"
+        + f"</td><td class=muted>{a.created_at:%Y-%m-%d %H:%M}</td><td class=actions>{_actions(a)}</td></tr>"
         for a in assets)
     pending = any(not a.status.is_final for a in assets)
     notice = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     body = (f"{notice}<form action=\"/process\" method=\"post\"><input type=\"url\" name=\"url\" required "
             f"placeholder=\"https://example.com/article.html\" aria-label=\"URL to index\">"
             f"<button>Index</button></form>"
-            f"<table><thead><tr><th>Asset</th><th>Status</th><th>Submitted</th></tr></thead>"
-            f"<tbody>{rows or '<tr><td colspan=3>Nothing indexed yet.</td></tr>'}</tbody></table>")
+            f"<table><thead><tr><th>Asset</th><th>Status</th><th>Submitted</th><th></th></tr></thead>"
+            f"<tbody>{rows or '<tr><td colspan=4>Nothing indexed yet.</td></tr>'}</tbody></table>"
+            f"<form action=/signout method=post class=inline><button>Sign out</button></form>"
+            f" <a class=muted href=/api/docs>API</a>")
     return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending)
 
 

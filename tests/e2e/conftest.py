@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,8 +22,13 @@ _running: list[RunningStack] = []
 
 
 class RunningStack:
+    """The stack, started as `make run` starts it, with an API key of its own (`auth` carries it)."""
+
     def __init__(self, data_dir: Path, **env):
         _running.append(self)
+        self.api_key = "e2e_" + secrets.token_urlsafe(24)
+        env.setdefault("API_KEYS", f"e2e={self.api_key}")
+        self.auth = {"x-api-key": self.api_key}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "stack.log"
@@ -31,7 +37,7 @@ class RunningStack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "allthethings.local", "run", "--port", str(self.port), "--data-dir", str(data_dir)],
             cwd=REPO, env=environment, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.http = httpx.Client(base_url=self.url, timeout=60, headers=self.auth)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -57,10 +57,36 @@ def wait_until(check, timeout_s: float = 120, every_s: float = 0.5):
     raise AssertionError("the page never showed what the test waited for")
 
 
+def sign_in(browser, stack, key: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(stack.url + "/")
+    if browser.find_elements(By.NAME, "key"):
+        field = browser.find_element(By.NAME, "key")
+        field.send_keys(key)
+        field.submit()
+
+
+def test_the_home_page_asks_for_an_api_key_and_refuses_a_wrong_one(browser, stack):
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(stack.url + "/")
+    assert "Sign in" in browser.page_source and not browser.find_elements(By.NAME, "url")
+    sign_in(browser, stack, "not-the-key-" + "x" * 20)
+    assert "not valid" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    browser.save_screenshot(str(ARTIFACTS / "signin.png"))
+    sign_in(browser, stack, stack.api_key)
+    assert browser.find_elements(By.NAME, "url"), "signed in: the form to index a URL"
+    cookie = browser.get_cookie("allthethings_key")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+
 def test_submit_watch_search_and_open_a_result(browser, stack, fixture_server):
     from selenium.webdriver.common.by import By
 
     url = f"{fixture_server}/html/wikipedia/source.html?from=browser"
+    sign_in(browser, stack, stack.api_key)
     browser.get(stack.url + "/")
     field = browser.find_element(By.NAME, "url")
     field.send_keys(url)
@@ -99,8 +125,24 @@ def test_a_recording_result_has_a_player_that_starts_at_the_matching_second(brow
 
     asset = stack.http.post("/api/assets", json={"url": f"{fixture_server}/jfk.flac"}).json()
     stack.wait_for(asset["id"])
+    sign_in(browser, stack, stack.api_key)
     browser.get(f"{stack.url}/search?query=ask+what+you+can+do+for+your+country&kind=audio")
     player = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "audio.player"))[0]
     assert "jfk.flac#t=" in player.get_attribute("src")
     assert browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=audio]").is_selected()
     browser.save_screenshot(str(ARTIFACTS / "audio-result.png"))
+
+
+def test_an_asset_is_deleted_from_its_row(browser, stack, fixture_server):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, stack, stack.api_key)
+    doc = stack.http.post("/api/assets", json={"url": f"{fixture_server}/text/sourdough.md?row=1"}).json()
+    stack.wait_for(doc["id"])
+    browser.get(stack.url + "/")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-id='{doc['id']}']")
+    assert not row.find_elements(By.XPATH, ".//button[text()='Retry']"), "a searchable asset has nothing to retry"
+    browser.execute_script("window.confirm = function () { return true; };")
+    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    wait_until(lambda: not browser.find_elements(By.CSS_SELECTOR, f"tr[data-id='{doc['id']}']"))
+    assert stack.http.get(f"/api/assets/{doc['id']}").status_code == 404

@@ -13,7 +13,7 @@ from allthethings import bootstrap
 from allthethings.config import Settings
 from allthethings.domain.assets import Status
 from allthethings.local import template as templates
-from allthethings.local.gateway import LambdaContext, Router, build_event, load_handler, load_module
+from allthethings.local.gateway import LambdaContext, Router, build_event, dispatch, load_handler, load_module
 from tests.fakes import FakeEmbedder, FakeFetcher, fake_deps, word_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +23,14 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TEXT = "Lighthouse keepers trimmed the wicks. Storms cut them off for weeks. " * 3
 
 
-def call(method, path, body=None, headers=None):
-    """Send one request through the template's route table to the function that owns it."""
-    with Flask(__name__).test_request_context(path, method=method, data=body, headers=headers or {}):
+KEY = "unit_" + "k" * 24
+
+
+def call(method, path, body=None, headers=None, key=KEY):
+    """Send one request as API Gateway would: the template's route table, the route's authorizer,
+    then the function that owns it. `key` is sent as x-api-key (None: no key)."""
+    headers = {**({"x-api-key": key} if key else {}), **(headers or {})}
+    with Flask(__name__).test_request_context(path, method=method, data=body, headers=headers):
         from flask import request
 
         matched = ROUTER.match(method, request.path)
@@ -33,8 +38,8 @@ def call(method, path, body=None, headers=None):
             return 404, {"message": "Not Found"}
         route, fn, params = matched
         event = build_event(request, route, params)
-    response = load_handler(fn)(event, LambdaContext(fn))
-    content_type = response.get("headers", {}).get("Content-Type", "")
+    response = dispatch(route, fn, event, TEMPLATE.functions, lambda f, e, c: load_handler(f)(e, c))
+    content_type = {k.lower(): v for k, v in response.get("headers", {}).items()}.get("content-type", "")
     parsed = json.loads(response["body"]) if "json" in content_type and response.get("body") else response.get("body")
     return response["statusCode"], parsed
 
@@ -42,7 +47,8 @@ def call(method, path, body=None, headers=None):
 @pytest.fixture
 def deps():
     d = fake_deps(fetcher=FakeFetcher({"http://x.test/a.txt": ("text/plain", TEXT.encode())}),
-                  settings=Settings(chunk_tokens=20, chunk_overlap=4, replicate_webhook_secret=SECRET))
+                  settings=Settings(chunk_tokens=20, chunk_overlap=4, replicate_webhook_secret=SECRET,
+                                    api_keys=f"unit={KEY}"))
     with bootstrap.use(d):
         yield d
 

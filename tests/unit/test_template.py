@@ -45,3 +45,37 @@ def test_all_functions_share_the_layer_on_python_3_12():
     layer = t.raw["Resources"]["SharedLayer"]
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
     assert (REPO / "shared" / "requirements.txt").exists()
+
+
+def test_sam_turns_the_auth_settings_into_an_uncached_authorizer_with_public_routes_left_open(monkeypatch):
+    """What API Gateway will get, by SAM's own transform: an authorizer that sees every request
+    (no identity source, no caching) on every route but the public ones."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    raw = yaml_parse(TEMPLATE.read_text())
+    for resource in raw["Resources"].values():  # packaging is sam build's business, not this test's
+        for prop in ("CodeUri", "ContentUri"):
+            if prop in resource.get("Properties", {}):
+                resource["Properties"][prop] = "s3://bucket/key"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    resources = transform(raw, {}, NoManagedPolicies())["Resources"]
+    (api,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    body = api["Properties"]["Body"]
+    authorizer = body["components"]["securitySchemes"]["ApiKeyAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert authorizer["identitySource"] == [] and authorizer["authorizerResultTtlInSeconds"] == 0
+    assert authorizer["enableSimpleResponses"] is True and authorizer["authorizerPayloadFormatVersion"] == "2.0"
+    open_routes = {f"{m.upper()} {p}" for p, ops in body["paths"].items() for m, op in ops.items()
+                   if op["security"] == [{"NONE": []}]}
+    keyed = {f"{m.upper()} {p}" for p, ops in body["paths"].items() for m, op in ops.items()
+             if op["security"] == [{"ApiKeyAuthorizer": []}]}
+    assert open_routes == {"GET /api/health", "POST /webhooks/audio/{id}", "POST /webhooks/embedding/{id}",
+                           "GET /api/openapi.json", "GET /api/docs", "POST /session", "POST /signout"}
+    assert "POST /api/assets" in keyed and "GET /api/search" in keyed
+    assert any(r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["FunctionName"] ==
+               {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]} for r in resources.values())

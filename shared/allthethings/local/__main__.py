@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         print(f"allthethings is serving on {stack.url} (data in {stack.data_dir}); Ctrl-C stops it", flush=True)
+        if stack.api_key:
+            print(f"API key: {stack.api_key} (kept in {stack.data_dir / 'api-key'}; set API_KEYS to use your own)",
+                  flush=True)
         stack.serve_forever()
     except KeyboardInterrupt:
         pass

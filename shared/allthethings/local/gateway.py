@@ -1,8 +1,9 @@
 """The local API gateway: a functions-framework HTTP function that behaves like an HTTP API.
 
 Each request is matched against the template's routes, turned into an API Gateway
-HTTP API (payload format 2.0) event, and passed to the same `handler` Lambda
-calls; the handler's answer is turned back into an HTTP response.
+HTTP API (payload format 2.0) event, checked by the route's Lambda authorizer (as the
+template configures it), and passed to the same `handler` Lambda calls; the handler's
+answer is turned back into an HTTP response.
 """
 
 from __future__ import annotations
@@ -159,6 +160,34 @@ def build_event(request, route: Route, path_params: dict) -> dict:
     return event
 
 
+def authorizer_event(event: dict) -> dict:
+    """The payload 2.0 REQUEST event API Gateway sends a Lambda authorizer for `event`."""
+    request = {k: v for k, v in event.items() if k not in ("body", "isBase64Encoded")}
+    method, _, path = event["routeKey"].partition(" ")
+    return {**request, "type": "REQUEST", "identitySource": [],
+            "routeArn": f"arn:aws:execute-api:us-east-1:000000000000:local/$default/{method}{path}"}
+
+
+def dispatch(route: Route, fn: Function, event: dict, functions: dict[str, Function], invoke) -> dict:
+    """What API Gateway does with a matched request: run the route's authorizer, if it has one
+    (refused: 403; broken: 500, as API Gateway answers), then the route's function."""
+    if route.authorizer is not None:
+        authorizer = functions[route.authorizer]
+        try:
+            verdict = invoke(authorizer, authorizer_event(event), LambdaContext(authorizer, timeout_s=10))
+        except Exception:  # noqa: BLE001 - API Gateway's answer to a failing authorizer
+            return _gateway_error(500, "Internal Server Error")
+        if not (isinstance(verdict, dict) and verdict.get("isAuthorized") is True):
+            return _gateway_error(403, "Forbidden")
+        event["requestContext"]["authorizer"] = {"lambda": verdict.get("context") or {}}
+    return invoke(fn, event, LambdaContext(fn))
+
+
+def _gateway_error(status: int, message: str) -> dict:
+    return {"statusCode": status, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"message": message})}
+
+
 def to_response(result):
     """A Flask response for a handler's payload 2.0 answer."""
     from flask import Response
@@ -201,4 +230,4 @@ def gateway(request):
         return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
     route, fn, params = found
     event = build_event(request, route, params)
-    return to_response(_containers.invoke(fn, event, LambdaContext(fn)))
+    return to_response(dispatch(route, fn, event, _router.template.functions, _containers.invoke))

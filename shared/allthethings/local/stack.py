@@ -37,6 +37,7 @@ LOCAL_SETTINGS = {
     "REPLICATE_API_TOKEN_PARAM": "",
     "REPLICATE_WEBHOOK_SECRET_PARAM": "",
     "HOOKDECK_SIGNING_SECRET_PARAM": "",
+    "API_KEYS_PARAM": "",
     "HOOKDECK_SOURCE_URL": "",
 }
 
@@ -85,6 +86,7 @@ class LocalStack:
         self._pumps: list[QueuePump] = []
         self._server = None
         self._serving = False
+        self.api_key: str | None = None  # the generated key, when API_KEYS was not given
 
     @property
     def url(self) -> str:
@@ -160,11 +162,25 @@ class LocalStack:
         os.environ.update({"REPLICATE_API_BASE": self.replicate.url, "REPLICATE_API_TOKEN": self.replicate.token,
                            "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret})
 
+    def _api_keys(self, user_env: dict[str, str]) -> str:
+        """API_KEYS from the environment, or this data folder's own key, made on the first run."""
+        if user_env.get("API_KEYS"):
+            return user_env["API_KEYS"]
+        import secrets
+
+        path = self.data_dir / "api-key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text("att_" + secrets.token_urlsafe(24) + "\n")
+        self.api_key = path.read_text().strip()
+        return f"local={self.api_key}"
+
     def start(self) -> None:
         user_env = dict(os.environ)
         self._start_aws()
         refs = self._create_resources()
         os.environ.update(self.environment(refs, user_env))
+        os.environ["API_KEYS"] = self._api_keys(user_env)
         self._start_replicate(user_env)
         self._write_manifest()
         gateway.configure(self.template)

@@ -36,6 +36,7 @@ _CfnLoader.add_multi_constructor("!", _tag)
 class Route:
     method: str
     path: str
+    authorizer: str | None = None  # logical id of the function that authorizes it; None: public
 
     @property
     def key(self) -> str:
@@ -79,6 +80,7 @@ class Template:
     queues: dict[str, Queue]
     buckets: list[str]
     parameters: dict
+    authorizers: dict[str, str] = dataclasses.field(default_factory=dict)  # authorizer name -> function id
 
     @property
     def routes(self) -> dict[str, Function]:
@@ -101,6 +103,13 @@ def load(path: str | os.PathLike) -> Template:
     resources = raw.get("Resources", {})
     globals_env = raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     functions, queues, buckets = {}, {}, []
+    authorizers, default_auth = {}, {}
+    for logical_id, res in resources.items():
+        if res.get("Type") == "AWS::Serverless::HttpApi":
+            auth = (res.get("Properties") or {}).get("Auth") or {}
+            default_auth[logical_id] = auth.get("DefaultAuthorizer")
+            for name, spec in (auth.get("Authorizers") or {}).items():
+                authorizers[name] = _ref_target(spec.get("FunctionArn"))
     for logical_id, res in resources.items():
         kind, props = res.get("Type"), res.get("Properties", {}) or {}
         if kind == "AWS::SQS::Queue":
@@ -116,13 +125,15 @@ def load(path: str | os.PathLike) -> Template:
             for event in (props.get("Events") or {}).values():
                 ep = event.get("Properties", {}) or {}
                 if event.get("Type") == "HttpApi":
-                    routes.append(Route(ep["Method"].upper(), ep["Path"]))
+                    named = (ep.get("Auth") or {}).get("Authorizer") or default_auth.get(_ref_target(ep.get("ApiId")))
+                    routes.append(Route(ep["Method"].upper(), ep["Path"],
+                                        None if named in (None, "NONE") else authorizers[named]))
                 elif event.get("Type") == "SQS":
                     triggers.append(QueueTrigger(_ref_target(ep["Queue"]), int(ep.get("BatchSize", 10)),
                                                  "ReportBatchItemFailures" in (ep.get("FunctionResponseTypes") or [])))
             functions[logical_id] = Function(logical_id, (path.parent / props["CodeUri"]).resolve(),
                                              props["Handler"], env, routes, triggers)
-    return Template(path, raw, functions, queues, buckets, raw.get("Parameters", {}))
+    return Template(path, raw, functions, queues, buckets, raw.get("Parameters", {}), authorizers)
 
 
 def resolve_env(env: dict, refs: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,176 @@
+"""The API's description (OpenAPI 3.1), served at /api/openapi.json, and its Swagger UI page.
+
+Written out rather than generated: the functions are separate Lambdas, so no one resolver
+knows every route, and the parameters are parsed by the services (to name the parameter at
+fault in a 400). A test holds it to the template's routes and to what the handlers answer.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from allthethings.domain.assets import Kind, Status
+from allthethings.services.assets import MAX_PAGE
+from allthethings.services.search import MAX_LIMIT, MAX_QUERY_CHARS
+
+VERSION = "1.0.0"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    why = {400: "The request is not valid; the message names the problem.", 401: "The signature is missing or wrong.",
+           403: "No valid API key (API Gateway's answer).", 404: "No such asset.",
+           409: "The asset is not in a state that allows this.", 413: "The body is larger than allowed.",
+           415: "The content type cannot be indexed.", 422: "The URL cannot be fetched or holds no text.",
+           503: "A dependency is unavailable; try again."}
+    out = {}
+    for status in statuses:
+        schema = {"type": "object", "properties": {"message": {"type": "string"}}} if status == 403 else _ref("Error")
+        out[str(status)] = _json(schema, why[status])
+    return out
+
+
+_ASSET_ID = {"name": "id", "in": "path", "required": True, "description": "The asset's id.",
+             "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_KEYED = [{"apiKey": []}, {"bearer": []}]
+
+
+def _schemas() -> dict:
+    nullable_string = {"type": ["string", "null"]}
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "request_id": {"type": "string"}}}}},
+        "Asset": {"type": "object", "required": ["id", "url", "status", "created_at", "updated_at"], "properties": {
+            "id": {"type": "string"}, "url": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "content_type": nullable_string,
+            "kind": {"type": ["string", "null"], "enum": [*(k.value for k in Kind), None]},
+            "title": nullable_string, "size_bytes": {"type": ["integer", "null"]},
+            "chunk_count": {"type": ["integer", "null"]}, "sha256": nullable_string,
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "error": {"type": "string", "description": "Why the asset failed (error statuses only)."}}},
+        "AssetPage": {"type": "object", "required": ["assets", "next_cursor"], "properties": {
+            "assets": {"type": "array", "items": _ref("Asset")}, "next_cursor": nullable_string}},
+        "Submission": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+            "url": {"type": "string", "description": "An http or https URL on the public internet."}}},
+        "SearchResult": {"type": "object", "required": ["asset", "score", "snippet", "highlights"], "properties": {
+            "asset": {"type": "object", "properties": {
+                "id": {"type": "string"}, "url": {"type": "string"}, "content_type": nullable_string,
+                "kind": nullable_string, "title": nullable_string,
+                "created_at": {"type": "string", "format": "date-time"}}},
+            "score": {"type": "number"}, "snippet": {"type": "string"},
+            "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
+                                                      "minItems": 2, "maxItems": 2}},
+            "start_s": {"type": "number"}, "end_s": {"type": "number"}}},
+        "SearchPage": {"type": "object", "required": ["results", "next_cursor"], "properties": {
+            "results": {"type": "array", "items": _ref("SearchResult")}, "next_cursor": nullable_string}},
+        "Accepted": {"type": "object", "required": ["id", "accepted"],
+                     "properties": {"id": {"type": "string"}, "accepted": {"type": "boolean"}}},
+    }
+
+
+def _query(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _paths(search_keyed: bool) -> dict:
+    webhook_headers = [{"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+                       for h in ("webhook-id", "webhook-timestamp", "webhook-signature", "x-hookdeck-signature")]
+    webhook = {"tags": ["webhooks"], "security": [], "parameters": [_ASSET_ID, *webhook_headers],
+               "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+               "responses": {"202": _json(_ref("Accepted"), "Queued; the asset moves on shortly."),
+                             **_errors(400, 401, 404, 503)}}
+    return {
+        "/api/health": {"get": {"summary": "Liveness", "tags": ["service"], "security": [], "responses": {
+            "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "The API answers.")}}},
+        "/api/assets": {
+            "post": {"summary": "Index a URL", "tags": ["assets"], "description": (
+                "Fetches the URL (public addresses only), stages it and queues it for indexing. A URL already "
+                "known answers 200 with its asset; bytes already indexed under another URL are reused."),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Submission")}}},
+                "responses": {"202": _json(_ref("Asset"), "A new asset, queued."),
+                              "200": _json(_ref("Asset"), "The asset this URL already has."),
+                              **_errors(400, 403, 413, 415, 422, 503)}},
+            "get": {"summary": "List assets, newest first", "tags": ["assets"], "parameters": [
+                _query("limit", f"Page size, 1 to {MAX_PAGE} (20).", {"type": "integer", "minimum": 1,
+                                                                       "maximum": MAX_PAGE}),
+                _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
+                "responses": {"200": _json(_ref("AssetPage"), "A page of assets."), **_errors(400, 403)}}},
+        "/api/assets/{id}": {
+            "get": {"summary": "One asset", "tags": ["assets"], "parameters": [_ASSET_ID],
+                    "responses": {"200": _json(_ref("Asset"), "The asset."), **_errors(400, 403, 404)}},
+            "delete": {"summary": "Delete an asset, its chunks and its staged body", "tags": ["assets"],
+                       "parameters": [_ASSET_ID],
+                       "responses": {"204": {"description": "Deleted."}, **_errors(400, 403, 404)}}},
+        "/api/assets/{id}/retry": {"post": {
+            "summary": "Retry a failed asset from the step that failed", "tags": ["assets"],
+            "parameters": [_ASSET_ID],
+            "responses": {"202": _json(_ref("Asset"), "Queued again."), **_errors(400, 403, 404, 409, 503)}}},
+        "/api/search": {"get": {
+            "summary": "Search by meaning, by words, or both", "tags": ["search"],
+            **({} if search_keyed else {"security": []}),
+            "parameters": [
+                {**_query("q", f"The query, 1 to {MAX_QUERY_CHARS} characters.",
+                          {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}), "required": True},
+                _query("mode", "hybrid (default), vector or keyword.",
+                       {"type": "string", "enum": ["hybrid", "vector", "keyword"]}),
+                _query("kind", "Only these kinds, comma-separated.", {"type": "string",
+                                                                       "examples": ["pdf,html"]}),
+                _query("host", "Only assets from this host.", {"type": "string", "examples": ["en.wikipedia.org"]}),
+                _query("after", "Only assets submitted after this date or instant (ISO 8601).",
+                       {"type": "string", "format": "date"}),
+                _query("before", "Only assets submitted before this date or instant (ISO 8601).",
+                       {"type": "string", "format": "date"}),
+                _query("limit", f"Results per page, 1 to {MAX_LIMIT} (10).",
+                       {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
+            "responses": {"200": _json(_ref("SearchPage"), "One result per asset, best first."),
+                          **_errors(400, *((403,) if search_keyed else ()))}}},
+        "/api/openapi.json": {"get": {"summary": "This document", "tags": ["service"], "security": [],
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
+        "/webhooks/audio/{id}": {"post": {**webhook, "summary": "Replicate: a transcription finished"}},
+        "/webhooks/embedding/{id}": {"post": {**webhook, "summary": "Replicate: embeddings finished"}},
+    }
+
+
+@cache
+def document(search_access: str = "key") -> dict:
+    """The OpenAPI document; search carries no security requirement when search is public."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "allthethings", "version": VERSION,
+                 "description": "Index anything with a public URL and search it by meaning. Send an API key as "
+                                "`x-api-key` or `Authorization: Bearer`; webhooks are checked by signature."},
+        "security": _KEYED,
+        "paths": _paths(search_access != "public"),
+        "components": {"schemas": _schemas(), "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@cache
+def swagger_page(spec_url: str) -> str:
+    """Swagger UI for the document at `spec_url`, from the copy Powertools ships (no CDN)."""
+    from pathlib import Path
+
+    import aws_lambda_powertools.event_handler.openapi.swagger_ui as ui
+
+    folder = Path(ui.__file__).parent
+    js = (folder / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    css = (folder / "swagger-ui.min.css").read_text(encoding="utf-8")
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>allthethings API</title>"
+            f"<style>{css}</style></head><body><div id=swagger-ui></div><script>{js}</script><script>"
+            f"SwaggerUIBundle({{url: {json.dumps(spec_url)}, dom_id: '#swagger-ui', deepLinking: true}});"
+            "</script></body></html>")
