@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import math
@@ -22,6 +23,7 @@ from allthethings.ports import (
     Fetched,
     Fetcher,
     Pending,
+    Predictions,
     TaskQueue,
     Tokenizer,
     Transcriber,
@@ -73,6 +75,10 @@ class FakeStore(AssetStore):
         page = newest[start:start + limit]
         more = start + limit < len(newest)
         return [self.get(i) for i in page], cursors.encode({"n": start + limit}) if more else None
+
+    def stale(self, statuses, updated_before, limit):
+        found = [a for a in self.assets.values() if a.status in statuses and a.updated_at < updated_before]
+        return [dataclasses.replace(a) for a in sorted(found, key=lambda a: a.updated_at)[:limit]]
 
     def delete(self, asset_id):
         self.assets.pop(asset_id, None)
@@ -263,13 +269,30 @@ class FakeTranscriber(Transcriber):
         return segments_from_output(output)
 
 
+class FakePredictions(Predictions):
+    """Predictions by id, as a test sets them; an unknown id is NotFound, `down` an outage."""
+
+    def __init__(self, predictions: dict[str, dict] | None = None):
+        self.predictions = dict(predictions or {})
+        self.down = False
+        self.asked: list[str] = []
+
+    def get(self, prediction_id):
+        self.asked.append(prediction_id)
+        if self.down:
+            raise UpstreamUnavailable("the model API is down")
+        if prediction_id not in self.predictions:
+            raise NotFound(f"no prediction {prediction_id}")
+        return dict(self.predictions[prediction_id])
+
+
 def fake_deps(**overrides) -> Deps:
     from allthethings.adapters.signatures import ReplicateVerifier
 
     settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
-                 transcriber=FakeTranscriber(), webhooks=FakeQueue(),
+                 transcriber=FakeTranscriber(), webhooks=FakeQueue(), predictions=FakePredictions(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)
     return Deps(**parts)

@@ -39,7 +39,12 @@ def build(settings: Settings) -> Deps:
 
         store = SqliteStore(settings.sqlite_path, settings.dimensions, settings.model)
 
-    from allthethings.adapters.replicate import ReplicateClient, ReplicateEmbedder, ReplicateTranscriber
+    from allthethings.adapters.replicate import (
+        ReplicateClient,
+        ReplicateEmbedder,
+        ReplicatePredictions,
+        ReplicateTranscriber,
+    )
 
     replicate = ReplicateClient(settings.replicate_api_base, lambda: secret(
         settings.replicate_api_token, settings.replicate_api_token_param, "REPLICATE_API_TOKEN"),
@@ -64,6 +69,7 @@ def build(settings: Settings) -> Deps:
         transcriber=transcriber,
         webhooks=SqsQueue(settings.webhook_queue_url or ""),
         verifier=_verifier(settings),
+        predictions=ReplicatePredictions(replicate),
     )
 
 

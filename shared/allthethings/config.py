@@ -82,6 +82,13 @@ class Settings:
     api_keys_param: str | None = None
     search_access: str = "key"  # key | public
 
+    # The sweeper: an unfinished asset not updated for stuck_after_s is looked at; one still
+    # unfinished after give_up_after_s is failed (retryable). api_url: the API's origin, for the
+    # webhook URLs of the predictions it starts (it serves no request whose origin it could use).
+    stuck_after_s: float = 900.0
+    give_up_after_s: float = 6 * 3600.0
+    api_url: str | None = None
+
     allow_private_urls: bool = False
     size_limits: SizeLimits = SizeLimits()
     fetch_timeout_s: float = 20.0
@@ -137,6 +144,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_keys=get("API_KEYS", None),
         api_keys_param=get("API_KEYS_PARAM", None),
         search_access=get("SEARCH_ACCESS", d.search_access).lower(),
+        stuck_after_s=float(get("STUCK_AFTER_S", d.stuck_after_s)),
+        give_up_after_s=float(get("GIVE_UP_AFTER_S", d.give_up_after_s)),
+        api_url=get("API_URL", None),
         allow_private_urls=_bool(env.get("ALLOW_PRIVATE_URLS"), d.allow_private_urls),
         size_limits=SizeLimits(**{f.name: _size(get(f"MAX_BYTES_{f.name.upper()}", getattr(d.size_limits, f.name)),
                                                 f"MAX_BYTES_{f.name.upper()}")

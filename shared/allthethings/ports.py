@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 from typing import BinaryIO
 
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
@@ -39,6 +40,11 @@ class AssetStore(abc.ABC):
     @abc.abstractmethod
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         """A page of assets, newest first, and an opaque cursor for the next page (or None)."""
+
+    @abc.abstractmethod
+    def stale(self, statuses: Sequence[Status], updated_before: datetime, limit: int) -> list[Asset]:
+        """Up to `limit` assets in one of `statuses` not updated since `updated_before`, least
+        recently updated first (what the stuck-asset sweeper looks at)."""
 
     @abc.abstractmethod
     def delete(self, asset_id: str) -> None:
@@ -186,3 +192,12 @@ class Embedder(abc.ABC):
     def vectors_from_output(self, output: object) -> list[list[float]]:
         """The vectors in a remote job's delivered output; ValueError if it holds none."""
         raise ValueError(f"{type(self).__name__} does not deliver results by webhook")
+
+
+class Predictions(abc.ABC):
+    """The model API's record of a prediction, asked for when its webhook seems lost."""
+
+    @abc.abstractmethod
+    def get(self, prediction_id: str) -> dict:
+        """The prediction as the model API holds it: {"id", "status", "output"?, "error"?}.
+        NotFound if the API has no such prediction; UpstreamUnavailable if it cannot answer."""

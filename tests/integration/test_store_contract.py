@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -645,3 +645,35 @@ class TestSameBytesContract:
                                                               content_type="text/plain")
         assert store.add_copy(copy, waiting.id) is None
         assert store.get_by_url("https://mirror.example/none") is None and store.chunks(copy.id) == []
+
+
+# -- assets stuck in a step (issue 5's sweeper) --------------------------------------------------
+
+class TestStaleContract:
+    LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def old(self, store, status: Status, days: int, **fields):
+        stamp = self.LONG_AGO + timedelta(days=days)
+        asset = make_asset(status=status, created_at=stamp, **fields)
+        return store.add(asset)
+
+    def test_stale_finds_the_assets_in_the_given_statuses_not_updated_since_the_cutoff_oldest_first(self, backend):
+        store = backend.store
+        second = self.old(store, Status.GENERATING_EMBEDDINGS, 2, prediction_id="p-2")
+        first = self.old(store, Status.PROCESSING, 1)
+        self.old(store, Status.SEARCHABLE, 0)  # finished: not stuck
+        self.old(store, Status.PROCESSING, 200)  # after the cutoff
+        cutoff = self.LONG_AGO + timedelta(days=100)
+        found = store.stale([Status.PROCESSING, Status.GENERATING_EMBEDDINGS], cutoff, 10)
+        assert [a.id for a in found] == [first.id, second.id]
+        assert found[1].prediction_id == "p-2" and found[1].updated_at == second.updated_at
+        assert [a.id for a in store.stale([Status.PROCESSING, Status.GENERATING_EMBEDDINGS], cutoff, 1)] == [first.id]
+        assert store.stale([Status.PROCESSED], cutoff, 10) == []
+
+    def test_an_asset_that_moves_is_no_longer_stale(self, backend):
+        store = backend.store
+        asset = self.old(store, Status.PROCESSING, 3)
+        cutoff = self.LONG_AGO + timedelta(days=100)
+        assert asset.id in {a.id for a in store.stale([Status.PROCESSING], cutoff, 100)}
+        assert store.move(asset.id, Status.PROCESSED, chunk_count=0)
+        assert asset.id not in {a.id for a in store.stale([Status.PROCESSING, Status.PROCESSED], cutoff, 100)}

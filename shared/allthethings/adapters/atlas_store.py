@@ -168,6 +168,7 @@ class AtlasStore(AssetStore):
             self.db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"),
             self.db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
                                         partialFilterExpression={"sha256": {"$type": "string"}}),
+            self.db.assets.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="stale"),
             self.db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True,
                                         name="asset_chunk_unique"),
         ]
@@ -260,6 +261,12 @@ class AtlasStore(AssetStore):
     def get_by_url(self, url: str) -> Asset | None:
         doc = self._call(self.db.assets.find_one, {"url": url})
         return self._from_doc(doc) if doc else None
+
+    def stale(self, statuses, updated_before, limit):
+        docs = self._call(lambda: list(self.db.assets.find(
+            {"status": {"$in": [s.value for s in statuses]}, "updated_at": {"$lt": updated_before}})
+            .sort([("updated_at", 1), ("_id", 1)]).limit(limit)))
+        return [self._from_doc(d) for d in docs]
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         query: dict = {}

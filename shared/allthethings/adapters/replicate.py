@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 from allthethings.config import MODELS
 from allthethings.domain.chunking import Segment
-from allthethings.domain.errors import UpstreamUnavailable
-from allthethings.ports import Embedder, Pending, Transcriber
+from allthethings.domain.errors import NotFound, UpstreamUnavailable
+from allthethings.ports import Embedder, Pending, Predictions, Transcriber
 
 TERMINAL = ("succeeded", "failed", "canceled")
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -68,6 +68,8 @@ class ReplicateClient:
             else:
                 if response.status_code < 400:
                     return response.json() if response.content else {}
+                if response.status_code == 404 and method == "GET":
+                    raise NotFound(f"Replicate has no {path}")
                 if response.status_code not in _RETRYABLE:
                     raise UpstreamUnavailable(
                         f"Replicate refused {method} {path}: HTTP {response.status_code} {response.text[:200]}")
@@ -189,3 +191,11 @@ class ReplicateTranscriber(Transcriber):
 
     def segments_from_output(self, output: object) -> list[Segment]:
         return segments_from_output(output)
+
+
+class ReplicatePredictions(Predictions):
+    def __init__(self, client: ReplicateClient):
+        self.client = client
+
+    def get(self, prediction_id: str) -> dict:
+        return self.client.get_prediction(prediction_id)

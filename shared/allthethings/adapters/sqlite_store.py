@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, host_of, now, sources_of
@@ -111,6 +111,7 @@ class SqliteStore(AssetStore):
         if "sha256" not in {r[1] for r in conn.execute("PRAGMA table_info(assets)")}:
             conn.execute("ALTER TABLE assets ADD COLUMN sha256 TEXT")  # a file made before content reuse
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)",
@@ -210,6 +211,14 @@ class SqliteStore(AssetStore):
 
     def get_by_url(self, url: str) -> Asset | None:
         return self._select("url = ?", (url,))
+
+    def stale(self, statuses, updated_before, limit):
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._conn().execute(
+            f"SELECT {', '.join(_FIELDS)} FROM assets WHERE status IN ({marks}) AND updated_at < ? "
+            "ORDER BY updated_at LIMIT ?",
+            (*(s.value for s in statuses), updated_before.astimezone(UTC).isoformat(), limit)).fetchall()
+        return [self._row_to_asset(r) for r in rows]
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None

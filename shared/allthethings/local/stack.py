@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from allthethings.local import gateway
@@ -69,6 +70,30 @@ def _wait_for_port(port: int, timeout_s: float, process: subprocess.Popen) -> No
     raise RuntimeError(f"the AWS emulator did not listen on port {port} within {timeout_s}s")
 
 
+class Schedule(threading.Thread):
+    """A template's `rate(...)` schedule: the function invoked every `every_s` seconds, as
+    EventBridge would, with a Scheduled Event (the first run one period after start)."""
+
+    def __init__(self, function, every_s: float):
+        super().__init__(name=f"schedule-{function.logical_id}", daemon=True)
+        self.function, self.every_s = function, every_s
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        handler = gateway.load_handler(self.function)
+        while not self._stopped.wait(self.every_s):
+            event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event", "source": "aws.events",
+                     "account": "000000000000", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "region": "us-east-1", "resources": [], "detail": {}}
+            try:
+                handler(event, gateway.LambdaContext(self.function, timeout_s=120))
+            except Exception:  # noqa: BLE001 - EventBridge would log the failure and run it again next time
+                log.exception("scheduled run of %s failed", self.function.logical_id)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 class LocalStack:
     def __init__(self, *, port: int = 8000, data_dir: str = ".data", template: str | os.PathLike = DEFAULT_TEMPLATE,
                  host: str = "127.0.0.1", retry_delay_s: int = 2, pollers: int = 4):
@@ -84,6 +109,7 @@ class LocalStack:
         self._moto: subprocess.Popen | None = None
         self.replicate = None
         self._pumps: list[QueuePump] = []
+        self._schedules: list[Schedule] = []
         self._server = None
         self._serving = False
         self.api_key: str | None = None  # the generated key, when API_KEYS was not given
@@ -139,6 +165,7 @@ class LocalStack:
                 merged[key] = value
         merged.update(LOCAL_SETTINGS)
         merged["DATA_DIR"] = str(self.data_dir)
+        merged["API_URL"] = self.url
         merged.update({k: v for k, v in user_env.items() if k in merged and k != "DATA_DIR"})
         return merged
 
@@ -196,6 +223,11 @@ class LocalStack:
                                      retry_delay_s=self.retry_delay_s, instance=instance)
                     pump.start()
                     self._pumps.append(pump)
+        for fn in self.template.functions.values():
+            for every_s in fn.schedules:
+                ticker = Schedule(fn, every_s)
+                ticker.start()
+                self._schedules.append(ticker)
         import functions_framework
         from werkzeug.serving import make_server
 
@@ -249,6 +281,8 @@ class LocalStack:
         return thread
 
     def stop(self) -> None:
+        for ticker in self._schedules:
+            ticker.stop()
         for pump in self._pumps:
             pump.stop()
         for pump in self._pumps:

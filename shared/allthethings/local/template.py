@@ -58,6 +58,7 @@ class Function:
     environment: dict
     routes: list[Route]
     queue_triggers: list[QueueTrigger]
+    schedules: list[float] = dataclasses.field(default_factory=list)  # seconds between runs
 
     @property
     def module_path(self) -> Path:
@@ -121,19 +122,31 @@ def load(path: str | os.PathLike) -> Template:
             buckets.append(logical_id)
         elif kind == "AWS::Serverless::Function":
             env = {**globals_env, **(props.get("Environment", {}).get("Variables", {}) or {})}
-            routes, triggers = [], []
+            routes, triggers, schedules = [], [], []
             for event in (props.get("Events") or {}).values():
                 ep = event.get("Properties", {}) or {}
                 if event.get("Type") == "HttpApi":
                     named = (ep.get("Auth") or {}).get("Authorizer") or default_auth.get(_ref_target(ep.get("ApiId")))
                     routes.append(Route(ep["Method"].upper(), ep["Path"],
                                         None if named in (None, "NONE") else authorizers[named]))
+                elif event.get("Type") in ("Schedule", "ScheduleV2"):
+                    schedules.append(rate_seconds(ep["Schedule" if "Schedule" in ep else "ScheduleExpression"]))
                 elif event.get("Type") == "SQS":
                     triggers.append(QueueTrigger(_ref_target(ep["Queue"]), int(ep.get("BatchSize", 10)),
                                                  "ReportBatchItemFailures" in (ep.get("FunctionResponseTypes") or [])))
             functions[logical_id] = Function(logical_id, (path.parent / props["CodeUri"]).resolve(),
-                                             props["Handler"], env, routes, triggers)
+                                             props["Handler"], env, routes, triggers, schedules)
     return Template(path, raw, functions, queues, buckets, raw.get("Parameters", {}), authorizers)
+
+
+def rate_seconds(expression: str) -> float:
+    """Seconds between runs of an EventBridge `rate(N unit)` expression (cron is not emulated)."""
+    import re
+
+    m = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not m:
+        raise ValueError(f"the local stack runs rate(...) schedules only, not {expression!r}")
+    return int(m.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
 
 
 def resolve_env(env: dict, refs: dict[str, str]) -> dict[str, str]:

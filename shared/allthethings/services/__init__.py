@@ -11,6 +11,7 @@ from allthethings.ports import (
     Embedder,
     Extractor,
     Fetcher,
+    Predictions,
     TaskQueue,
     Tokenizer,
     Transcriber,
@@ -33,3 +34,4 @@ class Deps:
     transcriber: Transcriber
     webhooks: TaskQueue
     verifier: WebhookVerifier
+    predictions: Predictions

@@ -1,0 +1,103 @@
+"""Moving on assets stuck in a step: what the scheduled sweeper does.
+
+An unfinished asset waits on something outside its record: a queue message (SUBMITTED,
+PROCESSED, or PROCESSING without a prediction), or a Replicate prediction whose webhook
+should come (PROCESSING with one: a transcription; GENERATING_EMBEDDINGS). Webhooks get
+lost and messages get dead-lettered, so an asset not updated for `stuck_after_s` is looked at:
+
+- With a prediction id, the model API is asked for the prediction. Finished: it is applied
+  exactly as its webhook would have been (succeeded: onwards; failed or canceled: an error
+  status with the reason). Unknown to the API: an error status. Still running: left alone
+  until `give_up_after_s`, then an error status.
+- Without one, its processing message is sent again (every step is idempotent, so a
+  duplicate costs nothing), until `give_up_after_s`, then an error status.
+
+Every error status says why and can be retried. When the model API cannot answer, the
+asset is left for the next sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timedelta
+
+from allthethings.domain.assets import Asset, Status, now
+from allthethings.domain.errors import NotFound, UpstreamUnavailable
+from allthethings.services import Deps
+from allthethings.services.embeddings import apply_embedding_prediction
+from allthethings.services.transcription import apply_transcription_prediction
+
+STUCK = (Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
+TERMINAL = ("succeeded", "failed", "canceled")
+BATCH = 200
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SweepReport:
+    finished: list[str] = dataclasses.field(default_factory=list)  # a lost webhook's prediction applied
+    requeued: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    waiting: list[str] = dataclasses.field(default_factory=list)  # its prediction is still running
+    unreachable: list[str] = dataclasses.field(default_factory=list)  # the model API did not answer
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(ids) for name, ids in dataclasses.asdict(self).items()}
+
+
+def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
+    """Look at every asset stuck at `at` (now), oldest first, and move each on."""
+    at = at or now()
+    settings = deps.settings
+    report = SweepReport()
+    for asset in deps.store.stale(STUCK, at - timedelta(seconds=settings.stuck_after_s), BATCH):
+        overdue = at - asset.updated_at >= timedelta(seconds=settings.give_up_after_s)
+        waits_on_model = asset.status in (Status.PROCESSING, Status.GENERATING_EMBEDDINGS)
+        if waits_on_model and asset.prediction_id:
+            _ask_the_model_api(asset, overdue, deps, report)
+        elif overdue:
+            _give_up(asset, deps, report)
+        elif asset.status is Status.GENERATING_EMBEDDINGS:
+            report.waiting.append(asset.id)  # created through a queue, its id unknown: only its webhook can tell
+        else:
+            deps.queue.send({"asset_id": asset.id, "webhook_base": settings.api_url})
+            report.requeued.append(asset.id)
+    if any(report.counts().values()):
+        log.info("sweep: %s", report.counts())
+    return report
+
+
+def _ask_the_model_api(asset: Asset, overdue: bool, deps: Deps, report: SweepReport) -> None:
+    try:
+        prediction = deps.predictions.get(asset.prediction_id)
+    except NotFound:
+        _fail(asset, f"the model API has no record of prediction {asset.prediction_id}; retry the asset", deps)
+        report.failed.append(asset.id)
+        return
+    except UpstreamUnavailable:
+        report.unreachable.append(asset.id)
+        return
+    if prediction.get("status") in TERMINAL:
+        if asset.status is Status.PROCESSING:
+            after = apply_transcription_prediction(asset.id, prediction, deps, deps.settings.api_url)
+        else:
+            after = apply_embedding_prediction(asset.id, prediction, deps)
+        (report.failed if after.status.is_error else report.finished).append(asset.id)
+    elif overdue:
+        _give_up(asset, deps, report)
+    else:
+        report.waiting.append(asset.id)
+
+
+def _give_up(asset: Asset, deps: Deps, report: SweepReport) -> None:
+    hours = deps.settings.give_up_after_s / 3600
+    _fail(asset, f"{asset.status.value.lower().replace('_', ' ')} did not finish within {hours:g} h; "
+                 "retry the asset", deps)
+    report.failed.append(asset.id)
+
+
+def _fail(asset: Asset, reason: str, deps: Deps) -> None:
+    target = Status.PROCESSING_ERROR if asset.status in (Status.SUBMITTED, Status.PROCESSING) \
+        else Status.EMBEDDINGS_ERROR
+    deps.store.move(asset.id, target, error=reason)
