@@ -1,17 +1,24 @@
 """Write the sample events in this folder for `sam local invoke` (see README.md).
 
-    python events/generate.py          # rewrite every event, byte for byte the same as committed
-    python events/generate.py --now    # webhook events re-signed with the current time (so they verify)
+    python events/generate.py              # rewrite every event, byte for byte the same as committed
+    python events/generate.py --now        # webhook events re-signed with the current time (so they verify)
+    python events/generate.py --out DIR    # write to DIR instead of this folder
 
 The HTTP events are API Gateway HTTP API payload format 2.0, one per route in
-infra/template.yaml; process-sqs.json is an SQS event as Lambda receives it.
-The webhook events carry a real Standard Webhooks signature made with
-TEST_WEBHOOK_SECRET; verification also checks that webhook-timestamp is within
-five minutes, hence --now. Standard library only.
+infra/template.yaml, each named after the function that owns the route (samples()
+says which). A route the template puts behind the Lambda authorizer is sent with
+the example API key in x-api-key and arrives, as API Gateway passes it on, with
+the authorizer's answer in requestContext.authorizer.lambda; authorizer-request.json
+is what the authorizer itself receives for one of them. process-sqs.json and
+webhook-consumer-sqs.json are SQS events as Lambda receives them. The webhook
+events carry a real Standard Webhooks signature made with TEST_WEBHOOK_SECRET;
+verification also checks that webhook-timestamp is within five minutes, hence --now.
+Standard library only, so it runs without the project's virtualenv.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import hmac
@@ -20,6 +27,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +43,10 @@ AUDIO_PREDICTION_ID = "c7mz4t0kq9rg2m1xw6dy3hb8fa"
 EMBEDDING_VERSION = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
 WHISPER_VERSION = "8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e"
 BASE_TIME = datetime(2025, 11, 21, 5, 40, 0, tzinfo=UTC)
+# Fake, and public: it exists only so these events (and tests/unit/test_events.py) have a key of
+# the accepted shape (a name, and at least 20 characters). Never configure it on a deployed stack.
+EXAMPLE_KEY_NAME = "example"
+EXAMPLE_API_KEY = "example-key-not-a-secret-0000"
 
 CLIENT_IP = "203.0.113.24"      # TEST-NET-3
 REPLICATE_IP = "198.51.100.17"  # TEST-NET-2
@@ -54,11 +66,14 @@ def _trace_id(epoch: int, n: int) -> str:
 def http_event(n: int, method: str, route: str, path: str, *, query: dict[str, str] | None = None,
                path_parameters: dict[str, str] | None = None, body: str | None = None, base64_body: bool = False,
                content_type: str | None = None, user_agent: str = CURL, source_ip: str = CLIENT_IP,
-               extra_headers: dict[str, str] | None = None, accept: str = "application/json") -> dict:
+               extra_headers: dict[str, str] | None = None, accept: str = "application/json",
+               keyed: bool = False) -> dict:
     """An HTTP API (payload 2.0) event as API Gateway would deliver it for this request.
 
     API Gateway leaves out queryStringParameters, pathParameters and body when
-    the request has none; so do these events.
+    the request has none; so do these events. `keyed`: the request carries the
+    example key and the route runs the authorizer, so the event arrives with the
+    context the authorizer answered (for a valid key: its name, and no sign-in).
     """
     when = BASE_TIME.timestamp() + n * 7
     epoch = int(when)
@@ -75,6 +90,8 @@ def http_event(n: int, method: str, route: str, path: str, *, query: dict[str, s
         "x-forwarded-port": "443",
         "x-forwarded-proto": "https",
     }
+    if keyed:
+        headers["x-api-key"] = EXAMPLE_API_KEY
     headers |= extra_headers or {}
     headers = dict(sorted(headers.items()))
     event: dict = {
@@ -86,9 +103,10 @@ def http_event(n: int, method: str, route: str, path: str, *, query: dict[str, s
     }
     if query:
         event["queryStringParameters"] = query
-    event["requestContext"] = {
-        "accountId": ACCOUNT_ID,
-        "apiId": API_ID,
+    context: dict = {"accountId": ACCOUNT_ID, "apiId": API_ID}
+    if keyed:
+        context["authorizer"] = {"lambda": {"key": EXAMPLE_KEY_NAME, "signin": ""}}
+    event["requestContext"] = context | {
         "domainName": DOMAIN,
         "domainPrefix": API_ID,
         "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
@@ -105,6 +123,23 @@ def http_event(n: int, method: str, route: str, path: str, *, query: dict[str, s
         event["body"] = base64.b64encode(body.encode()).decode() if base64_body else body
     event["isBase64Encoded"] = base64_body
     return event
+
+
+def authorizer_request(event: dict) -> dict:
+    """The payload 2.0 REQUEST event the Lambda authorizer gets for the request behind `event`.
+
+    The request as the function would see it, less what the authorizer never gets (the body)
+    and what it has yet to decide (requestContext.authorizer). identitySource is empty because
+    the template configures none: the authorizer must also see requests that carry no key.
+    """
+    context = {k: v for k, v in event["requestContext"].items() if k != "authorizer"}
+    method, _, path = event["routeKey"].partition(" ")
+    request = {k: context if k == "requestContext" else v for k, v in event.items()
+               if k not in ("version", "body", "isBase64Encoded")}
+    # Ordered as in the API Gateway developer guide's payload 2.0 example.
+    return {"version": "2.0", "type": "REQUEST",
+            "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{context['stage']}/{method}{path}",
+            "identitySource": [], **request}
 
 
 def _iso(seconds_after_base: float) -> str:
@@ -177,10 +212,23 @@ def sqs_event(message: dict | None = None, queue: str = "allthethings-ProcessQue
     }]}
 
 
-def events(now: bool) -> dict[str, dict]:
+class Sample(NamedTuple):
+    function: str  # the template's logical id of the function to invoke with it
+    event: dict
+
+
+def samples(now: bool) -> dict[str, Sample]:
+    """Every event file, in the order README.md lists them (a walk through one asset's life)."""
     form = urlencode({"url": "https://en.wikipedia.org/wiki/Mozilla"})
     browser = {"accept-encoding": "gzip, deflate, br, zstd", "accept-language": "en-US,en;q=0.5"}
     html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = {"user_agent": BROWSER, "accept": html}
+    # A browser's form post from the home page. HTTP APIs base64-encode form bodies; a form with
+    # no fields (the row and sign-out buttons) sends an empty body, which the event leaves out.
+    posted = browser | {"origin": f"https://{DOMAIN}", "referer": f"https://{DOMAIN}/"}
+    form_post = {"content_type": "application/x-www-form-urlencoded", "base64_body": True, **page}
+    empty_form = posted | {"content-length": "0", "content-type": "application/x-www-form-urlencoded"}
+    asset = {"path_parameters": {"id": ASSET_ID}}
     embedding = prediction(
         PREDICTION_ID, "replicate/all-mpnet-base-v2", EMBEDDING_VERSION,
         {"text_batch": json.dumps(["Mozilla is a free software community founded in 1998."])},
@@ -191,42 +239,68 @@ def events(now: bool) -> dict[str, dict]:
         {"detected_language": "english", "transcription": " Welcome to the talk.",
          "segments": [{"id": 0, "start": 0.0, "end": 1.9, "text": " Welcome to the talk."}]},
         "audio", 40)
+    # The first argument of http_event numbers the request (its id, trace and time). The numbers
+    # are kept when events are added, so that adding one leaves the others' files unchanged.
+    create = http_event(2, "POST", "/api/assets", "/api/assets", keyed=True,
+                        body=json.dumps({"url": "https://en.wikipedia.org/wiki/Mozilla"}))
     return {
-        "submit-health.json": http_event(1, "GET", "/api/health", "/api/health"),
-        "submit-create-asset.json": http_event(
-            2, "POST", "/api/assets", "/api/assets", body=json.dumps({"url": "https://en.wikipedia.org/wiki/Mozilla"})),
-        "submit-list-assets.json": http_event(3, "GET", "/api/assets", "/api/assets", query={"limit": "20"}),
-        "submit-get-asset.json": http_event(4, "GET", "/api/assets/{id}", f"/api/assets/{ASSET_ID}",
-                                            path_parameters={"id": ASSET_ID}),
-        "submit-home.json": http_event(5, "GET", "/", "/", user_agent=BROWSER, accept=html, extra_headers=browser),
-        # A browser form post: HTTP APIs base64-encode application/x-www-form-urlencoded bodies.
-        "submit-process-form.json": http_event(
-            6, "POST", "/process", "/process", body=form, base64_body=True,
-            content_type="application/x-www-form-urlencoded", user_agent=BROWSER, accept=html,
-            extra_headers=browser | {"origin": f"https://{DOMAIN}", "referer": f"https://{DOMAIN}/"}),
-        "search.json": http_event(7, "GET", "/api/search", "/api/search",
-                                  query={"q": "open source web browser", "limit": "5"}),
-        "search-page.json": http_event(8, "GET", "/search", "/search", query={"query": "browser"},
-                                       user_agent=BROWSER, accept=html,
-                                       extra_headers=browser | {"referer": f"https://{DOMAIN}/"}),
-        "webhook-embedding.json": webhook_event(9, "embedding", embedding, "msg_2pQzE0fTg7dKx1VbN8cHs4YwLm", now),
-        "webhook-audio.json": webhook_event(10, "audio", audio, "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn", now),
-        "process-sqs.json": sqs_event(),
+        "submit-health.json": Sample("SubmitFunction", http_event(1, "GET", "/api/health", "/api/health")),
+        "pages-openapi.json": Sample("PagesFunction", http_event(11, "GET", "/api/openapi.json", "/api/openapi.json")),
+        "pages-docs.json": Sample("PagesFunction", http_event(12, "GET", "/api/docs", "/api/docs", **page,
+                                                              extra_headers=browser)),
+        "submit-create-asset.json": Sample("SubmitFunction", create),
+        # The same request as the authorizer sees it, before API Gateway lets it through.
+        "authorizer-request.json": Sample("AuthorizerFunction", authorizer_request(create)),
+        "submit-list-assets.json": Sample("SubmitFunction", http_event(
+            3, "GET", "/api/assets", "/api/assets", query={"limit": "20"}, keyed=True)),
+        "submit-get-asset.json": Sample("SubmitFunction", http_event(
+            4, "GET", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
+        "process-sqs.json": Sample("ProcessFunction", sqs_event()),
+        "webhook-embedding.json": Sample("WebhookEmbeddingFunction", webhook_event(
+            9, "embedding", embedding, "msg_2pQzE0fTg7dKx1VbN8cHs4YwLm", now)),
+        "webhook-audio.json": Sample("WebhookAudioFunction", webhook_event(
+            10, "audio", audio, "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn", now)),
         # What the audio webhook function queues for the webhook consumer: a verified delivery.
-        "webhook-consumer-sqs.json": sqs_event(
+        "webhook-consumer-sqs.json": Sample("WebhookConsumerFunction", sqs_event(
             {"kind": "audio", "asset_id": ASSET_ID, "delivery_id": "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn",
              "webhook_base": f"https://{DOMAIN}", "body": json.dumps(audio)},
-            queue="allthethings-WebhookQueue-Tq7LmR2zX9cD", sender="allthethings-WebhookAudioFunction-Mv3nB6yP0sKw"),
+            queue="allthethings-WebhookQueue-Tq7LmR2zX9cD", sender="allthethings-WebhookAudioFunction-Mv3nB6yP0sKw")),
+        "search.json": Sample("SearchFunction", http_event(
+            7, "GET", "/api/search", "/api/search", query={"q": "open source web browser", "limit": "5"}, keyed=True)),
+        # Signing in is public (it is how a browser gets its key); the pages after it are keyed.
+        "pages-session.json": Sample("PagesFunction", http_event(
+            13, "POST", "/session", "/session", body=urlencode({"key": EXAMPLE_API_KEY, "next": "/"}), **form_post,
+            extra_headers=posted)),
+        "pages-home.json": Sample("PagesFunction", http_event(5, "GET", "/", "/", **page, extra_headers=browser,
+                                                              keyed=True)),
+        "pages-process-form.json": Sample("PagesFunction", http_event(
+            6, "POST", "/process", "/process", body=form, **form_post, extra_headers=posted, keyed=True)),
+        "search-page.json": Sample("SearchFunction", http_event(
+            8, "GET", "/search", "/search", query={"query": "browser"}, **page,
+            extra_headers=browser | {"referer": f"https://{DOMAIN}/"}, keyed=True)),
+        "submit-retry-asset.json": Sample("SubmitFunction", http_event(
+            14, "POST", "/api/assets/{id}/retry", f"/api/assets/{ASSET_ID}/retry", **asset, keyed=True)),
+        "pages-retry-form.json": Sample("PagesFunction", http_event(
+            15, "POST", "/assets/{id}/{action}", f"/assets/{ASSET_ID}/retry",
+            path_parameters={"id": ASSET_ID, "action": "retry"}, **page, extra_headers=empty_form, keyed=True)),
+        "submit-delete-asset.json": Sample("SubmitFunction", http_event(
+            16, "DELETE", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
+        "pages-signout.json": Sample("PagesFunction", http_event(
+            17, "POST", "/signout", "/signout", **page, extra_headers=empty_form)),
     }
 
 
 def main(argv: list[str]) -> None:
-    now = "--now" in argv
-    for name, event in events(now).items():
-        if now and not name.startswith("webhook-"):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--now", action="store_true", help="rewrite only the webhook events, signed now")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder to write to (default: this one)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, sample in samples(args.now).items():
+        if args.now and not name.startswith("webhook-"):
             continue
-        (HERE / name).write_text(json.dumps(event, indent=2) + "\n")
-        print(f"wrote events/{name}")
+        (args.out / name).write_text(json.dumps(sample.event, indent=2) + "\n")
+        print(f"wrote {args.out / name}")
 
 
 if __name__ == "__main__":
