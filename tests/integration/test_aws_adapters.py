@@ -236,6 +236,28 @@ def test_a_redriven_record_is_processed_by_a_fixed_consumer(tmp_path, queues):
     assert _depth(dlq) == 0
 
 
+def test_redrive_moves_what_was_waiting_and_stops_though_a_poison_message_fails_straight_back(tmp_path, queues):
+    from allthethings.adapters.aws import redrive
+
+    main, dlq = queues
+    poison = json.dumps({"asset_id": "bad", "note": "poison"})
+    _send(main, poison)
+    function, trigger = _consumer(tmp_path, tmp_path / "attempts.jsonl", accept_poison=False)
+    pump = QueuePump(client("sqs"), function, trigger, main, _arn(main), retry_delay_s=0)
+    _pump_until_empty(pump, load_handler(function), main)
+    assert _depth(dlq) == 1
+    pump.start()  # a consumer that still fails it, as fast as it can, while the redrive runs
+    try:
+        assert redrive(dlq, main) == 1
+        deadline = time.monotonic() + 30
+        while (_depth(dlq), _depth(main)) != (1, 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        pump.stop()
+        pump.join(timeout=10)
+    assert (_depth(dlq), _depth(main)) == (1, 0), "back in the dead-letter queue, kept, once"
+
+
 def test_a_handler_that_raises_leaves_the_whole_batch_for_retry(tmp_path, queues):
     main, _ = queues
     function, trigger = _function(tmp_path, RAISES)

@@ -80,12 +80,17 @@ def redrive(dead_letter_url: str, queue_url: str, *, limit: int | None = None) -
 
     Each message is sent to the queue before it is deleted from the dead-letter queue, so a
     failure part-way can duplicate a message (the consumers are idempotent) but never lose one.
+    At most the messages waiting when it starts are moved (as SQS's own redrive does): a poison
+    message that fails straight back into the dead-letter queue is not chased for ever.
     """
     sqs = client("sqs")
+    if limit is None:
+        limit = int(_wrap("reading the dead-letter queue", sqs.get_queue_attributes, QueueUrl=dead_letter_url,
+                          AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
     moved = 0
-    while limit is None or moved < limit:
+    while moved < limit:
         batch = _wrap("reading the dead-letter queue", sqs.receive_message, QueueUrl=dead_letter_url,
-                      MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"],
+                      MaxNumberOfMessages=min(10, limit - moved), WaitTimeSeconds=1, MessageAttributeNames=["All"],
                       VisibilityTimeout=60).get("Messages", [])
         if not batch:
             break
