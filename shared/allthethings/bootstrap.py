@@ -48,7 +48,7 @@ def build(settings: Settings) -> Deps:
 
     replicate = ReplicateClient(settings.replicate_api_base, lambda: secret(
         settings.replicate_api_token, settings.replicate_api_token_param, "REPLICATE_API_TOKEN"),
-        queue_url=settings.hookdeck_source_url)
+        queue_url=settings.hookdeck_source_url, timeout_s=settings.replicate_timeout_s)
     transcriber = ReplicateTranscriber(replicate, settings.replicate_whisper_version, model=settings.whisper_model)
     if settings.embedder == "replicate":
         embedder = ReplicateEmbedder(replicate, settings.replicate_embedding_version, model=settings.embedding_model)

@@ -56,6 +56,7 @@ class Settings:
     model_threads: int | None = None
     replicate_api_base: str = "https://api.replicate.com/v1"
     replicate_api_token: str | None = None
+    replicate_timeout_s: float = 10.0  # per HTTP call; 429, 5xx and timeouts are retried with backoff
     replicate_api_token_param: str | None = None
     replicate_embedding_version: str = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
     replicate_whisper_version: str = "4d50797290df275329f202e48c76360b3f22b08d28c196cbc54600319435f8d2"
@@ -127,6 +128,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         model_threads=int(env["MODEL_THREADS"]) if env.get("MODEL_THREADS") else None,
         replicate_api_base=get("REPLICATE_API_BASE", d.replicate_api_base).rstrip("/"),
         replicate_api_token=get("REPLICATE_API_TOKEN", None),
+        replicate_timeout_s=float(get("REPLICATE_TIMEOUT_S", d.replicate_timeout_s)),
         replicate_api_token_param=get("REPLICATE_API_TOKEN_PARAM", None),
         replicate_embedding_version=get("REPLICATE_EMBEDDING_VERSION", d.replicate_embedding_version),
         replicate_whisper_version=get("REPLICATE_WHISPER_VERSION", d.replicate_whisper_version),

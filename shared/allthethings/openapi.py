@@ -41,6 +41,9 @@ def _errors(*statuses: int) -> dict:
 _ASSET_ID = {"name": "id", "in": "path", "required": True, "description": "The asset's id.",
              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 _KEYED = [{"apiKey": []}, {"bearer": []}]
+# A date is midnight UTC; an instant without an offset is read as UTC.
+_INSTANT = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
+            "examples": ["2026-11-21", "2026-11-21T08:00:00Z"]}
 
 
 def _schemas() -> dict:
@@ -81,7 +84,9 @@ def _schemas() -> dict:
 
 
 def _query(name: str, description: str, schema: dict) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+    # The services read an optional parameter sent empty (`?limit=`, as a form sends a blank field) as absent.
+    return {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "description": description,
+            "schema": schema}
 
 
 def _paths(search_keyed: bool) -> dict:
@@ -121,17 +126,16 @@ def _paths(search_keyed: bool) -> dict:
             "summary": "Search by meaning, by words, or both", "tags": ["search"],
             **({} if search_keyed else {"security": []}),
             "parameters": [
-                {**_query("q", f"The query, 1 to {MAX_QUERY_CHARS} characters.",
-                          {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}), "required": True},
+                {"name": "q", "in": "query", "required": True,
+                 "description": f"The query, 1 to {MAX_QUERY_CHARS} characters.",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}},
                 _query("mode", "hybrid (default), vector or keyword.",
                        {"type": "string", "enum": ["hybrid", "vector", "keyword"]}),
                 _query("kind", "Only these kinds, comma-separated.", {"type": "string",
                                                                        "examples": ["pdf,html"]}),
                 _query("host", "Only assets from this host.", {"type": "string", "examples": ["en.wikipedia.org"]}),
-                _query("after", "Only assets submitted after this date or instant (ISO 8601).",
-                       {"type": "string", "format": "date"}),
-                _query("before", "Only assets submitted before this date or instant (ISO 8601).",
-                       {"type": "string", "format": "date"}),
+                _query("after", "Only assets submitted after this date or instant (ISO 8601).", _INSTANT),
+                _query("before", "Only assets submitted before this date or instant (ISO 8601).", _INSTANT),
                 _query("limit", f"Results per page, 1 to {MAX_LIMIT} (10).",
                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
                 _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],

@@ -84,6 +84,19 @@ def test_the_html_pages_submit_list_and_search(stack, indexed, fixture_server):
     assert re.search(r"sourdough\.md", found.text)
 
 
+def test_over_http_a_request_without_the_key_is_refused_and_odd_paths_still_answer_json(stack):
+    anonymous = httpx.Client(base_url=stack.url, timeout=30)
+    assert anonymous.get("/api/health").status_code == 200
+    for method, path in (("GET", "/api/assets"), ("POST", "/api/assets"), ("GET", "/api/search?q=x")):
+        response = anonymous.request(method, path, json={"url": "http://example.com/"})
+        assert (response.status_code, response.json()) == (403, {"message": "Forbidden"}), (method, path)
+    assert anonymous.get("/", follow_redirects=False).status_code == 401, "the sign-in page"
+    assert anonymous.get("/api/openapi.json").json()["openapi"].startswith("3.1")
+    for path in ("/api/assets/a%0Ab", "/no/such/route"):
+        response = stack.http.get(path)
+        assert response.status_code == 404 and response.headers["content-type"].startswith("application/json"), path
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

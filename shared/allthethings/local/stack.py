@@ -228,10 +228,14 @@ class LocalStack:
                 ticker = Schedule(fn, every_s)
                 ticker.start()
                 self._schedules.append(ticker)
+        import flask
         import functions_framework
         from werkzeug.serving import make_server
 
         app = functions_framework.create_app(target="gateway", source=str(Path(gateway.__file__).with_name("entry.py")))
+        # A path its catch-all route cannot match (one holding a newline) would get Flask's HTML 404;
+        # API Gateway would still route it, so it goes to the gateway like any other request.
+        app.register_error_handler(404, lambda _error: gateway.gateway(flask.request))
         self._server = make_server(self.host, self.port, app, threaded=True)
 
     def _write_manifest(self) -> None:
