@@ -287,6 +287,12 @@ def samples(now: bool) -> dict[str, Sample]:
             16, "DELETE", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
         "pages-signout.json": Sample("PagesFunction", http_event(
             17, "POST", "/signout", "/signout", **page, extra_headers=empty_form)),
+        # EventBridge's Scheduled Event, as the sweeper's rate(10 minutes) rule delivers it.
+        "sweeper-schedule.json": Sample("SweeperFunction", {
+            "version": "0", "id": "5e0f4f1c-2b8a-4c1e-9d3f-7a6b5c4d3e2f", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": ACCOUNT_ID, "time": "2025-11-21T06:00:00Z", "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/allthethings-SweeperFunctionEvery10Minutes"],
+            "detail": {}}),
     }
 
 
