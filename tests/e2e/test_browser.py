@@ -66,6 +66,13 @@ def sign_in(browser, stack, key: str) -> None:
         field.send_keys(key)
         field.submit()
 
+        def answered():  # signed in (no key field any more), or refused (the sign-in page with an alert)
+            loaded = browser.execute_script("return document.readyState") == "complete"
+            return loaded and (not browser.find_elements(By.NAME, "key")
+                               or browser.find_elements(By.CSS_SELECTOR, "[role=alert]"))
+
+        wait_until(answered)
+
 
 def test_the_home_page_asks_for_an_api_key_and_refuses_a_wrong_one(browser, stack):
     from selenium.webdriver.common.by import By
@@ -74,10 +81,10 @@ def test_the_home_page_asks_for_an_api_key_and_refuses_a_wrong_one(browser, stac
     browser.get(stack.url + "/")
     assert "Sign in" in browser.page_source and not browser.find_elements(By.NAME, "url")
     sign_in(browser, stack, "not-the-key-" + "x" * 20)
-    assert "not valid" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "not valid" in wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"))[0].text
     browser.save_screenshot(str(ARTIFACTS / "signin.png"))
     sign_in(browser, stack, stack.api_key)
-    assert browser.find_elements(By.NAME, "url"), "signed in: the form to index a URL"
+    wait_until(lambda: browser.find_elements(By.NAME, "url"))  # signed in: the form to index a URL
     cookie = browser.get_cookie("allthethings_key")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
