@@ -26,7 +26,7 @@ from allthethings.adapters.fetch import HttpFetcher
 from allthethings.config import Settings
 from allthethings.domain.content import SizeLimits
 from tests.fakes import fake_deps
-from tests.unit.test_handlers import call, process_all
+from tests.unit.test_handlers import KEY, call, process_all
 
 KiB = 1024
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -135,7 +135,7 @@ def deps(public, canary):
     fetcher = HttpFetcher(allow_private=False, timeout_s=3, resolver=resolve, allowed=lambda a: a == "127.0.0.1")
     limits = SizeLimits(text=64 * KiB, html=64 * KiB, pdf=64 * KiB, audio=64 * KiB, video=64 * KiB)
     d = fake_deps(fetcher=fetcher, extractor=DocumentExtractor(),
-                  settings=Settings(chunk_tokens=20, chunk_overlap=4, size_limits=limits))
+                  settings=Settings(chunk_tokens=20, chunk_overlap=4, size_limits=limits, api_keys=f"unit={KEY}"))
     with bootstrap.use(d):
         yield d
 

@@ -188,7 +188,7 @@ def test_no_secret_ever_reaches_a_log_line(deps, monkeypatch):
     secret(f"unit={KEY}", None, "API_KEYS")
     try:
         status, body = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
-        submit_logger.info("connecting", extra={"uri": uri, "headers": {"authorization": f"Bearer {token}"}})
+        submit_logger.warning("connecting", extra={"uri": uri, "headers": {"authorization": f"Bearer {token}"}})
     finally:
         submit_logger.registered_handler.setStream(previous)
     assert status == 500
