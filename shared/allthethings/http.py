@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -53,9 +54,27 @@ def _describe(exc: RequestValidationError | ValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+class _Resolver(APIGatewayHttpResolver):
+    """Powertools keeps the event being resolved on its router *class*: one value per process.
+    Lambda runs one event at a time per process, but the local gateway serves concurrent
+    requests from threads of one process, where a handler could read another request's event
+    (a submission answered with another's asset). So the event is also kept per thread, and
+    that is what the handlers and Powertools' own middlewares read."""
+
+    _local = threading.local()
+
+    @property
+    def current_event(self):
+        return self._local.event
+
+    def resolve(self, event, context):
+        self._local.event = self._to_proxy_event(event)
+        return super().resolve(event, context)
+
+
 def api(logger) -> APIGatewayHttpResolver:
     """A resolver for an HTTP API function, with the shared error handling registered."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = _Resolver(enable_validation=True)
 
     @app.exception_handler(errors.DomainError)
     def domain_error(exc: errors.DomainError) -> Response:

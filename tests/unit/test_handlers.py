@@ -292,3 +292,40 @@ def test_with_hookdeck_configured_only_hookdecks_signature_is_accepted(deps, wai
     assert status == 202
     consume_webhooks(deps)
     assert deps.store.get(asset_id).status is Status.SEARCHABLE
+
+
+def test_concurrent_requests_in_one_process_each_see_their_own_event():
+    """The local gateway runs handlers on threads of one process; Powertools keeps the current
+    event on a class. Two resolvers (two "containers") resolving at once must not swap events."""
+    import threading
+
+    from aws_lambda_powertools import Logger
+
+    from allthethings.http import api
+
+    both_resolving = threading.Barrier(2, timeout=10)
+    seen: dict[str, str] = {}
+
+    def container():
+        app = api(Logger(service="concurrency-test"))
+
+        @app.get("/echo/<name>")
+        def echo(name: str):
+            both_resolving.wait()  # the other thread's resolve() has run by now
+            seen[name] = app.current_event.path
+            return {"path": app.current_event.path}
+        return app
+
+    def request(app, name):
+        event = {"version": "2.0", "routeKey": "GET /echo/{name}", "rawPath": f"/echo/{name}", "rawQueryString": "",
+                 "headers": {}, "requestContext": {"http": {"method": "GET", "path": f"/echo/{name}"},
+                                                   "requestId": name, "stage": "$default"},
+                 "pathParameters": {"name": name}}
+        app.resolve(event, None)
+
+    threads = [threading.Thread(target=request, args=(container(), name)) for name in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert seen == {"first": "/echo/first", "second": "/echo/second"}
