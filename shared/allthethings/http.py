@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -140,4 +141,5 @@ def session_cookie(app: APIGatewayHttpResolver, key: str | None) -> str:
     secure = "; Secure" if (app.current_event.headers or {}).get("x-forwarded-proto", "https") == "https" else ""
     if key is None:
         return f"{KEY_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
-    return f"{KEY_COOKIE}={key}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Strict{secure}"
+    # Quoted: a key may hold characters a cookie value cannot (`;`, `,`, spaces); presented_key unquotes.
+    return f"{KEY_COOKIE}={quote(key, safe='')}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Strict{secure}"

@@ -154,6 +154,7 @@ def test_a_header_key_wins_over_the_cookie():
     assert presented_key({"X-Api-Key": " a "}, ["allthethings_key=b"]) == "a"
     assert presented_key({"authorization": "bearer t"}, []) == "t"
     assert presented_key({}, ["x=1", "allthethings_key=c"]) == "c"
+    assert presented_key({}, ["allthethings_key=a%3Bb%20c"]) == "a;b c", "the sign-in cookie holds the key quoted"
     assert presented_key({}, []) is None
 
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
 
 from allthethings.config import secret
 from allthethings.services import Deps
@@ -88,7 +89,7 @@ def presented_key(headers: Mapping[str, str], cookies: Iterable[str] = ()) -> st
     for cookie in cookies or ():
         name, _, value = cookie.strip().partition("=")
         if name == KEY_COOKIE and value:
-            return value
+            return unquote(value)
     return None
 
 
