@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A crash in native code (glibc has reported heap corruption, rarely, under concurrent load)
+    # then leaves every thread's Python stack in the log instead of one line.
+    faulthandler.enable()
     from allthethings.local.stack import LocalStack
 
     stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host,
