@@ -9,7 +9,7 @@ needs one is refused (fail closed) and the reason is logged.
 """
 
 from allthethings import bootstrap, logs
-from allthethings.services.access import Decision, authorize
+from allthethings.services.access import Decision, authorize, is_page
 
 logger = logs.logger()
 
@@ -21,7 +21,7 @@ def handler(event, context):
         decision = authorize(route, event.get("headers") or {}, event.get("cookies") or [], bootstrap.deps())
     except Exception:  # noqa: BLE001 - no key store, no entry; the reason is in the log
         logger.exception("API keys unavailable: refusing", extra={"route": route})
-        decision = Decision(allowed=False, key_name=None, page=not route.partition(" ")[2].startswith("/api/"))
+        decision = Decision(allowed=False, key_name=None, page=is_page(route))
     if not decision.allowed:
         logger.info("no valid API key", extra={"route": route})
     return {"isAuthorized": decision.allowed or decision.page,

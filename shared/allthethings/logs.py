@@ -17,25 +17,27 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 REDACTED = "[redacted]"
 _MIN_SECRET_CHARS = 6  # shorter values would blank ordinary words; no real secret is that short
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # a longer secret first: it may contain a shorter one
 _lock = threading.Lock()
 _MONGO_PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@\s\"']+:)[^@\s\"']+@")
 
 
 def remember_secret(value: str | None) -> None:
     """Never log `value` (and, for a list of keys, never any one of them)."""
-    if not value:
+    global _longest_first
+    if not value or value in _secrets:  # read again on every request: already known is the usual case
         return
+    items = re.split(r"[,\n]", value)
     with _lock:
-        for part in {value, *re.split(r"[,\n]", value), *(p.partition("=")[2] for p in re.split(r"[,\n]", value))}:
+        for part in {value, *items, *(item.partition("=")[2] for item in items)}:
             part = part.strip()
             if len(part) >= _MIN_SECRET_CHARS:
                 _secrets.add(part)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    with _lock:
-        known = sorted(_secrets, key=len, reverse=True)  # a longer secret first: it may contain a shorter one
-    for value in known:
+    for value in _longest_first:
         text = text.replace(value, REDACTED)
     return _MONGO_PASSWORD.sub(rf"\1{REDACTED}@", text)
 

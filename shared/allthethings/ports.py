@@ -194,6 +194,10 @@ class Embedder(abc.ABC):
         raise ValueError(f"{type(self).__name__} does not deliver results by webhook")
 
 
+# The statuses after which a prediction changes no more (Replicate's words).
+PREDICTION_FINISHED = ("succeeded", "failed", "canceled")
+
+
 class Predictions(abc.ABC):
     """The model API's record of a prediction, asked for when its webhook seems lost."""
 

@@ -48,8 +48,8 @@ def test_only_health_webhooks_the_api_description_and_sign_in_skip_the_authorize
 def test_every_api_route_refuses_a_request_without_a_valid_key(deps, method, path, body):
     assert call(method, path, body, key=None) == (403, {"message": "Forbidden"})
     assert call(method, path, body, key="wrong_" + "w" * 24) == (403, {"message": "Forbidden"})
+    assert deps.store.get_by_url("http://x.test/a.txt") is None, "a refused request reached the function"
     assert call(method, path, body, key=KEY)[0] != 403
-    assert deps.store.get_by_url("http://x.test/a.txt") is None or method == "POST"
 
 
 def test_a_key_may_come_as_a_header_a_bearer_token_or_the_sign_in_cookie(deps):
@@ -79,7 +79,7 @@ def test_with_no_keys_configured_everything_keyed_is_refused(deps):
     with_settings(deps, api_keys=None, api_keys_param=None)
     assert call("GET", "/api/assets")[0] == 403
     status, page = call("GET", "/")
-    assert status == 401 and 'name="key"' not in page or "Sign in" in page
+    assert status == 401 and "Sign in" in page
     assert call("GET", "/api/health")[0] == 200
 
 

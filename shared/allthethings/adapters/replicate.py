@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from allthethings.config import MODELS
 from allthethings.domain.chunking import Segment
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
-from allthethings.ports import Embedder, Pending, Predictions, Transcriber
+from allthethings.ports import PREDICTION_FINISHED, Embedder, Pending, Predictions, Transcriber
 
-TERMINAL = ("succeeded", "failed", "canceled")
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -136,7 +135,7 @@ class ReplicateEmbedder(Embedder):
         prediction = self.client.create_prediction(
             self.version, {"text_batch": json.dumps(list(texts))}, wait_s=max(1, int(self.deadline_s * 0.8)),
             deadline=deadline)
-        while prediction.get("status") not in TERMINAL:
+        while prediction.get("status") not in PREDICTION_FINISHED:
             if self._clock() - started > self.deadline_s:
                 raise UpstreamUnavailable(f"embedding prediction {prediction.get('id')} did not finish in time")
             self._sleep(self.poll_s)

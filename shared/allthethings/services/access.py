@@ -100,12 +100,15 @@ class Decision:
     page: bool  # an HTML page: let through, marked, instead of refused
 
 
+def is_page(route_key: str) -> bool:
+    """An HTML page (let through to ask for a key) rather than an API route (refused)."""
+    return not route_key.partition(" ")[2].startswith("/api/")
+
+
 def decide(route_key: str, key_name: str | None, search_access: str) -> Decision:
     """The access rule for one route (as the template writes it, e.g. "GET /api/assets/{id}")."""
-    path = route_key.partition(" ")[2]
-    page = not path.startswith("/api/")
     open_route = route_key in SEARCH_ROUTES and search_access == "public"
-    return Decision(allowed=open_route or key_name is not None, key_name=key_name, page=page)
+    return Decision(allowed=open_route or key_name is not None, key_name=key_name, page=is_page(route_key))
 
 
 def authorize(route_key: str, headers: Mapping[str, str], cookies: Iterable[str], deps: Deps) -> Decision:

@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 
 from allthethings.domain.assets import Asset, Status, now
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
+from allthethings.ports import PREDICTION_FINISHED
 from allthethings.services import Deps
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.transcription import apply_transcription_prediction
 
 STUCK = (Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
-TERMINAL = ("succeeded", "failed", "canceled")
 BATCH = 200
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _ask_the_model_api(asset: Asset, overdue: bool, deps: Deps, report: SweepRep
     except UpstreamUnavailable:
         report.unreachable.append(asset.id)
         return
-    if prediction.get("status") in TERMINAL:
+    if prediction.get("status") in PREDICTION_FINISHED:
         if asset.status is Status.PROCESSING:
             after = apply_transcription_prediction(asset.id, prediction, deps, deps.settings.api_url)
         else:
