@@ -287,6 +287,25 @@ def samples(now: bool) -> dict[str, Sample]:
             16, "DELETE", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
         "pages-signout.json": Sample("PagesFunction", http_event(
             17, "POST", "/signout", "/signout", **page, extra_headers=empty_form)),
+        "documents-ingest.json": Sample("DocumentsFunction", http_event(
+            18, "POST", "/api/documents", "/api/documents", keyed=True, body=json.dumps({"documents": [
+                {"id": "faq-17", "title": "Refunds", "text": "Refunds reach your card within five working days.",
+                 "metadata": {"source": "helpdesk", "lang": "en"}},
+                {"text": "Shipping to the EU takes two to four days."}]}))),
+        # The processing message document ingestion queues: embed these documents' chunks together.
+        "process-documents-sqs.json": Sample("ProcessFunction", sqs_event(
+            {"asset_ids": [ASSET_ID, "5d41402abc4b2a76b9719d911017c592"], "webhook_base": f"https://{DOMAIN}"},
+            sender="allthethings-DocumentsFunction-Rw5kT2mQ8vLe")),
+        # What OpenAI's Python client sends (it asks for base64 unless told otherwise).
+        "embeddings-create.json": Sample("EmbeddingsFunction", http_event(
+            19, "POST", "/v1/embeddings", "/v1/embeddings", keyed=True, body=json.dumps(
+                {"input": ["open source web browser", "a free software community"], "model": "all-mpnet-base-v2",
+                 "encoding_format": "base64"}))),
+        "embeddings-models.json": Sample("EmbeddingsFunction", http_event(
+            20, "GET", "/v1/models", "/v1/models", keyed=True)),
+        "embeddings-model.json": Sample("EmbeddingsFunction", http_event(
+            21, "GET", "/v1/models/{model}", "/v1/models/all-mpnet-base-v2",
+            path_parameters={"model": "all-mpnet-base-v2"}, keyed=True)),
         # EventBridge's Scheduled Event, as the sweeper's rate(10 minutes) rule delivers it.
         "sweeper-schedule.json": Sample("SweeperFunction", {
             "version": "0", "id": "5e0f4f1c-2b8a-4c1e-9d3f-7a6b5c4d3e2f", "detail-type": "Scheduled Event",

@@ -42,5 +42,6 @@ def search_page():
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logs.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

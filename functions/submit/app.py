@@ -64,5 +64,6 @@ def delete(asset_id: str):
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logs.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

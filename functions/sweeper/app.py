@@ -12,6 +12,7 @@ logger = logs.logger()
 
 
 @logger.inject_lambda_context
+@logs.metrics_flushed
 def handler(event, context):
     counts = sweep(bootstrap.deps()).counts()
     logger.info("swept", extra=counts)

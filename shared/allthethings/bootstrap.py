@@ -9,6 +9,7 @@ import contextlib
 import threading
 
 from allthethings.config import Settings, load_settings, secret
+from allthethings.ports import Embedder, Metrics, NoMetrics, ServedModel
 from allthethings.services import Deps
 
 _lock = threading.Lock()
@@ -21,7 +22,7 @@ def build(settings: Settings) -> Deps:
     from allthethings.adapters.cache import CachingEmbedder
     from allthethings.adapters.extract import DocumentExtractor
     from allthethings.adapters.fetch import HttpFetcher
-    from allthethings.adapters.models import packaged_tokenizer
+    from allthethings.adapters.models import packaged_tokenizer, tokenizer_of
 
     if settings.store == "atlas":
         from allthethings.adapters.atlas_store import AtlasStore
@@ -50,12 +51,34 @@ def build(settings: Settings) -> Deps:
         settings.replicate_api_token, settings.replicate_api_token_param, "REPLICATE_API_TOKEN"),
         queue_url=settings.hookdeck_source_url, timeout_s=settings.replicate_timeout_s)
     transcriber = ReplicateTranscriber(replicate, settings.replicate_whisper_version, model=settings.whisper_model)
-    if settings.embedder == "replicate":
-        embedder = ReplicateEmbedder(replicate, settings.replicate_embedding_version, model=settings.embedding_model)
-    else:
+
+    def backend(model: str) -> Embedder:
+        if settings.embedder == "replicate":
+            return ReplicateEmbedder(replicate, settings.replicate_embedding_version, model=model)
+        if settings.embedder == "openai":
+            from allthethings.adapters.openai_upstream import OpenAICompatibleEmbedder
+
+            def key():
+                from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+                try:
+                    return secret(settings.upstream_api_key, settings.upstream_api_key_param,
+                                  "EMBEDDINGS_UPSTREAM_API_KEY")
+                except (ValueError, GetParameterError):
+                    return None  # a server on a private network (TEI) usually takes no key
+
+            return OpenAICompatibleEmbedder(settings.upstream_url, model, api_key=key,
+                                            upstream_model=settings.upstream_model,
+                                            timeout_s=settings.upstream_timeout_s)
         from allthethings.adapters.models import LocalEmbedder
 
-        embedder = LocalEmbedder(settings.embedding_model, threads=settings.model_threads)
+        return LocalEmbedder(model, threads=settings.model_threads)
+
+    # The index, search and /v1/embeddings share one embedder per model: one set of weights in memory.
+    embedder = CachingEmbedder(backend(settings.model), ttl_s=settings.query_cache_ttl_s)
+    served = {settings.model: ServedModel(embedder, tokenizer_of(settings.model))}
+    for model in settings.models_served[1:]:
+        served[model] = ServedModel(backend(model), tokenizer_of(model))
 
     return Deps(
         settings=settings,
@@ -65,12 +88,26 @@ def build(settings: Settings) -> Deps:
         fetcher=HttpFetcher(allow_private=settings.allow_private_urls, timeout_s=settings.fetch_timeout_s),
         extractor=DocumentExtractor(),
         tokenizer=packaged_tokenizer(settings.model),
-        embedder=CachingEmbedder(embedder, ttl_s=settings.query_cache_ttl_s),
+        embedder=embedder,
         transcriber=transcriber,
         webhooks=SqsQueue(settings.webhook_queue_url or ""),
         verifier=_verifier(settings),
         predictions=ReplicatePredictions(replicate),
+        metrics=_metrics(settings),
+        served=served,
     )
+
+
+def _metrics(settings: Settings) -> Metrics:
+    if settings.metrics == "emf":
+        from allthethings.adapters.metrics import EmfMetrics
+
+        return EmfMetrics()
+    if settings.metrics == "prometheus":
+        from allthethings.adapters.metrics import PrometheusMetrics
+
+        return PrometheusMetrics()
+    return NoMetrics()
 
 
 def _verifier(settings: Settings):
@@ -100,6 +137,11 @@ def _verifier(settings: Settings):
             return self._real.verify(body, headers)
 
     return Lazy()
+
+
+def built() -> Deps | None:
+    """The container's dependencies if something has built them (nothing to flush otherwise)."""
+    return _deps
 
 
 def deps() -> Deps:

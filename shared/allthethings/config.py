@@ -12,12 +12,10 @@ import os
 from collections.abc import Mapping
 
 from allthethings.domain.content import SizeLimits
+from allthethings.domain.embedding import CATALOG
 
-MODELS = {
-    # name: (dimensions, maximum tokens per input including the two special tokens)
-    "all-MiniLM-L6-v2": (384, 256),
-    "all-mpnet-base-v2": (768, 384),
-}
+# name: (dimensions, maximum tokens per input including the special tokens)
+MODELS = {spec.name: (spec.dimensions, spec.max_tokens) for spec in CATALOG.values()}
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -49,11 +47,23 @@ class Settings:
     text_index: str = "chunk_text"
     rank_fusion: str = "auto"  # auto (by server version) | server ($rankFusion) | client
 
-    embedder: str = "local"  # local | replicate
-    # The sentence-embedding model: run in-process (local) or on Replicate. Deployed:
-    # all-mpnet-base-v2, the model Replicate serves; locally MiniLM is the light default.
+    # The one embedding backend that indexing, search and /v1/embeddings all use: the embedded
+    # models (local), Replicate, or any OpenAI-compatible upstream (OpenAI, a Text Embeddings
+    # Inference server). Deployed: all-mpnet-base-v2 on Replicate; locally MiniLM is the light default.
+    embedder: str = "local"  # local | replicate | openai
     embedding_model: str = "all-MiniLM-L6-v2"
+    # What /v1/embeddings serves: the index's model, and (local backend) other embedded models.
+    served_models: tuple[str, ...] = ()
     model_threads: int | None = None
+    upstream_url: str | None = None  # the upstream's base URL, the part before /embeddings
+    upstream_api_key: str | None = None
+    upstream_api_key_param: str | None = None
+    upstream_model: str | None = None  # the upstream's name for the model; default embedding_model
+    upstream_timeout_s: float = 30.0
+    embeddings_max_inputs: int = 256  # per /v1/embeddings call; Lambda answers are at most 6 MB
+    documents_max_per_request: int = 100
+    document_max_chars: int = 1_000_000
+    metrics: str = "none"  # emf (CloudWatch, in Lambda) | prometheus (the local stack's /metrics) | none
     replicate_api_base: str = "https://api.replicate.com/v1"
     replicate_api_token: str | None = None
     replicate_timeout_s: float = 10.0  # per HTTP call; 429, 5xx and timeouts are retried with backoff
@@ -105,6 +115,11 @@ class Settings:
     def dimensions(self) -> int:
         return MODELS[self.model][0]
 
+    @property
+    def models_served(self) -> tuple[str, ...]:
+        """The index's model first, then any others served, once each."""
+        return tuple(dict.fromkeys((self.embedding_model, *self.served_models)))
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
@@ -125,7 +140,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rank_fusion=get("RANK_FUSION", d.rank_fusion).lower(),
         embedder=get("EMBEDDER_BACKEND", d.embedder).lower(),
         embedding_model=get("EMBEDDING_MODEL", get("LOCAL_MODEL", d.embedding_model)),
+        served_models=tuple(filter(None, (m.strip() for m in get("SERVED_MODELS", "").split(",")))),
         model_threads=int(env["MODEL_THREADS"]) if env.get("MODEL_THREADS") else None,
+        upstream_url=(get("EMBEDDINGS_UPSTREAM_URL", "") or "").rstrip("/") or None,
+        upstream_api_key=get("EMBEDDINGS_UPSTREAM_API_KEY", None),
+        upstream_api_key_param=get("EMBEDDINGS_UPSTREAM_API_KEY_PARAM", None),
+        upstream_model=get("EMBEDDINGS_UPSTREAM_MODEL", None),
+        upstream_timeout_s=float(get("EMBEDDINGS_UPSTREAM_TIMEOUT_S", d.upstream_timeout_s)),
+        embeddings_max_inputs=int(get("EMBEDDINGS_MAX_INPUTS", d.embeddings_max_inputs)),
+        documents_max_per_request=int(get("MAX_DOCUMENTS_PER_REQUEST", d.documents_max_per_request)),
+        document_max_chars=int(get("MAX_DOCUMENT_CHARS", d.document_max_chars)),
+        metrics=get("METRICS_BACKEND", d.metrics).lower(),
         replicate_api_base=get("REPLICATE_API_BASE", d.replicate_api_base).rstrip("/"),
         replicate_api_token=get("REPLICATE_API_TOKEN", None),
         replicate_timeout_s=float(get("REPLICATE_TIMEOUT_S", d.replicate_timeout_s)),
@@ -160,10 +185,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.store not in ("sqlite", "atlas"):
         raise ValueError(f"STORE_BACKEND must be sqlite or atlas, not {settings.store!r}")
-    if settings.embedder not in ("local", "replicate"):
-        raise ValueError(f"EMBEDDER_BACKEND must be local or replicate, not {settings.embedder!r}")
-    if settings.embedding_model not in MODELS:
-        raise ValueError(f"EMBEDDING_MODEL must be one of {sorted(MODELS)}, not {settings.embedding_model!r}")
+    if settings.embedder not in ("local", "replicate", "openai"):
+        raise ValueError(f"EMBEDDER_BACKEND must be local, replicate or openai, not {settings.embedder!r}")
+    for model in settings.models_served:
+        if model not in CATALOG:
+            raise ValueError(f"EMBEDDING_MODEL and SERVED_MODELS must be among {sorted(CATALOG)}, not {model!r}")
+        if settings.embedder == "local" and not CATALOG[model].local:
+            local = sorted(name for name, spec in CATALOG.items() if spec.local)
+            raise ValueError(f"{model} has no embedded weights: with EMBEDDER_BACKEND=local use one of {local}")
+    if settings.embedder != "local" and settings.served_models not in ((), (settings.embedding_model,)):
+        raise ValueError("SERVED_MODELS can add models only with EMBEDDER_BACKEND=local; a remote backend "
+                         "serves EMBEDDING_MODEL")
+    if settings.embedder == "openai" and not settings.upstream_url:
+        raise ValueError("EMBEDDER_BACKEND=openai needs EMBEDDINGS_UPSTREAM_URL (for example http://tei:8080/v1)")
+    for name, value in (("EMBEDDINGS_MAX_INPUTS", settings.embeddings_max_inputs),
+                        ("MAX_DOCUMENTS_PER_REQUEST", settings.documents_max_per_request),
+                        ("MAX_DOCUMENT_CHARS", settings.document_max_chars)):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive number, not {value}")
+    if settings.metrics not in ("emf", "prometheus", "none"):
+        raise ValueError(f"METRICS_BACKEND must be emf, prometheus or none, not {settings.metrics!r}")
     if settings.webhook_signature not in ("replicate", "hookdeck"):
         raise ValueError(f"WEBHOOK_SIGNATURE must be replicate or hookdeck, not {settings.webhook_signature!r}")
     if settings.search_access not in ("key", "public"):

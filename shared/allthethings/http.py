@@ -39,6 +39,16 @@ def error_response(status: int, code: str, message: str, **extra) -> Response:
                     body=json.dumps({"error": {"code": code, "message": message, **extra}}))
 
 
+def openai_error_response(status: int, code: str, message: str, param: str | None = None, **extra) -> Response:
+    """OpenAI's error shape, which its clients parse: {"error": {"message", "type", "param", "code"}}."""
+    kind = ("invalid_request_error" if status < 500 and status not in (401, 403, 429) else
+            {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(status, "api_error"))
+    if status == 404 and param == "model":
+        code = "model_not_found"
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(
+        {"error": {"message": message, "type": kind, "param": param, "code": code, **extra}}))
+
+
 def json_response(status: int, body: dict) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
@@ -73,31 +83,35 @@ class _Resolver(APIGatewayHttpResolver):
         return super().resolve(event, context)
 
 
-def api(logger) -> APIGatewayHttpResolver:
-    """A resolver for an HTTP API function, with the shared error handling registered."""
+def api(logger, *, openai_errors: bool = False) -> APIGatewayHttpResolver:
+    """A resolver for an HTTP API function, with the shared error handling registered; with
+    `openai_errors`, errors take OpenAI's shape (the /v1 routes, for OpenAI's clients)."""
     app = _Resolver(enable_validation=True)
+    respond = openai_error_response if openai_errors else error_response
 
     @app.exception_handler(errors.DomainError)
     def domain_error(exc: errors.DomainError) -> Response:
         status = status_of(exc)
         if status >= 500:
             logger.warning("dependency failure", extra={"error": exc.message})
-        return error_response(status, exc.code, exc.message)
+        if openai_errors:
+            return respond(status, exc.code, exc.message, exc.param)
+        return respond(status, exc.code, exc.message)
 
     @app.exception_handler([RequestValidationError, ValidationError])
     def invalid_request(exc: RequestValidationError | ValidationError) -> Response:
-        return error_response(400, "invalid_input", _describe(exc))
+        return respond(400, "invalid_input", _describe(exc))
 
     @app.not_found
     def not_found(_exc) -> Response:
         event = app.current_event
-        return error_response(404, "not_found", f"no route for {event.http_method} {event.path}")
+        return respond(404, "not_found", f"no route for {event.http_method} {event.path}")
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response:
         logger.exception("unhandled error")
         request_id = app.current_event.request_context.request_id
-        return error_response(500, "internal", "internal error", request_id=request_id)
+        return respond(500, "internal", "internal error", request_id=request_id)
 
     return app
 

@@ -1,4 +1,5 @@
-"""The functions' logger: Powertools' structured JSON logs, with every secret we hold taken out.
+"""The functions' logger: Powertools' structured JSON logs, with every secret we hold taken out;
+and the flush of each invocation's metrics.
 
 Secrets reach a process only through `config.secret`, which remembers each one here; the
 formatter then replaces any remembered value, wherever it appears in a finished log line
@@ -8,6 +9,7 @@ connection string, remembered or not.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 
@@ -50,3 +52,20 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 def logger() -> Logger:
     """A Powertools Logger (service name and level from the environment) that redacts secrets."""
     return Logger(logger_formatter=RedactingFormatter())
+
+
+def metrics_flushed(handler):
+    """Publish the metrics an invocation recorded when it ends, however it ends (a handler decorator)."""
+
+    @functools.wraps(handler)
+    def wrapper(event, context):
+        from allthethings import bootstrap
+
+        try:
+            return handler(event, context)
+        finally:
+            built = bootstrap.built()
+            if built is not None:
+                built.metrics.flush()
+
+    return wrapper

@@ -11,6 +11,7 @@ import json
 from functools import cache
 
 from allthethings.domain.assets import Kind, Status
+from allthethings.domain.documents import MAX_TITLE_CHARS
 from allthethings.services.assets import MAX_PAGE
 from allthethings.services.search import MAX_LIMIT, MAX_QUERY_CHARS
 
@@ -38,6 +39,13 @@ def _errors(*statuses: int) -> dict:
     return out
 
 
+def _openai_errors(*statuses: int) -> dict:
+    why = {400: "A parameter is not valid; `param` names it.", 403: "No valid API key (API Gateway's answer).",
+           404: "The model is not served here (code model_not_found).", 503: "The model is unavailable; try again."}
+    return {str(s): _json({"type": "object", "properties": {"message": {"type": "string"}}} if s == 403
+                          else _ref("OpenAIError"), why[s]) for s in statuses}
+
+
 _ASSET_ID = {"name": "id", "in": "path", "required": True, "description": "The asset's id.",
              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 _KEYED = [{"apiKey": []}, {"bearer": []}]
@@ -62,6 +70,7 @@ def _schemas() -> dict:
             "chunk_count": {"type": ["integer", "null"]}, "sha256": nullable_string,
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
+            "metadata": {"type": "object", "description": "A document's own fields, as ingested."},
             "error": {"type": "string", "description": "Why the asset failed (error statuses only)."}}},
         "AssetPage": {"type": "object", "required": ["assets", "next_cursor"], "properties": {
             "assets": {"type": "array", "items": _ref("Asset")}, "next_cursor": nullable_string}},
@@ -71,13 +80,54 @@ def _schemas() -> dict:
             "asset": {"type": "object", "properties": {
                 "id": {"type": "string"}, "url": {"type": "string"}, "content_type": nullable_string,
                 "kind": nullable_string, "title": nullable_string,
-                "created_at": {"type": "string", "format": "date-time"}}},
+                "created_at": {"type": "string", "format": "date-time"}, "metadata": {"type": "object"}}},
             "score": {"type": "number"}, "snippet": {"type": "string"},
             "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
                                                       "minItems": 2, "maxItems": 2}},
             "start_s": {"type": "number"}, "end_s": {"type": "number"}}},
         "SearchPage": {"type": "object", "required": ["results", "next_cursor"], "properties": {
             "results": {"type": "array", "items": _ref("SearchResult")}, "next_cursor": nullable_string}},
+        "Document": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+            "id": {"type": ["string", "integer"], "description": "Your id (idempotency key); default: from the "
+                                                                 "content."},
+            "title": {"type": "string", "maxLength": MAX_TITLE_CHARS},
+            "text": {"type": "string", "minLength": 1},
+            "metadata": {"type": "object", "description": "Returned with every search result of the document."}}},
+        "DocumentBatch": {"type": "object", "required": ["documents"], "additionalProperties": False, "properties": {
+            "documents": {"type": "array", "minItems": 1, "items": _ref("Document")}}},
+        "DocumentResults": {"type": "object", "required": ["documents"], "properties": {"documents": {
+            "type": "array", "items": {"type": "object", "required": ["id", "asset_id", "status", "result"],
+                                       "properties": {
+                "id": {"type": "string"}, "asset_id": {"type": "string"},
+                "status": {"type": "string", "enum": [s.value for s in Status]},
+                "result": {"type": "string", "enum": ["created", "updated", "unchanged"]}}}}}},
+        "EmbeddingRequest": {"type": "object", "required": ["input", "model"], "additionalProperties": False,
+                             "properties": {
+            "input": {"anyOf": [{"type": "string", "minLength": 1},
+                                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]},
+            "model": {"type": "string", "description": "A model GET /v1/models lists."},
+            "dimensions": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "Shorter vectors, for models that support them."},
+            "encoding_format": {"type": ["string", "null"], "enum": ["float", "base64", None]},
+            "user": {"type": "string"}}},
+        "EmbeddingList": {"type": "object", "required": ["object", "data", "model", "usage"], "properties": {
+            "object": {"const": "list"}, "model": {"type": "string"},
+            "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"],
+                                                "properties": {
+                "object": {"const": "embedding"}, "index": {"type": "integer"},
+                "embedding": {"anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]}}}},
+            "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"], "properties": {
+                "prompt_tokens": {"type": ["integer", "null"]}, "total_tokens": {"type": ["integer", "null"]}}}}},
+        "Model": {"type": "object", "required": ["id", "object", "dimensions", "max_input_tokens"], "properties": {
+            "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+            "owned_by": {"type": "string"}, "dimensions": {"type": "integer"},
+            "max_input_tokens": {"type": "integer"}, "shortenable": {"type": "boolean"}}},
+        "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}},
+        "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["message", "type"], "properties": {
+                "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]}}}}},
         "Accepted": {"type": "object", "required": ["id", "accepted"],
                      "properties": {"id": {"type": "string"}, "accepted": {"type": "boolean"}}},
     }
@@ -141,6 +191,29 @@ def _paths(search_keyed: bool) -> dict:
                 _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
             "responses": {"200": _json(_ref("SearchPage"), "One result per asset, best first."),
                           **_errors(400, *((403,) if search_keyed else ()))}}},
+        "/api/documents": {"post": {
+            "summary": "Index documents you already have (text, no URL)", "tags": ["documents"], "description": (
+                "Chunks and stores each document, then embeds them in batches; each becomes an asset, searchable "
+                "like any other. Idempotent on id: unchanged documents are left alone, changed ones replaced. "
+                "A bad document fails the whole request (400 naming each one) and nothing is stored."),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DocumentBatch")}}},
+            "responses": {"202": _json(_ref("DocumentResults"), "Stored and queued, in the order sent."),
+                          **_errors(400, 403, 503)}}},
+        "/v1/embeddings": {"post": {
+            "summary": "Embeddings (OpenAI-compatible)", "tags": ["embeddings"],
+            "description": "The model the index uses, in OpenAI's request and response shapes.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _ref("EmbeddingRequest")}}},
+            "responses": {"200": _json(_ref("EmbeddingList"), "One embedding per input, in order."),
+                          **_openai_errors(400, 403, 404, 503)}}},
+        "/v1/models": {"get": {"summary": "The models served (OpenAI-compatible)", "tags": ["embeddings"],
+                               "responses": {"200": _json(_ref("ModelList"), "Each with its vector size and "
+                                                                             "input limit."),
+                                             **_openai_errors(403)}}},
+        "/v1/models/{model}": {"get": {
+            "summary": "One served model", "tags": ["embeddings"],
+            "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json(_ref("Model"), "The model."), **_openai_errors(403, 404)}}},
         "/api/openapi.json": {"get": {"summary": "This document", "tags": ["service"], "security": [],
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
         "/webhooks/audio/{id}": {"post": {**webhook, "summary": "Replicate: a transcription finished"}},

@@ -147,6 +147,10 @@ class Tokenizer(abc.ABC):
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the model's tokens in `text`, special tokens excluded."""
 
+    def count(self, text: str) -> int:
+        """How many tokens the model reads for `text`, its two special tokens ([CLS], [SEP]) included."""
+        return len(self.spans(text)) + 2
+
 
 @dataclasses.dataclass(frozen=True)
 class Pending:
@@ -179,10 +183,15 @@ class Embedder(abc.ABC):
     model: str
     dimensions: int
     max_tokens: int
+    asynchronous = False  # whether submit() answers with a Pending job (its result comes by webhook)
 
     @abc.abstractmethod
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Unit-length vectors for `texts`, synchronously (search queries)."""
+        """Unit-length vectors for `texts`, synchronously (search queries, /v1/embeddings)."""
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int | None]:
+        """The vectors and, when the backend reports it, how many tokens it read (None: it does not)."""
+        return self.embed(texts), None
 
     def submit(self, texts: Sequence[str], webhook_url: str) -> list[list[float]] | Pending:
         """Embed an asset's chunks: either the vectors now, or a Pending job whose result is
@@ -192,6 +201,37 @@ class Embedder(abc.ABC):
     def vectors_from_output(self, output: object) -> list[list[float]]:
         """The vectors in a remote job's delivered output; ValueError if it holds none."""
         raise ValueError(f"{type(self).__name__} does not deliver results by webhook")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    """A model /v1/embeddings serves: its embedder, and its tokenizer when we have it (to count
+    tokens and refuse over-long inputs before the model runs; without one the backend does both)."""
+
+    embedder: Embedder
+    tokenizer: Tokenizer | None
+
+
+class Metrics(abc.ABC):
+    """Counts and latencies for operators: CloudWatch (EMF) in Lambda, Prometheus locally."""
+
+    @abc.abstractmethod
+    def count(self, name: str, value: int = 1) -> None: ...
+
+    @abc.abstractmethod
+    def latency(self, name: str, seconds: float) -> None: ...
+
+    def flush(self) -> None:
+        """Publish what this invocation recorded (EMF writes one log line); default: nothing to do."""
+        return None
+
+
+class NoMetrics(Metrics):
+    def count(self, name: str, value: int = 1) -> None:
+        pass
+
+    def latency(self, name: str, seconds: float) -> None:
+        pass
 
 
 # The statuses after which a prediction changes no more (Replicate's words).

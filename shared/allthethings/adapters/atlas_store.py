@@ -18,7 +18,7 @@ from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore
 
 _ASSET_FIELDS = ("url", "status", "content_type", "kind", "title", "error", "staged_key", "size_bytes",
-                 "chunk_count", "prediction_id", "created_at", "updated_at", "sha256")
+                 "chunk_count", "prediction_id", "created_at", "updated_at", "sha256", "metadata")
 
 
 # Chunk fields a search may filter on; each is declared in both search indexes.
@@ -201,7 +201,7 @@ class AtlasStore(AssetStore):
                 "title": asset.title, "error": asset.error, "staged_key": asset.staged_key,
                 "size_bytes": asset.size_bytes, "chunk_count": asset.chunk_count,
                 "prediction_id": asset.prediction_id, "created_at": asset.created_at,
-                "updated_at": asset.updated_at, "sha256": asset.sha256}
+                "updated_at": asset.updated_at, "sha256": asset.sha256, "metadata": asset.metadata}
 
     @staticmethod
     def _from_doc(doc: dict) -> Asset:
@@ -210,7 +210,7 @@ class AtlasStore(AssetStore):
                      content_type=doc.get("content_type"), kind=Kind(doc["kind"]) if doc.get("kind") else None,
                      title=doc.get("title"), error=doc.get("error"), staged_key=doc.get("staged_key"),
                      size_bytes=doc.get("size_bytes"), chunk_count=doc.get("chunk_count"),
-                     prediction_id=doc.get("prediction_id"), sha256=doc.get("sha256"))
+                     prediction_id=doc.get("prediction_id"), sha256=doc.get("sha256"), metadata=doc.get("metadata"))
 
     def add(self, asset: Asset) -> Asset:
         from pymongo.errors import DuplicateKeyError

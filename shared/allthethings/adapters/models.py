@@ -84,9 +84,16 @@ class HfTokenizer(Tokenizer):
         return list(self._tok.encode(text, add_special_tokens=False).offsets)
 
 
+def tokenizer_of(model: str) -> HfTokenizer | None:
+    """The tokenizer of `model` shipped inside this package (the layer has no model weights), if any."""
+    path = _PACKAGED_TOKENIZERS / f"{model}.tokenizer.json"
+    return HfTokenizer(path) if path.exists() else None
+
+
 def packaged_tokenizer(model: str) -> HfTokenizer:
-    """The tokenizer of `model` shipped inside this package (the layer has no model weights)."""
-    return HfTokenizer(_PACKAGED_TOKENIZERS / f"{model}.tokenizer.json")
+    """The tokenizer chunking uses for `model`: its own, or for an upstream model we hold no
+    tokenizer of, mpnet's WordPiece (chunks stay far inside such models' longer windows)."""
+    return tokenizer_of(model) or HfTokenizer(_PACKAGED_TOKENIZERS / "all-mpnet-base-v2.tokenizer.json")
 
 
 class _Coalescer:

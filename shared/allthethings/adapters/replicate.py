@@ -13,12 +13,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
+from allthethings.adapters.retrying import send
 from allthethings.config import MODELS
 from allthethings.domain.chunking import Segment
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import PREDICTION_FINISHED, Embedder, Pending, Predictions, Transcriber
-
-_RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class ReplicateClient:
@@ -48,37 +47,16 @@ class ReplicateClient:
         return self._http
 
     def _request(self, method: str, path: str, *, deadline: float | None = None, **kwargs) -> dict:
-        """One call with bounded retries; with `deadline` (a time.monotonic() value), no attempt
-        or backoff runs past it: a search must answer within API Gateway's 29 s."""
-        import httpx
-
-        last = "no attempt made"
-        for attempt in range(self._attempts):
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0.05:
-                    break
-                kwargs["timeout"] = min(kwargs.get("timeout") or self._timeout_s, remaining)
-            try:
-                response = self._client().request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}"
-                delay = self._backoff_s * 2 ** attempt
-            else:
-                if response.status_code < 400:
-                    return response.json() if response.content else {}
-                if response.status_code == 404 and method == "GET":
-                    raise NotFound(f"Replicate has no {path}")
-                if response.status_code not in _RETRYABLE:
-                    raise UpstreamUnavailable(
-                        f"Replicate refused {method} {path}: HTTP {response.status_code} {response.text[:200]}")
-                last = f"HTTP {response.status_code}"
-                delay = _retry_after(response.headers.get("retry-after"), self._backoff_s * 2 ** attempt)
-            if attempt + 1 < self._attempts:
-                if deadline is not None:
-                    delay = min(delay, max(0.0, deadline - time.monotonic()))
-                self._sleep(min(delay, 10.0))
-        raise UpstreamUnavailable(f"Replicate did not answer {method} {path} after {self._attempts} tries ({last})")
+        """One call with bounded retries (and no attempt past `deadline`, a time.monotonic() value)."""
+        response = send(self._client(), method, path, service="Replicate", attempts=self._attempts,
+                        backoff_s=self._backoff_s, timeout_s=self._timeout_s, sleep=self._sleep, deadline=deadline,
+                        **kwargs)
+        if response.status_code < 400:
+            return response.json() if response.content else {}
+        if response.status_code == 404 and method == "GET":
+            raise NotFound(f"Replicate has no {path}")
+        raise UpstreamUnavailable(
+            f"Replicate refused {method} {path}: HTTP {response.status_code} {response.text[:200]}")
 
     def create_prediction(self, version: str, inputs: dict, *, webhook: str | None = None,
                           wait_s: int | None = None, deadline: float | None = None) -> dict:
@@ -98,13 +76,6 @@ class ReplicateClient:
         return self._request("GET", f"/predictions/{prediction_id}", deadline=deadline)
 
 
-def _retry_after(value: str | None, default: float) -> float:
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
-
-
 def vectors_from_output(output: object) -> list[list[float]]:
     """all-mpnet-base-v2's output, `[{"embedding": [...]}, ...]`, as a list of vectors."""
     if not isinstance(output, list) or not all(isinstance(o, dict) and isinstance(o.get("embedding"), list)
@@ -115,6 +86,8 @@ def vectors_from_output(output: object) -> list[list[float]]:
 
 class ReplicateEmbedder(Embedder):
     """all-mpnet-base-v2 on Replicate: every text of a call in one `text_batch` prediction."""
+
+    asynchronous = True
 
     def __init__(self, client: ReplicateClient, version: str, *, model: str = "all-mpnet-base-v2",
                  deadline_s: float = 25.0,

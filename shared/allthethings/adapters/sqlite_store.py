@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS assets (
     status TEXT NOT NULL,
     content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
     size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT, metadata TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY,
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 _FIELDS = ("id", "url", "status", "content_type", "kind", "title", "error", "staged_key",
-           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at", "sha256")
+           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at", "sha256", "metadata")
 
 
 def _connect(path: str):
@@ -108,8 +108,11 @@ class SqliteStore(AssetStore):
                      "created_at UNINDEXED, tokenize='porter unicode61')")
         if existing and "kind text" not in existing[0]:
             self._add_search_metadata(conn)
-        if "sha256" not in {r[1] for r in conn.execute("PRAGMA table_info(assets)")}:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(assets)")}
+        if "sha256" not in columns:
             conn.execute("ALTER TABLE assets ADD COLUMN sha256 TEXT")  # a file made before content reuse
+        if "metadata" not in columns:
+            conn.execute("ALTER TABLE assets ADD COLUMN metadata TEXT")  # a file made before documents
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -156,7 +159,8 @@ class SqliteStore(AssetStore):
             updated_at=datetime.fromisoformat(d["updated_at"]),
             content_type=d["content_type"], kind=Kind(d["kind"]) if d["kind"] else None,
             title=d["title"], error=d["error"], staged_key=d["staged_key"], size_bytes=d["size_bytes"],
-            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"], sha256=d["sha256"])
+            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"], sha256=d["sha256"],
+            metadata=json.loads(d["metadata"]) if d["metadata"] is not None else None)
 
     def _select(self, where: str, args: tuple) -> Asset | None:
         row = self._conn().execute(f"SELECT {', '.join(_FIELDS)} FROM assets WHERE {where}", args).fetchone()
@@ -167,7 +171,8 @@ class SqliteStore(AssetStore):
         values = (asset.id, asset.url, asset.status.value, asset.content_type,
                   asset.kind.value if asset.kind else None, asset.title, asset.error, asset.staged_key,
                   asset.size_bytes, asset.chunk_count, asset.prediction_id,
-                  asset.created_at.isoformat(), asset.updated_at.isoformat(), asset.sha256)
+                  asset.created_at.isoformat(), asset.updated_at.isoformat(), asset.sha256,
+                  json.dumps(asset.metadata) if asset.metadata is not None else None)
         cur = conn.execute(
             f"INSERT INTO assets ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))}) "
             "ON CONFLICT (url) DO NOTHING", values)

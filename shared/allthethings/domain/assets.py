@@ -149,6 +149,7 @@ class Asset:
     chunk_count: int | None = None
     prediction_id: str | None = None
     sha256: str | None = None  # of the fetched body: the same bytes behind another URL reuse this work
+    metadata: dict | None = None  # a document's own fields, given at ingestion; shown with every result
 
     @classmethod
     def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int,
@@ -185,6 +186,8 @@ class Asset:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
         if self.error:
             body["error"] = self.error
         return body

@@ -6,9 +6,10 @@ class DomainError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, param: str | None = None):
         super().__init__(message)
         self.message = message
+        self.param = param  # the request parameter at fault, when one is
 
 
 class InvalidInput(DomainError):

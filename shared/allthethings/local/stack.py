@@ -40,7 +40,19 @@ LOCAL_SETTINGS = {
     "HOOKDECK_SIGNING_SECRET_PARAM": "",
     "API_KEYS_PARAM": "",
     "HOOKDECK_SOURCE_URL": "",
+    "EMBEDDINGS_UPSTREAM_API_KEY_PARAM": "",
+    "METRICS_BACKEND": "prometheus",
 }
+
+
+def _metrics():
+    """Prometheus' scrape endpoint: what every function of this process has recorded."""
+    import flask
+
+    from allthethings.adapters.metrics import exposition
+
+    body, content_type = exposition()
+    return flask.Response(body, content_type=content_type)
 
 
 def free_port() -> int:
@@ -236,6 +248,7 @@ class LocalStack:
         # A path its catch-all route cannot match (one holding a newline) would get Flask's HTML 404;
         # API Gateway would still route it, so it goes to the gateway like any other request.
         app.register_error_handler(404, lambda _error: gateway.gateway(flask.request))
+        app.add_url_rule("/metrics", "metrics", _metrics)
         self._server = make_server(self.host, self.port, app, threaded=True)
 
     def _write_manifest(self) -> None:

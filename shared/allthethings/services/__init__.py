@@ -11,7 +11,10 @@ from allthethings.ports import (
     Embedder,
     Extractor,
     Fetcher,
+    Metrics,
+    NoMetrics,
     Predictions,
+    ServedModel,
     TaskQueue,
     Tokenizer,
     Transcriber,
@@ -35,3 +38,9 @@ class Deps:
     webhooks: TaskQueue
     verifier: WebhookVerifier
     predictions: Predictions
+    metrics: Metrics = dataclasses.field(default_factory=NoMetrics)
+    # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
+    served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)
+
+    def served_models(self) -> dict[str, ServedModel]:
+        return self.served or {self.embedder.model: ServedModel(self.embedder, self.tokenizer)}

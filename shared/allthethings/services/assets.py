@@ -1,8 +1,8 @@
-"""Reading assets: one by id, or a page of them newest first."""
+"""Reading assets (one by id, or a page of them newest first), and failing one with its reason."""
 
 from __future__ import annotations
 
-from allthethings.domain.assets import Asset, check_asset_id
+from allthethings.domain.assets import Asset, Status, check_asset_id
 from allthethings.domain.errors import InvalidInput, NotFound
 from allthethings.services import Deps
 
@@ -26,3 +26,12 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
 
 def list_assets(limit: int, cursor: str | None, deps: Deps) -> tuple[list[Asset], str | None]:
     return deps.store.list(limit, cursor or None)
+
+
+def fail_asset(asset_id: str, status: Status, reason: str, deps: Deps) -> bool:
+    """Move the asset to the error `status` with `reason` (what the user reads, and can retry);
+    whether it moved (an asset that has moved on stays where it is)."""
+    moved = deps.store.move(asset_id, status, error=reason[:1000])
+    if moved:
+        deps.metrics.count("assets_failed")
+    return moved

@@ -15,6 +15,7 @@ from allthethings.domain.assets import Asset, Status, check_asset_id
 from allthethings.domain.errors import NotFound
 from allthethings.ports import Pending
 from allthethings.services import Deps
+from allthethings.services.assets import fail_asset
 
 _WAITING = (Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
 
@@ -43,6 +44,7 @@ def request_embeddings(asset_id: str, deps: Deps, webhook_base: str | None) -> S
     texts = [c.text for c in deps.store.chunks(asset_id)]
     result = deps.embedder.submit(texts, webhook_url=webhook_url(deps, webhook_base, "embedding", asset_id))
     if isinstance(result, Pending):
+        deps.metrics.count("predictions_created")
         deps.store.move(asset_id, Status.GENERATING_EMBEDDINGS, prediction_id=result.prediction_id)
         return deps.store.get(asset_id).status
     return complete_embeddings(asset_id, result, deps).status
@@ -59,12 +61,13 @@ def complete_embeddings(asset_id: str, vectors: Sequence[Sequence[float]], deps:
         problem = f"the model returned vectors that are not {deps.embedder.dimensions}-dimensional"
     if problem:
         return fail_embeddings(asset_id, problem, deps)
-    deps.store.make_searchable(asset_id, vectors)
+    if deps.store.make_searchable(asset_id, vectors):
+        deps.metrics.count("assets_searchable")
     return _load(asset_id, deps)
 
 
 def fail_embeddings(asset_id: str, reason: str, deps: Deps) -> Asset:
-    deps.store.move(asset_id, Status.EMBEDDINGS_ERROR, error=reason[:1000])
+    fail_asset(asset_id, Status.EMBEDDINGS_ERROR, reason, deps)
     return _load(asset_id, deps)
 
 

@@ -16,6 +16,7 @@ from allthethings.domain.assets import Chunk, Kind, Status
 from allthethings.domain.chunking import chunk_text
 from allthethings.domain.errors import ExtractionFailed, NotFound
 from allthethings.services import Deps
+from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import chunk_window, request_embeddings
 from allthethings.services.transcription import request_transcription
 
@@ -37,7 +38,7 @@ def process_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None)
         try:
             chunks = _extract_chunks(asset_id, asset.staged_key, asset.content_type, asset.url, deps)
         except ExtractionFailed as exc:
-            deps.store.move(asset_id, Status.PROCESSING_ERROR, error=exc.message)
+            fail_asset(asset_id, Status.PROCESSING_ERROR, exc.message, deps)
             return Status.PROCESSING_ERROR
         title, chunks = chunks
         deps.store.put_chunks(asset_id, chunks)

@@ -9,6 +9,7 @@ query's embedding comes from a cache.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 
 from allthethings.domain.assets import Kind
@@ -78,6 +79,14 @@ def parse_request(params: Mapping[str, str], *, query_param: str = "q") -> Searc
 
 def search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
     """A page of results, best first, and the cursor of the next page (None on the last)."""
+    started = time.perf_counter()
+    try:
+        return _search(request, deps)
+    finally:
+        deps.metrics.latency("search_latency", time.perf_counter() - started)
+
+
+def _search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
     key = fingerprint(request.query, request.mode, request.search_filter)
     offset = page_offset(request.cursor, key)
     want = offset + request.limit + 1  # one more than the page, to know whether another follows
@@ -99,7 +108,8 @@ def search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
         result = {
             "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
                       "kind": asset.kind.value if asset.kind else None, "title": asset.title,
-                      "created_at": asset.created_at.isoformat()},
+                      "created_at": asset.created_at.isoformat(),
+                      **({"metadata": asset.metadata} if asset.metadata is not None else {})},
             "score": round(hit.score, 6),
             "snippet": hit.text,
             "highlights": [list(span) for span in highlights(hit.text, terms)],

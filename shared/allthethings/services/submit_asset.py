@@ -33,6 +33,9 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
             copy = twin.copied_to(url, size_bytes=fetched.size, content_type=decision.content_type)
             stored = deps.store.add_copy(copy, twin.id)
             if stored is not None:
+                if stored.id == copy.id:
+                    deps.metrics.count("assets_submitted")
+                    deps.metrics.count("assets_searchable")
                 return stored, stored.id == copy.id
         deps.blobs.put(key, fetched.body, decision.content_type)
 
@@ -52,4 +55,5 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         deps.store.delete(asset.id)
         deps.blobs.delete(key)
         raise
+    deps.metrics.count("assets_submitted")
     return asset, True

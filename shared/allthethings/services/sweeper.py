@@ -26,6 +26,7 @@ from allthethings.domain.assets import Asset, Status, now
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import PREDICTION_FINISHED
 from allthethings.services import Deps
+from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.transcription import apply_transcription_prediction
 
@@ -100,4 +101,4 @@ def _give_up(asset: Asset, deps: Deps, report: SweepReport) -> None:
 def _fail(asset: Asset, reason: str, deps: Deps) -> None:
     target = Status.PROCESSING_ERROR if asset.status in (Status.SUBMITTED, Status.PROCESSING) \
         else Status.EMBEDDINGS_ERROR
-    deps.store.move(asset.id, target, error=reason)
+    fail_asset(asset.id, target, reason, deps)

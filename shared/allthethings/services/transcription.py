@@ -13,6 +13,7 @@ from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id
 from allthethings.domain.chunking import chunk_segments
 from allthethings.domain.errors import NotFound
 from allthethings.services import Deps
+from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import chunk_window, request_embeddings, webhook_url
 
 # Long enough for a queued prediction to start; the object itself expires with the bucket's rule.
@@ -25,6 +26,7 @@ def request_transcription(asset: Asset, deps: Deps, webhook_base: str | None) ->
     deps.store.move(asset.id, Status.PROCESSING)
     audio_url = deps.blobs.presigned_url(asset.staged_key or "", PRESIGNED_URL_S)
     pending = deps.transcriber.submit(audio_url, webhook_url(deps, webhook_base, "audio", asset.id))
+    deps.metrics.count("predictions_created")
     deps.store.move(asset.id, Status.PROCESSING, prediction_id=pending.prediction_id)
     return deps.store.get(asset.id).status
 
@@ -41,18 +43,18 @@ def apply_transcription_prediction(asset_id: str, prediction: dict, deps: Deps,
     status = prediction.get("status")
     if status in ("failed", "canceled"):
         reason = prediction.get("error") or "no reason given"
-        deps.store.move(asset_id, Status.PROCESSING_ERROR, error=f"transcription {status}: {reason}"[:1000])
+        fail_asset(asset_id, Status.PROCESSING_ERROR, f"transcription {status}: {reason}", deps)
         return deps.store.get(asset_id)
     if status != "succeeded":
         return asset
     try:
         segments = deps.transcriber.segments_from_output(prediction.get("output"))
     except ValueError as exc:
-        deps.store.move(asset_id, Status.PROCESSING_ERROR, error=f"transcription output unusable: {exc}")
+        fail_asset(asset_id, Status.PROCESSING_ERROR, f"transcription output unusable: {exc}", deps)
         return deps.store.get(asset_id)
     timed = chunk_segments(segments, deps.tokenizer.spans, *chunk_window(deps))
     if not timed:
-        deps.store.move(asset_id, Status.PROCESSING_ERROR, error="no speech was found in the recording")
+        fail_asset(asset_id, Status.PROCESSING_ERROR, "no speech was found in the recording", deps)
         return deps.store.get(asset_id)
     deps.store.put_chunks(asset_id, [Chunk(asset_id, i, t.text, t.start_s, t.end_s) for i, t in enumerate(timed)])
     if deps.store.move(asset_id, Status.PROCESSED, chunk_count=len(timed), prediction_id=None):

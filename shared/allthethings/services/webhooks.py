@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 
-from allthethings.domain.assets import Asset
+from allthethings.domain.assets import Asset, Status
 from allthethings.domain.errors import NotFound
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
@@ -29,7 +30,8 @@ def receive_webhook(kind: str, asset_id: str, body: bytes, headers: Mapping[str,
     delivery_id = deps.verifier.verify(body, dict(headers))
     asset = get_asset(asset_id, deps)
     deps.webhooks.send({"kind": kind, "asset_id": asset.id, "delivery_id": delivery_id,
-                        "webhook_base": webhook_base, "body": body.decode("utf-8", errors="replace")})
+                        "webhook_base": webhook_base, "body": body.decode("utf-8", errors="replace"),
+                        "received_at": time.time()})
     return asset
 
 
@@ -42,9 +44,15 @@ def apply_webhook(message: dict, deps: Deps) -> Asset | None:
     if not isinstance(prediction, dict):
         raise ValueError("the webhook body is not a prediction object")
     try:
+        before = get_asset(message["asset_id"], deps).status
         if message["kind"] == "audio":
-            return apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
-        return apply_embedding_prediction(message["asset_id"], prediction, deps)
+            asset = apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
+        else:
+            asset = apply_embedding_prediction(message["asset_id"], prediction, deps)
     except NotFound:
         log.warning("asset %s no longer exists; dropping its %s webhook", message["asset_id"], message["kind"])
         return None
+    received_at = message.get("received_at")
+    if asset.status is Status.SEARCHABLE and before is not Status.SEARCHABLE and isinstance(received_at, float):
+        deps.metrics.latency("webhook_to_searchable", max(0.0, time.time() - received_at))
+    return asset

@@ -1,0 +1,46 @@
+"""Embeddings function: an OpenAI-compatible embeddings API. Trigger: HTTP API.
+
+Routes: POST /v1/embeddings {"input": str | [str], "model", "dimensions"?, "encoding_format"?:
+"float" | "base64", "user"?} -> {"object": "list", "data": [{"object": "embedding", "index",
+"embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}; GET /v1/models; GET
+/v1/models/{model}. The key goes in `Authorization: Bearer`, as OpenAI's clients send it.
+Errors take OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 for a bad
+parameter (named in `param`), 404 model_not_found for a model not served here.
+"""
+
+import json
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from allthethings import bootstrap, logs
+from allthethings.domain.errors import InvalidInput
+from allthethings.http import api
+from allthethings.services.embeddings_api import create_embeddings, get_model, list_models
+
+logger = logs.logger()
+app = api(logger, openai_errors=True)
+
+
+@app.post("/v1/embeddings")
+def embeddings() -> dict:
+    try:
+        body = json.loads(app.current_event.decoded_body or "")
+    except ValueError:
+        raise InvalidInput("the request body is not valid JSON") from None
+    return create_embeddings(body, bootstrap.deps())
+
+
+@app.get("/v1/models")
+def models() -> dict:
+    return list_models(bootstrap.deps())
+
+
+@app.get("/v1/models/<model>")
+def model(model: str) -> dict:
+    return get_model(model, bootstrap.deps())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logs.metrics_flushed
+def handler(event, context):
+    return app.resolve(event, context)
