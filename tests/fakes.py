@@ -22,6 +22,7 @@ from allthethings.ports import (
     Extractor,
     Fetched,
     Fetcher,
+    Metrics,
     Pending,
     Predictions,
     TaskQueue,
@@ -286,6 +287,24 @@ class FakePredictions(Predictions):
         return dict(self.predictions[prediction_id])
 
 
+class FakeMetrics(Metrics):
+    """Keeps what was recorded: counts summed by name, latencies listed by name."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.latencies: dict[str, list[float]] = {}
+        self.flushes = 0
+
+    def count(self, name, value=1):
+        self.counts[name] = self.counts.get(name, 0) + value
+
+    def latency(self, name, seconds):
+        self.latencies.setdefault(name, []).append(seconds)
+
+    def flush(self):
+        self.flushes += 1
+
+
 def fake_deps(**overrides) -> Deps:
     from allthethings.adapters.signatures import ReplicateVerifier
 
@@ -293,6 +312,7 @@ def fake_deps(**overrides) -> Deps:
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
                  transcriber=FakeTranscriber(), webhooks=FakeQueue(), predictions=FakePredictions(),
+                 metrics=FakeMetrics(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)
     return Deps(**parts)

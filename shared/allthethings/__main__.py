@@ -8,6 +8,12 @@
                                         stack (DIR/local-stack.json) back to its queue
     redrive --stack NAME                the same for a deployed stack (its CloudFormation outputs)
     redrive --from DLQ_URL --to URL     one explicit pair
+
+    index FILE.jsonl [--api URL] [--key KEY] [--batch N] [--restart]
+                                        send a JSONL file of documents ({"id"?, "title"?, "text",
+                                        "metadata"?} a line) to POST /api/documents with a progress
+                                        bar; interrupted, the same command carries on where it stopped.
+                                        Defaults: the running local stack and its key
 """
 
 from __future__ import annotations
@@ -42,6 +48,18 @@ def _pairs(args) -> list[tuple[str, str, str]]:
     return [(name, q["dead_letter_url"], q["url"]) for name, q in manifest["queues"].items()]
 
 
+def _local_url(data_dir: str) -> str:
+    manifest = Path(data_dir) / "local-stack.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())["url"]
+    return "http://127.0.0.1:8000"
+
+
+def _local_key(data_dir: str) -> str | None:
+    key_file = Path(data_dir) / "api-key"
+    return key_file.read_text().strip() if key_file.exists() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m allthethings")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,7 +70,28 @@ def main(argv: list[str] | None = None) -> int:
     redrive.add_argument("--to", dest="to_url", help="the queue URL to move its messages to")
     indexes = sub.add_parser("indexes", help="create or update the store's indexes and wait until queryable")
     indexes.add_argument("--wait", type=float, default=600, help="seconds to wait for the search indexes")
+    index = sub.add_parser("index", help="send a JSONL file of documents to POST /api/documents")
+    index.add_argument("file", help="one JSON document a line: {\"id\"?, \"title\"?, \"text\", \"metadata\"?}")
+    index.add_argument("--api", default=None, help="the API's base URL (default: ALLTHETHINGS_API_URL, else the "
+                                                   "local stack of --data-dir)")
+    index.add_argument("--key", default=None, help="an API key (default: ALLTHETHINGS_API_KEY, else the local "
+                                                   "stack's generated key)")
+    index.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"))
+    index.add_argument("--batch", type=int, default=100, help="documents per request (at most the API's "
+                                                              "MAX_DOCUMENTS_PER_REQUEST)")
+    index.add_argument("--in-flight", type=int, default=2, help="requests under way at once")
+    index.add_argument("--restart", action="store_true", help="ignore the saved progress and start from the top")
+    index.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+
+    if args.command == "index":
+        from allthethings import indexer
+
+        args.api = args.api or os.environ.get("ALLTHETHINGS_API_URL") or _local_url(args.data_dir)
+        args.key = args.key or os.environ.get("ALLTHETHINGS_API_KEY") or _local_key(args.data_dir)
+        if args.batch < 1 or args.in_flight < 1:
+            raise SystemExit("--batch and --in-flight must be at least 1")
+        return indexer.main(args)
 
     if args.command == "indexes":
         from allthethings import bootstrap

@@ -198,3 +198,11 @@ def test_no_secret_ever_reaches_a_log_line(deps, monkeypatch):
     for value in (token, KEY, "hunter2-pa55"):
         assert value not in out
     assert logs.REDACTED in out
+
+
+def test_the_pages_let_through_to_sign_in_are_exactly_the_templates_html_routes():
+    from allthethings.services.access import PAGE_ROUTES
+
+    routes = {r.key for f in TEMPLATE.functions.values() for r in f.routes}
+    html = {k for k in routes if not k.split(" ")[1].startswith(("/api/", "/webhooks/", "/v1/"))}
+    assert PAGE_ROUTES == html - {"POST /session", "POST /signout"}

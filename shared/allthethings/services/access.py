@@ -100,9 +100,14 @@ class Decision:
     page: bool  # an HTML page: let through, marked, instead of refused
 
 
+# The HTML pages, named one by one: a route added later is an API route, refused without a key,
+# unless it is listed here (fail closed: /v1/embeddings once slipped through a "not /api/" rule).
+PAGE_ROUTES = frozenset({"GET /", "POST /process", "POST /assets/{id}/{action}", "GET /search"})
+
+
 def is_page(route_key: str) -> bool:
     """An HTML page (let through to ask for a key) rather than an API route (refused)."""
-    return not route_key.partition(" ")[2].startswith("/api/")
+    return route_key in PAGE_ROUTES
 
 
 def decide(route_key: str, key_name: str | None, search_access: str) -> Decision:

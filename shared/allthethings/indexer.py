@@ -1,0 +1,199 @@
+"""`python -m allthethings index FILE.jsonl`: stream a large JSONL file of documents into POST /api/documents.
+
+One document per line, `{"id"?, "title"?, "text", "metadata"?}`. Lines are checked here with the
+same rules the API applies, so one bad line is reported (with its number) and skipped instead of
+failing the batch it would have joined. Batches go out a few at a time; the byte offset after
+the last batch the API has acknowledged, with every batch before it, is written to a progress
+file after each one, so an interrupted run started again carries on from there (and, ingestion
+being idempotent on id, a batch sent twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from allthethings.domain.documents import parse_document
+from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
+
+
+@dataclasses.dataclass
+class Totals:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def add(self, results: list[dict]) -> None:
+        for result in results:
+            setattr(self, result["result"], getattr(self, result["result"]) + 1)
+
+    @property
+    def sent(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+def _batches(path: Path, start: int, batch: int, max_chars: int, totals: Totals,
+             report) -> Iterator[tuple[list[dict], int]]:
+    """(documents, byte offset after them) from `start`; bad lines are reported and skipped."""
+    documents: list[dict] = []
+    with open(path, "rb") as f:
+        f.seek(start)
+        line_no = _line_number(path, start)
+        for raw in iter(f.readline, b""):
+            line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw)
+                parse_document(item, max_chars)
+            except (ValueError, InvalidInput) as exc:
+                totals.rejected += 1
+                report(f"line {line_no}: {getattr(exc, 'message', None) or f'not JSON ({exc})'}; skipped")
+                continue
+            documents.append(item)
+            if len(documents) == batch:
+                yield documents, f.tell()
+                documents = []
+        if documents:
+            yield documents, f.tell()
+
+
+def _line_number(path: Path, offset: int) -> int:
+    if offset == 0:
+        return 0
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n")
+
+
+class Progress:
+    """The resume point of one input file, kept beside it (FILE.progress)."""
+
+    def __init__(self, path: Path, source: Path):
+        self.path = path
+        self.source = source
+
+    def load(self) -> dict:
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        stat = self.source.stat()
+        if state.get("size") != stat.st_size or state.get("mtime") != stat.st_mtime:
+            return {}  # the file changed since: start over (idempotent ids make that safe)
+        return state
+
+    def save(self, offset: int, totals: Totals) -> None:
+        stat = self.source.stat()
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps({"offset": offset, "size": stat.st_size, "mtime": stat.st_mtime,
+                                   "totals": dataclasses.asdict(totals)}))
+        os.replace(tmp, self.path)  # never a half-written progress file
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _post(client, documents: list[dict]) -> list[dict]:
+    from allthethings.adapters.retrying import send
+
+    response = send(client, "POST", "/api/documents", service="the API", attempts=6, backoff_s=1.0,
+                    timeout_s=120.0, json={"documents": documents})
+    if response.status_code != 202:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        raise InvalidInput(f"the API refused a batch: HTTP {response.status_code}: {message}")
+    return response.json()["documents"]
+
+
+def index_file(path: Path, *, api_url: str, api_key: str | None, batch: int = 100, in_flight: int = 2,
+               max_chars: int = 1_000_000, restart: bool = False, show_progress: bool = True,
+               report=lambda line: print(line, file=sys.stderr)) -> Totals:
+    """Send every document of `path`; return the totals. Raises UpstreamUnavailable or InvalidInput
+    when the API cannot take a batch (the progress file keeps the place for the next run)."""
+    import httpx
+
+    progress = Progress(path.with_name(path.name + ".progress"), path)
+    state = {} if restart else progress.load()
+    offset = state.get("offset", 0)
+    totals = Totals(**state.get("totals", {}))
+    if offset:
+        report(f"resuming {path} at byte {offset:,} ({totals.sent:,} documents sent before)")
+    size = path.stat().st_size
+    bar = _bar(size, offset, show_progress)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.monotonic()
+    with httpx.Client(base_url=api_url.rstrip("/"), headers=headers) as client, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=in_flight) as pool:
+        pending: collections.deque = collections.deque()
+
+        def settle_oldest() -> None:
+            nonlocal offset
+            future, end = pending.popleft()
+            totals.add(future.result())
+            progress.save(end, totals)
+            bar.update(end - offset)
+            bar.set_postfix(documents=totals.sent, rejected=totals.rejected, refresh=False)
+            offset = end
+
+        try:
+            for documents, end in _batches(path, offset, batch, max_chars, totals, report):
+                pending.append((pool.submit(_post, client, documents), end))
+                if len(pending) >= in_flight:
+                    settle_oldest()
+            while pending:
+                settle_oldest()
+        except BaseException:
+            for future, _ in pending:
+                future.cancel()
+            raise
+        finally:
+            bar.close()
+    progress.clear()
+    elapsed = time.monotonic() - started
+    report(f"done: {totals.created:,} created, {totals.updated:,} updated, {totals.unchanged:,} unchanged, "
+           f"{totals.rejected:,} rejected lines in {elapsed:.1f} s")
+    return totals
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, initial: int, show: bool):
+    if not show:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc="indexing", file=sys.stderr)
+
+
+def main(args) -> int:
+    try:
+        index_file(Path(args.file), api_url=args.api, api_key=args.key, batch=args.batch, in_flight=args.in_flight,
+                   restart=args.restart, show_progress=not args.quiet)
+    except (InvalidInput, UpstreamUnavailable) as exc:
+        print(f"stopped: {exc.message}; run the same command again to carry on", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to carry on", file=sys.stderr)
+        return 130
+    return 0
