@@ -70,3 +70,40 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+
+
+def sts_sentences() -> list[str]:
+    """Every STS Benchmark dev sentence, first and second of each pair in turn (3,000, some repeated)."""
+    return [s for row in sts_rows() for s in (row["s1"], row["s2"])]
+
+
+def start_stack(data_dir: Path, **env):
+    """The local stack as `make run` starts it (tests/e2e's RunningStack), with an API key of the
+    benchmark's own (`API_KEYS=bench=...`) sent as `Authorization: Bearer`, as OpenAI's clients send it."""
+    import secrets
+
+    from tests.e2e.conftest import RunningStack
+
+    key = "bench_" + secrets.token_urlsafe(24)
+    stack = RunningStack(data_dir, API_KEYS=f"bench={key}", **env)
+    stack.api_key = key
+    stack.auth = {"Authorization": f"Bearer {key}"}
+    stack.http.headers.pop("x-api-key", None)
+    stack.http.headers.update(stack.auth)
+    return stack
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition (`GET /metrics`), by name with any labels."""
+    import httpx
+
+    samples = {}
+    for line in httpx.get(url, timeout=30).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def load_average() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
