@@ -117,7 +117,7 @@ def sts_equality(args, client, direct) -> list[dict]:
     sentences = [s for r in rows for s in (r["s1"], r["s2"])]
     results = []
     for name in args.models:
-        def api(encoding: str | None) -> np.ndarray:
+        def api(encoding: str | None, name: str = name) -> np.ndarray:
             vectors = []
             for batch in batched(sentences, args.sts_batch):
                 kwargs = {"encoding_format": encoding} if encoding else {}
