@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import load_average, machine, scrape, start_stack, sts_sentences  # noqa: E402
+from bench.common import load_average, machine, process_tree_cpu, scrape, start_stack, sts_sentences  # noqa: E402
 
 SEARCHABLE = "allthethings_assets_searchable_total"
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="documents per POST /api/documents (the CLI's default)")
     parser.add_argument("--in-flight", type=int, default=2, help="requests in flight (the CLI's default)")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the stack process here")
     args = parser.parse_args()
 
     import torch
@@ -95,6 +98,14 @@ def main() -> None:
                                            report=lambda line: print(line, file=sys.stderr))
             sent_at["s"] = time.perf_counter() - started
 
+        profiler = None
+        if args.profile:  # sampled stacks of the stack process for the timed window (py-spy, collapsed format)
+            spy = Path(sys.executable).with_name("py-spy")
+            profiler = subprocess.Popen(
+                [str(spy) if spy.exists() else "py-spy", "record", "--pid", str(stack.process.pid), "--rate", "50",
+                 "--format", "raw", "--output", args.profile, "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu_before, bench_cpu = process_tree_cpu(stack.process.pid), time.process_time()
         started = time.perf_counter()
         sender = threading.Thread(target=send)
         sender.start()
@@ -106,7 +117,13 @@ def main() -> None:
             samples = scrape(metrics_url)
             searchable = samples.get(SEARCHABLE, 0)
         ingest_s = time.perf_counter() - started
+        cpu_after, bench_cpu = process_tree_cpu(stack.process.pid), time.process_time() - bench_cpu
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         sender.join()
+        cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0), 1) for name in cpu_after}
+        cpu["bench_process (CLI client, polling)"] = round(bench_cpu, 1)
         totals = sent_at["totals"]
 
         assets = listing(stack)
@@ -146,6 +163,7 @@ def main() -> None:
         "all_sent_after_s": round(sent_at["s"], 1),
         "all_searchable_after_s": round(ingest_s, 1),
         "ingest_docs_per_s": round(args.docs / ingest_s, 1),
+        "cpu_s_during_ingest": cpu,
         "direct_s": round(direct_s, 1),
         "direct_docs_per_s": round(args.docs / direct_s, 1),
         "ratio": round(direct_s / ingest_s, 3),

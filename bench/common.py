@@ -107,3 +107,30 @@ def scrape(url: str) -> dict[str, float]:
 
 def load_average() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process and each of its children (the stack and its AWS emulator), by command."""
+    import os
+
+    found = {"stack": cpu_seconds(pid)}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+                    found["aws_emulator" if "moto" in command else f"child {entry}"] = cpu_seconds(int(entry))
+            except (OSError, ValueError):
+                pass
+    return found

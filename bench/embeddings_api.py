@@ -31,7 +31,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import load_average, machine, scrape, start_stack, sts_rows, sts_sentences  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    load_average,
+    machine,
+    scrape,
+    start_stack,
+    sts_rows,
+    sts_sentences,
+)
 
 MODELS = ("all-MiniLM-L6-v2", "all-mpnet-base-v2")
 MODEL_SECONDS = "allthethings_embeddings_latency_seconds"
@@ -59,14 +67,16 @@ def throughput(args, stack, client, direct) -> list[dict]:
 
     def run_api(name: str, batches: list[list[str]]) -> dict:
         before = model_seconds(metrics_url)
+        stack_cpu, client_cpu = cpu_seconds(stack.process.pid), time.process_time()
         started = time.perf_counter()
         for batch in batches:
             response = client.embeddings.create(input=batch, model=name)
             assert len(response.data) == len(batch)
         elapsed = time.perf_counter() - started
+        stack_cpu, client_cpu = cpu_seconds(stack.process.pid) - stack_cpu, time.process_time() - client_cpu
         after = model_seconds(metrics_url)
         assert after[1] - before[1] == len(batches), "the stack's model histogram missed requests"
-        return {"s": elapsed, "model_s": after[0] - before[0]}
+        return {"s": elapsed, "model_s": after[0] - before[0], "stack_cpu_s": stack_cpu, "client_cpu_s": client_cpu}
 
     for name in args.models:  # warm-up: both sides, every batch size (the stack loads its model here)
         for size in args.batches:
@@ -93,6 +103,8 @@ def throughput(args, stack, client, direct) -> list[dict]:
         direct_s = statistics.median(r["s"] for r in sides["direct"])
         api_s = statistics.median(r["s"] for r in sides["api"])
         model_s = statistics.median(r["model_s"] for r in sides["api"])
+        stack_cpu = statistics.median(r["stack_cpu_s"] for r in sides["api"])
+        client_cpu = statistics.median(r["client_cpu_s"] for r in sides["api"])
         requests = len(batched(sentences, size))
         rows.append({
             "model": name, "batch": size, "sentences": len(sentences), "requests": requests,
@@ -104,6 +116,8 @@ def throughput(args, stack, client, direct) -> list[dict]:
             "stack_model_ms_per_request": round(model_s / requests * 1000, 2),
             "outside_model_ms_per_request": round((api_s - model_s) / requests * 1000, 2),
             "direct_ms_per_batch": round(direct_s / requests * 1000, 2),
+            "stack_cpu_ms_per_request": round(stack_cpu / requests * 1000, 2),
+            "client_cpu_ms_per_request": round(client_cpu / requests * 1000, 2),
             **({"goal": f">= {args.goal}", "goal_met": direct_s / api_s >= args.goal} if size == 32 else {}),
         })
     return rows

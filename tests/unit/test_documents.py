@@ -171,3 +171,18 @@ def test_the_http_route_answers_202_with_a_status_per_document_in_order(deps):
 def test_a_document_id_is_kept_apart_from_urls_and_other_ids():
     assert Document(id="a/b?c", text="t").url == "document:a%2Fb%3Fc"
     assert Document(id="a", text="t").digest != Document(id="a", text="t", title="T").digest
+
+
+def test_a_document_left_half_stored_by_a_dead_request_fails_visibly_and_can_be_sent_again(deps):
+    from datetime import timedelta
+
+    from allthethings.domain.assets import Asset, Kind, now
+    from allthethings.services.process_asset import process_asset
+
+    stale = now() - timedelta(minutes=10)
+    deps.store.add(Asset(id="d" * 32, url="document:a", status=Status.PROCESSING, created_at=stale,
+                         updated_at=stale, kind=Kind.TEXT, sha256=Document(id="a", text="The tide.").digest))
+    assert process_asset("d" * 32, deps) is Status.PROCESSING_ERROR  # what the sweeper's message leads to
+    assert "send the document again" in deps.store.get("d" * 32).error
+    (again,) = ingest_documents({"documents": [{"id": "a", "text": "The tide."}]}, deps)
+    assert again.result == "updated" and again.asset.status is Status.PROCESSED

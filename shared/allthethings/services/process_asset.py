@@ -14,6 +14,7 @@ import logging
 
 from allthethings.domain.assets import Chunk, Kind, Status
 from allthethings.domain.chunking import chunk_text
+from allthethings.domain.documents import SCHEME as DOCUMENT_SCHEME
 from allthethings.domain.errors import ExtractionFailed, NotFound
 from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
@@ -53,6 +54,9 @@ def process_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None)
 
 def _extract_chunks(asset_id: str, key: str | None, content_type: str | None, url: str,
                     deps: Deps) -> tuple[str | None, list[Chunk]]:
+    if url.startswith(DOCUMENT_SCHEME):
+        raise ExtractionFailed("the request that sent this document failed before its chunks were stored: "
+                               "send the document again")
     if not key or not content_type:
         raise ExtractionFailed("the asset has no staged body")
     try:
