@@ -113,8 +113,8 @@ def main() -> None:
         while searchable < args.docs:
             if time.perf_counter() - started > args.timeout:
                 raise RuntimeError(f"only {searchable} of {args.docs} searchable after {args.timeout} s")
-            time.sleep(0.25)
-            samples = scrape(metrics_url)
+            time.sleep(0.5)
+            samples = scrape(metrics_url, stack.http)
             searchable = samples.get(SEARCHABLE, 0)
         ingest_s = time.perf_counter() - started
         cpu_after, bench_cpu = process_tree_cpu(stack.process.pid), time.process_time() - bench_cpu

@@ -93,12 +93,12 @@ def start_stack(data_dir: Path, **env):
     return stack
 
 
-def scrape(url: str) -> dict[str, float]:
+def scrape(url: str, client=None) -> dict[str, float]:
     """The samples of a Prometheus text exposition (`GET /metrics`), by name with any labels."""
     import httpx
 
     samples = {}
-    for line in httpx.get(url, timeout=30).text.splitlines():
+    for line in (client or httpx).get(url, timeout=30).text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)

@@ -49,8 +49,8 @@ def batched(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def model_seconds(metrics_url: str) -> tuple[float, float]:
-    samples = scrape(metrics_url)
+def model_seconds(metrics_url: str, client) -> tuple[float, float]:
+    samples = scrape(metrics_url, client)
     return samples.get(f"{MODEL_SECONDS}_sum", 0.0), samples.get(f"{MODEL_SECONDS}_count", 0.0)
 
 
@@ -66,7 +66,7 @@ def throughput(args, stack, client, direct) -> list[dict]:
         return {"s": time.perf_counter() - started}
 
     def run_api(name: str, batches: list[list[str]]) -> dict:
-        before = model_seconds(metrics_url)
+        before = model_seconds(metrics_url, stack.http)
         stack_cpu, client_cpu = cpu_seconds(stack.process.pid), time.process_time()
         started = time.perf_counter()
         for batch in batches:
@@ -74,7 +74,7 @@ def throughput(args, stack, client, direct) -> list[dict]:
             assert len(response.data) == len(batch)
         elapsed = time.perf_counter() - started
         stack_cpu, client_cpu = cpu_seconds(stack.process.pid) - stack_cpu, time.process_time() - client_cpu
-        after = model_seconds(metrics_url)
+        after = model_seconds(metrics_url, stack.http)
         assert after[1] - before[1] == len(batches), "the stack's model histogram missed requests"
         return {"s": elapsed, "model_s": after[0] - before[0], "stack_cpu_s": stack_cpu, "client_cpu_s": client_cpu}
 

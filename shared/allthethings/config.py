@@ -190,9 +190,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for model in settings.models_served:
         if model not in CATALOG:
             raise ValueError(f"EMBEDDING_MODEL and SERVED_MODELS must be among {sorted(CATALOG)}, not {model!r}")
-        if settings.embedder == "local" and not CATALOG[model].local:
+        if settings.embedder in ("local", "replicate") and not CATALOG[model].local:
             local = sorted(name for name, spec in CATALOG.items() if spec.local)
-            raise ValueError(f"{model} has no embedded weights: with EMBEDDER_BACKEND=local use one of {local}")
+            raise ValueError(f"{model} is not a sentence-transformers model: with EMBEDDER_BACKEND={settings.embedder} "
+                             f"use one of {local}, or EMBEDDER_BACKEND=openai with an upstream that serves it")
     if settings.embedder != "local" and settings.served_models not in ((), (settings.embedding_model,)):
         raise ValueError("SERVED_MODELS can add models only with EMBEDDER_BACKEND=local; a remote backend "
                          "serves EMBEDDING_MODEL")

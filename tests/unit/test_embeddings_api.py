@@ -180,3 +180,42 @@ def test_the_request_rules_hold_without_the_http_layer():
     assert check_dimensions(CATALOG["nomic-embed-text-v1.5"], 256) == 256
     assert check_dimensions(CATALOG[MINILM], None) is None
     assert encode_base64([1.0, -0.5]) == base64.b64encode(struct.pack("<2f", 1.0, -0.5)).decode()
+
+
+def test_the_query_cache_keeps_the_backends_nature_and_its_token_counts():
+    from allthethings.adapters.cache import CachingEmbedder
+
+    upstream = CatalogFake("text-embedding-3-small", reports=7)
+    upstream.asynchronous = True
+    cached = CachingEmbedder(upstream)
+    assert cached.asynchronous is True, "documents must still go by webhook behind the cache"
+    assert cached.embed_counted(["one query"])[1] == 7
+    assert cached.embed_counted(["one query"]) == ([word_vector("one query", 1536)], 7)
+    assert len(upstream.calls) == 1, "the second came from the cache, with its count"
+    assert cached.embed_counted(["a", "b"])[1] == 7, "batches pass through"
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"EMBEDDER_BACKEND": "replicate", "EMBEDDING_MODEL": "text-embedding-3-small"}, "not a sentence-transformers"),
+    ({"EMBEDDER_BACKEND": "openai", "EMBEDDING_MODEL": "bge-small-en-v1.5"}, "EMBEDDINGS_UPSTREAM_URL"),
+    ({"EMBEDDER_BACKEND": "openai", "EMBEDDINGS_UPSTREAM_URL": "http://tei/v1",
+      "SERVED_MODELS": "all-MiniLM-L6-v2,all-mpnet-base-v2"}, "only with EMBEDDER_BACKEND=local"),
+    ({"SERVED_MODELS": "all-MiniLM-L6-v2,text-embedding-3-large"}, "not a sentence-transformers"),
+    ({"SERVED_MODELS": "gpt-4"}, "must be among"),
+    ({"EMBEDDINGS_MAX_INPUTS": "0"}, "EMBEDDINGS_MAX_INPUTS must be a positive number"),
+    ({"METRICS_BACKEND": "statsd"}, "METRICS_BACKEND must be"),
+])
+def test_backend_settings_that_cannot_work_are_refused_at_start(env, words):
+    from allthethings.config import load_settings
+
+    with pytest.raises(ValueError, match=words):
+        load_settings(env)
+
+
+def test_an_upstream_backend_serves_its_catalog_model():
+    from allthethings.config import load_settings
+
+    settings = load_settings({"EMBEDDER_BACKEND": "openai", "EMBEDDINGS_UPSTREAM_URL": "http://tei:8080/v1/",
+                              "EMBEDDING_MODEL": "bge-small-en-v1.5"})
+    assert settings.upstream_url == "http://tei:8080/v1" and settings.dimensions == 384
+    assert settings.models_served == ("bge-small-en-v1.5",)
