@@ -231,3 +231,40 @@ def test_a_page_of_only_a_menu_and_scripts_yields_the_menu_without_the_scripts(e
 def test_html_without_visible_text_raises_extraction_failed(body, extractor):
     with pytest.raises(ExtractionFailed):
         extractor.extract(body, "text/html", "https://example.org/empty")
+
+
+_FRESH_THREADS = """
+import sys, threading
+from pathlib import Path
+import lxml.html, trafilatura.utils as tu
+from allthethings.adapters.extract import DocumentExtractor
+pages = [p.read_bytes() for p in sorted(Path(sys.argv[1]).glob("*/source.html"))]
+for _ in range(int(sys.argv[2])):
+    # As in a fresh process: trafilatura's shared parser with an empty dictionary, and new threads
+    # (the process function's asyncio.to_thread workers) extracting pages at the same moment.
+    tu.HTML_PARSER = lxml.html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8",
+                                          remove_comments=True, remove_pis=True)
+    barrier = threading.Barrier(3)
+    def work(i):
+        barrier.wait()
+        DocumentExtractor().extract(pages[i % len(pages)], "text/html", "http://x.test/")
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+print("ok")
+"""
+
+
+def test_pages_extracted_at_once_by_fresh_threads_do_not_corrupt_the_heap():
+    """Without each thread's own libxml2 dictionary this process died of heap corruption within
+    about 30 rounds, every time (glibc's "double free or corruption"; the local stack's rare crash)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _FRESH_THREADS, str(FIXTURES / "html"), "120"],
+                         capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "shared")})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

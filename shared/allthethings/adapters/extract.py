@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 
 from allthethings.domain.content import declared_charset
 from allthethings.domain.errors import ExtractionFailed
@@ -46,6 +47,27 @@ def decode_text(body: bytes, charset: str | None = None) -> str:
 
 
 
+_lxml_thread = threading.local()
+
+
+def _own_lxml_dictionary() -> None:
+    """Give this thread its own libxml2 string dictionary before trafilatura parses in it.
+
+    lxml gives a thread that has no dictionary yet the dictionary of the parser it first parses
+    with. trafilatura (and htmldate) parse with one module-level HTMLParser, so fresh threads (the
+    process function's asyncio.to_thread workers, new for every batch) came to share one
+    dictionary, which libxml2 does not lock: concurrent parses, deep copies and frees corrupted
+    the heap ("double free or corruption", about one local-stack start in eight). A first parse
+    with a private parser makes the thread's dictionary its own; later parses with the shared
+    parser use it.
+    """
+    if not getattr(_lxml_thread, "ready", False):
+        import lxml.html
+
+        lxml.html.fromstring("<p>.</p>", parser=lxml.html.HTMLParser())
+        _lxml_thread.ready = True
+
+
 def _tidy(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = re.sub(r"[ \t\f\v]+", " ", text)
@@ -69,6 +91,7 @@ class DocumentExtractor(Extractor):
     def _html(body: bytes, url: str) -> Extracted:
         import trafilatura
 
+        _own_lxml_dictionary()
         doc = trafilatura.bare_extraction(body, url=url, with_metadata=True, include_comments=False,
                                           include_tables=True, favor_precision=True)
         if doc is None or not (doc.text or "").strip():
