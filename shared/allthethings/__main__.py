@@ -61,6 +61,9 @@ def _local_key(data_dir: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     parser = argparse.ArgumentParser(prog="python -m allthethings")
     sub = parser.add_subparsers(dest="command", required=True)
     redrive = sub.add_parser("redrive", help="move dead-lettered messages back to their queues")

@@ -264,7 +264,7 @@ def test_pages_extracted_at_once_by_fresh_threads_do_not_corrupt_the_heap():
 
     from tests.conftest import REPO
 
-    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _FRESH_THREADS, str(FIXTURES / "html"), "120"],
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _FRESH_THREADS, str(FIXTURES / "html"), "60"],
                          capture_output=True, text=True, timeout=600, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO / "shared")})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

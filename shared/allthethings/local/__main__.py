@@ -20,9 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # A crash in native code (glibc has reported heap corruption, rarely, under concurrent load)
-    # then leaves every thread's Python stack in the log instead of one line.
+    # A crash in native code (lxml once corrupted the heap under concurrent extraction) leaves
+    # every thread's Python stack in the log instead of one line.
     faulthandler.enable()
+    # Started in the background by a non-interactive shell, a process inherits SIGINT ignored,
+    # and Ctrl-C (or a test harness's SIGINT) would not stop the stack.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from allthethings.local.stack import LocalStack
 
     stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host,
