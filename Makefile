@@ -23,7 +23,7 @@ export PYTHONPATH := $(CURDIR)/shared
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help run test test-unit lint build deploy invoke indexes redrive bench mpnet clean
+.PHONY: help run test test-unit lint build deploy invoke indexes redrive index bench mpnet clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ invoke: build ## sam local invoke FUNCTION with EVENT (needs Docker), e.g. make 
 
 indexes: $(VENV)/.local ## create or update the Atlas indexes (STORE_BACKEND=atlas MONGODB_URI=...) and wait until queryable
 	$(PY) -m allthethings indexes
+
+index: $(VENV)/.local ## send a JSONL file of documents to the running `make run` (FILE=notes.jsonl; resumes if interrupted)
+	@test -n "$(FILE)" || { echo "set FILE=path/to/documents.jsonl"; exit 1; }
+	$(PY) -m allthethings index $(FILE) --data-dir $(DATA_DIR)
 
 redrive: $(VENV)/.local ## move dead-lettered messages back to their queues (the running `make run`; STACK=name for a deployed one)
 	$(PY) -m allthethings redrive --data-dir $(DATA_DIR) $(if $(STACK),--stack $(STACK))
