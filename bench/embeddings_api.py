@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import statistics
 import sys
@@ -55,7 +56,7 @@ def model_seconds(metrics_url: str, client) -> tuple[float, float]:
 
 
 def throughput(args, stack, client, direct) -> list[dict]:
-    sentences = sts_sentences()[:args.sentences]
+    sentences = list(dict.fromkeys(sts_sentences()))[:args.sentences]  # no sentence twice in a pass
     metrics_url = f"{stack.url}/metrics"
 
     def run_direct(name: str, batches: list[list[str]]) -> dict:
@@ -123,6 +124,36 @@ def throughput(args, stack, client, direct) -> list[dict]:
     return rows
 
 
+def adapter_breakdown(args, direct) -> list[dict]:
+    """The stack's model adapter alone (LocalEmbedder: the call batcher, `.tolist()`), in this
+    process and without HTTP, against the same model called directly; alternating, median of 3."""
+    from allthethings.adapters.models import LocalEmbedder
+
+    sentences = list(dict.fromkeys(sts_sentences()))[:args.breakdown_sentences]
+    rows = []
+    for name in args.models:
+        adapter = LocalEmbedder(name, threads=args.threads)
+        adapter.embed(sentences[:8])
+        for size in (1, 32):
+            batches = batched(sentences, size)
+            times: dict[str, list[float]] = {"direct": [], "adapter": []}
+            for round_no in range(3):
+                sides = [("direct", functools.partial(direct[name].encode, normalize_embeddings=True)),
+                         ("adapter", adapter.embed)]
+                for side, call in (sides if round_no % 2 == 0 else sides[::-1]):
+                    started = time.perf_counter()
+                    for batch in batches:
+                        call(batch)
+                    times[side].append(time.perf_counter() - started)
+            direct_ms = statistics.median(times["direct"]) / len(batches) * 1000
+            adapter_ms = statistics.median(times["adapter"]) / len(batches) * 1000
+            rows.append({"model": name, "batch": size, "sentences": len(sentences),
+                         "direct_ms_per_batch": round(direct_ms, 2), "adapter_ms_per_batch": round(adapter_ms, 2),
+                         "adapter_overhead_ms": round(adapter_ms - direct_ms, 2)})
+            print(f"adapter {name} batch {size}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
 def sts_equality(args, client, direct) -> list[dict]:
     from scipy.stats import spearmanr
 
@@ -179,6 +210,9 @@ def main() -> None:
     parser.add_argument("--goal", type=float, default=0.8)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-sts", action="store_true")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the stack's model adapter (LocalEmbedder) in this process, without HTTP")
+    parser.add_argument("--breakdown-sentences", type=int, default=384)
     args = parser.parse_args()
 
     import openai
@@ -191,7 +225,10 @@ def main() -> None:
     load_at_start = load_average()
     work = Path(tempfile.mkdtemp(prefix="allthethings-bench-"))
     stack = start_stack(work / "stack", EMBEDDING_MODEL=args.models[0], SERVED_MODELS=",".join(args.models),
-                        MODEL_THREADS=str(args.threads))
+                        MODEL_THREADS=str(args.threads),
+                        # The index's model answers single texts from the search query cache; every
+                        # pass here repeats the same sentences, so the cache is off to time the model.
+                        QUERY_CACHE_TTL_S="0")
     try:
         client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.api_key, max_retries=0, timeout=600)
         served = [m.id for m in client.models.list().data]
@@ -201,6 +238,8 @@ def main() -> None:
                   "served_models": served}
         if not args.skip_throughput:
             report["throughput"] = throughput(args, stack, client, direct)
+        if args.breakdown:
+            report["adapter_without_http"] = adapter_breakdown(args, direct)
         if not args.skip_sts:
             report["sts_dev_spearman"] = sts_equality(args, client, direct)
         report["load_average_at_end"] = load_average()
