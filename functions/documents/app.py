@@ -8,13 +8,10 @@ comes back with every result). Idempotent on id: a document without one gets an 
 content. A bad document is a 400 naming every document at fault, and nothing is stored.
 """
 
-import json
-
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap, logs
-from allthethings.domain.errors import InvalidInput
-from allthethings.http import api, json_response, origin
+from allthethings.http import api, json_body, json_response, origin
 from allthethings.services.documents import ingest_documents
 
 logger = logs.logger()
@@ -23,11 +20,7 @@ app = api(logger)
 
 @app.post("/api/documents")
 def documents():
-    try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except ValueError:
-        raise InvalidInput("body: is not valid JSON") from None
-    results = ingest_documents(body, bootstrap.deps(), webhook_base=origin(app))
+    results = ingest_documents(json_body(app), bootstrap.deps(), webhook_base=origin(app))
     return json_response(202, {"documents": [r.to_public() for r in results]})
 
 

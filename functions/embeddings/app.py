@@ -8,13 +8,10 @@ Errors take OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 
 parameter (named in `param`), 404 model_not_found for a model not served here.
 """
 
-import json
-
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap, logs
-from allthethings.domain.errors import InvalidInput
-from allthethings.http import api
+from allthethings.http import api, json_body
 from allthethings.services.embeddings_api import create_embeddings, get_model, list_models
 
 logger = logs.logger()
@@ -23,11 +20,7 @@ app = api(logger, openai_errors=True)
 
 @app.post("/v1/embeddings")
 def embeddings() -> dict:
-    try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except ValueError:
-        raise InvalidInput("the request body is not valid JSON") from None
-    return create_embeddings(body, bootstrap.deps())
+    return create_embeddings(json_body(app), bootstrap.deps())
 
 
 @app.get("/v1/models")

@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from allthethings.domain.content import SizeLimits
 from allthethings.domain.embedding import CATALOG
 
-# name: (dimensions, maximum tokens per input including the special tokens)
-MODELS = {spec.name: (spec.dimensions, spec.max_tokens) for spec in CATALOG.values()}
-
 
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -113,7 +110,7 @@ class Settings:
 
     @property
     def dimensions(self) -> int:
-        return MODELS[self.model][0]
+        return CATALOG[self.model].dimensions
 
     @property
     def models_served(self) -> tuple[str, ...]:

@@ -123,6 +123,14 @@ def raw_body(app: APIGatewayHttpResolver) -> bytes:
     return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
 
 
+def json_body(app: APIGatewayHttpResolver) -> object:
+    """The request body parsed as JSON, whatever content type it was sent with; InvalidInput if it is not JSON."""
+    try:
+        return json.loads(app.current_event.decoded_body or "")
+    except ValueError:
+        raise errors.InvalidInput("body: is not valid JSON") from None
+
+
 def origin(app: APIGatewayHttpResolver) -> str:
     """The public origin this request came in on, for webhook URLs."""
     event = app.current_event

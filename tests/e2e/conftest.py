@@ -26,8 +26,8 @@ class RunningStack:
 
     def __init__(self, data_dir: Path, **env):
         _running.append(self)
-        self.api_key = "e2e_" + secrets.token_urlsafe(24)
-        env.setdefault("API_KEYS", f"e2e={self.api_key}")
+        env.setdefault("API_KEYS", f"e2e={'e2e_' + secrets.token_urlsafe(24)}")
+        self.api_key = env["API_KEYS"].split(",")[0].partition("=")[2]  # the first key given, or ours
         self.auth = {"x-api-key": self.api_key}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -15,8 +15,8 @@ import math
 import pytest
 
 from allthethings.adapters.atlas_store import AtlasStore, vector_index_definition, vector_search_pipeline
-from allthethings.config import MODELS
 from allthethings.domain.assets import ChunkHit, Status
+from allthethings.domain.embedding import CATALOG
 from allthethings.services.search import CHUNKS_PER_RESULT, MAX_CHUNKS, MAX_LIMIT
 from tests.integration.store_contract import DIMENSIONS, axis, make_asset
 
@@ -195,7 +195,7 @@ def test_our_pipeline_follows_the_documented_vector_search_syntax(limit):
     assert pipeline[0]["$vectorSearch"]["limit"] == limit
 
 
-@pytest.mark.parametrize("dimensions", sorted({DIMENSIONS, *(dims for dims, _ in MODELS.values())}))
+@pytest.mark.parametrize("dimensions", sorted({DIMENSIONS, *(spec.dimensions for spec in CATALOG.values())}))
 def test_our_index_definition_follows_the_documented_vector_search_syntax(dimensions):
     assert index_problems(vector_index_definition(dimensions)) == []
 

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from allthethings.config import MODELS
+from allthethings.domain.embedding import CATALOG
 from allthethings.ports import Embedder, Tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -155,7 +155,7 @@ class LocalEmbedder(Embedder):
         # emulator): by default it takes half the cores rather than all of them.
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self.model = model
-        self.dimensions, self.max_tokens = MODELS[model]
+        self.dimensions, self.max_tokens = CATALOG[model].dimensions, CATALOG[model].max_tokens
         self.batch_size = batch_size
         self._st = None
         self._lock = threading.Lock()

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from allthethings.adapters.retrying import send
-from allthethings.config import MODELS
 from allthethings.domain.chunking import Segment
+from allthethings.domain.embedding import CATALOG
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import PREDICTION_FINISHED, Embedder, Pending, Predictions, Transcriber
 
@@ -96,7 +96,7 @@ class ReplicateEmbedder(Embedder):
         self.client = client
         self.version = version
         self.model = model
-        self.dimensions, self.max_tokens = MODELS[model]
+        self.dimensions, self.max_tokens = CATALOG[model].dimensions, CATALOG[model].max_tokens
         self.deadline_s = deadline_s
         self.poll_s = poll_s
         self._clock = clock
