@@ -97,9 +97,10 @@ def test_submit_watch_search_and_open_a_result(browser, stack, fixture_server):
     browser.get(stack.url + "/")
     field = browser.find_element(By.NAME, "url")
     field.send_keys(url)
-    field.submit()
+    field.submit()  # returns once the form is sent, not when its answer (a redirect home) has loaded
+    wait_until(lambda: browser.execute_script("return document.readyState") == "complete"
+               and url in browser.page_source)
     assert browser.current_url.rstrip("/") == stack.url
-    assert url in browser.page_source
 
     def searchable_row():  # no reload: the page's script updates the status in place
         for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr"):
