@@ -3,13 +3,14 @@ simple responses, no identity source and no result caching, so it sees every req
 
 Runs before every route the template does not mark public, and answers
 {"isAuthorized": bool, "context": {"key": NAME, "signin": "required" | ""}}: the name of the
-API key presented (never the key), and whether a page should ask the browser to sign in.
-A refused API route gets API Gateway's 403. When the keys cannot be read, everything that
+API key presented (never the key), and whether the route must refuse the request itself (a
+page asks the browser to sign in; /v1 answers OpenAI's 401). Any other refused route gets API
+Gateway's 403. When the keys cannot be read, everything that
 needs one is refused (fail closed) and the reason is logged.
 """
 
 from allthethings import bootstrap, logs
-from allthethings.services.access import Decision, authorize, is_page
+from allthethings.services.access import Decision, authorize, refuses_itself
 
 logger = logs.logger()
 
@@ -21,8 +22,8 @@ def handler(event, context):
         decision = authorize(route, event.get("headers") or {}, event.get("cookies") or [], bootstrap.deps())
     except Exception:  # noqa: BLE001 - no key store, no entry; the reason is in the log
         logger.exception("API keys unavailable: refusing", extra={"route": route})
-        decision = Decision(allowed=False, key_name=None, page=is_page(route))
+        decision = Decision(allowed=False, key_name=None, refuses_itself=refuses_itself(route))
     if not decision.allowed:
         logger.info("no valid API key", extra={"route": route})
-    return {"isAuthorized": decision.allowed or decision.page,
+    return {"isAuthorized": decision.allowed or decision.refuses_itself,
             "context": {"key": decision.key_name or "", "signin": "" if decision.allowed else "required"}}

@@ -5,31 +5,42 @@ Routes: POST /v1/embeddings {"input": str | [str], "model", "dimensions"?, "enco
 "embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}; GET /v1/models; GET
 /v1/models/{model}. The key goes in `Authorization: Bearer`, as OpenAI's clients send it.
 Errors take OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 for a bad
-parameter (named in `param`), 404 model_not_found for a model not served here.
+parameter (named in `param`), 404 model_not_found for a model not served here, 401
+invalid_api_key without a valid key (the authorizer lets these routes through marked, so that
+OpenAI's clients get the answer they know, and every route checks the mark before anything else).
 """
 
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap, logs
-from allthethings.http import api, json_body
+from allthethings.domain.errors import Unauthorized
+from allthethings.http import api, json_body, needs_signin
 from allthethings.services.embeddings_api import create_embeddings, get_model, list_models
 
 logger = logs.logger()
 app = api(logger, openai_errors=True)
 
 
+def _require_key() -> None:
+    if needs_signin(app):
+        raise Unauthorized("no valid API key: send one of this deployment's keys as `Authorization: Bearer KEY`")
+
+
 @app.post("/v1/embeddings")
 def embeddings() -> dict:
+    _require_key()
     return create_embeddings(json_body(app), bootstrap.deps())
 
 
 @app.get("/v1/models")
 def models() -> dict:
+    _require_key()
     return list_models(bootstrap.deps())
 
 
 @app.get("/v1/models/<model>")
 def model(model: str) -> dict:
+    _require_key()
     return get_model(model, bootstrap.deps())
 
 

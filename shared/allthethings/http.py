@@ -45,6 +45,8 @@ def openai_error_response(status: int, code: str, message: str, param: str | Non
             {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(status, "api_error"))
     if status == 404 and param == "model":
         code = "model_not_found"
+    elif status == 401:
+        code = "invalid_api_key"
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(
         {"error": {"message": message, "type": kind, "param": param, "code": code, **extra}}))
 
@@ -150,8 +152,9 @@ def redirect(location: str, cookie: str | None = None) -> Response:
 
 
 def needs_signin(app: APIGatewayHttpResolver) -> bool:
-    """Whether the authorizer let this page through only to ask for a key. A request that did
-    not pass the authorizer at all (a misrouted template) is treated the same: fail closed."""
+    """Whether the authorizer let this request through without a valid key, for the route to
+    refuse it in its own words (a page asks for a key). A request that did not pass the
+    authorizer at all (a misrouted template) is treated the same: fail closed."""
     context = app.current_event.raw_event.get("requestContext", {}).get("authorizer", {}).get("lambda")
     return not context or context.get("signin") == "required"
 

@@ -40,10 +40,9 @@ def _errors(*statuses: int) -> dict:
 
 
 def _openai_errors(*statuses: int) -> dict:
-    why = {400: "A parameter is not valid; `param` names it.", 403: "No valid API key (API Gateway's answer).",
+    why = {400: "A parameter is not valid; `param` names it.", 401: "No valid API key (code invalid_api_key).",
            404: "The model is not served here (code model_not_found).", 503: "The model is unavailable; try again."}
-    return {str(s): _json({"type": "object", "properties": {"message": {"type": "string"}}} if s == 403
-                          else _ref("OpenAIError"), why[s]) for s in statuses}
+    return {str(s): _json(_ref("OpenAIError"), why[s]) for s in statuses}
 
 
 _ASSET_ID = {"name": "id", "in": "path", "required": True, "description": "The asset's id.",
@@ -205,15 +204,15 @@ def _paths(search_keyed: bool) -> dict:
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": _ref("EmbeddingRequest")}}},
             "responses": {"200": _json(_ref("EmbeddingList"), "One embedding per input, in order."),
-                          **_openai_errors(400, 403, 404, 503)}}},
+                          **_openai_errors(400, 401, 404, 503)}}},
         "/v1/models": {"get": {"summary": "The models served (OpenAI-compatible)", "tags": ["embeddings"],
                                "responses": {"200": _json(_ref("ModelList"), "Each with its vector size and "
                                                                              "input limit."),
-                                             **_openai_errors(403)}}},
+                                             **_openai_errors(401)}}},
         "/v1/models/{model}": {"get": {
             "summary": "One served model", "tags": ["embeddings"],
             "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json(_ref("Model"), "The model."), **_openai_errors(403, 404)}}},
+            "responses": {"200": _json(_ref("Model"), "The model."), **_openai_errors(401, 404)}}},
         "/api/openapi.json": {"get": {"summary": "This document", "tags": ["service"], "security": [],
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
         "/webhooks/audio/{id}": {"post": {**webhook, "summary": "Replicate: a transcription finished"}},

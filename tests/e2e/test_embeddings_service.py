@@ -76,8 +76,9 @@ def test_errors_reach_the_client_as_openais_exceptions(stack, client):
     with pytest.raises(openai.BadRequestError, match="at most 256 are accepted"):
         client.embeddings.create(input=["x"] * 257, model=MINILM)
     stranger = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="not-a-key-of-this-stack", max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.AuthenticationError) as refused:
         stranger.embeddings.create(input="x", model=MINILM)
+    assert refused.value.code == "invalid_api_key"
 
 
 def test_the_models_listing_names_the_index_model_with_its_limits(client):

@@ -162,7 +162,8 @@ def test_the_policy_opens_search_only_when_public():
     assert decide("GET /api/search", None, "public").allowed
     assert not decide("GET /api/search", None, "key").allowed
     assert not decide("POST /api/assets", None, "public").allowed
-    assert decide("GET /", None, "key").page and not decide("GET /api/assets", None, "key").page
+    assert decide("GET /", None, "key").refuses_itself and not decide("GET /api/assets", None, "key").refuses_itself
+    assert decide("POST /v1/embeddings", None, "key").refuses_itself
 
 
 def test_the_api_description_lists_exactly_the_json_routes_of_the_template(deps):
@@ -201,9 +202,41 @@ def test_no_secret_ever_reaches_a_log_line(deps, monkeypatch):
     assert logs.REDACTED in out
 
 
-def test_the_pages_let_through_to_sign_in_are_exactly_the_templates_html_routes():
-    from allthethings.services.access import PAGE_ROUTES
+def test_the_routes_let_through_to_refuse_themselves_are_exactly_the_html_and_openai_routes():
+    from allthethings.services.access import OPENAI_ROUTES, PAGE_ROUTES
 
     routes = {r.key for f in TEMPLATE.functions.values() for r in f.routes}
     html = {k for k in routes if not k.split(" ")[1].startswith(("/api/", "/webhooks/", "/v1/"))}
     assert html - {"POST /session", "POST /signout"} == PAGE_ROUTES
+    assert {k for k in routes if k.split(" ")[1].startswith("/v1/")} == OPENAI_ROUTES
+
+
+SELF_REFUSING = [
+    ("GET", "/", None),
+    ("POST", "/process", "url=http%3A%2F%2Fx.test%2Fa.txt"),
+    ("POST", f"/assets/{ASSET}/retry", None),
+    ("GET", "/search?query=lighthouse", None),
+    ("POST", "/v1/embeddings", json.dumps({"input": "lighthouse", "model": "all-MiniLM-L6-v2"})),
+    ("GET", "/v1/models", None),
+    ("GET", "/v1/models/all-MiniLM-L6-v2", None),
+]
+
+
+def test_the_requests_below_reach_every_route_let_through_without_a_key():
+    from allthethings.services.access import OPENAI_ROUTES, PAGE_ROUTES
+    from tests.unit.test_handlers import ROUTER
+
+    reached = {ROUTER.match(method, path.split("?")[0])[0].key for method, path, _ in SELF_REFUSING}
+    assert reached == PAGE_ROUTES | OPENAI_ROUTES
+
+
+@pytest.mark.parametrize("method,path,body", SELF_REFUSING)
+def test_every_route_let_through_without_a_key_refuses_it_itself(deps, method, path, body):
+    """The authorizer lets these through marked; the function must refuse (fail closed)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if path == "/process" else None
+    for key in (None, "wrong_" + "w" * 24):
+        status, answer = call(method, path, body, key=key, headers=headers)
+        assert status == 401, f"{method} {path} answered {status} without a valid key"
+        assert "Sign in" in answer if isinstance(answer, str) else answer["error"]["code"] == "invalid_api_key"
+    assert deps.store.get_by_url("http://x.test/a.txt") is None and deps.embedder.calls == []
+    assert call(method, path, body, headers=headers)[0] != 401, "with the key, the route answers"

@@ -165,9 +165,12 @@ def test_the_models_listing_gives_each_served_models_size_and_input_limit(served
 def test_without_a_key_the_embeddings_api_is_refused_before_the_model_runs(served):
     import json
 
-    status, _ = call("POST", "/v1/embeddings", json.dumps({"input": "x", "model": MINILM}), key=None)
-    assert status in (401, 403) and served.embedder.calls == []
-    assert call("GET", "/v1/models", key=None)[0] in (401, 403)
+    for key in (None, "wrong_" + "w" * 24):
+        status, body = call("POST", "/v1/embeddings", json.dumps({"input": "x", "model": MINILM}), key=key)
+        assert status == 401 and served.embedder.calls == []
+        assert body["error"]["code"] == "invalid_api_key" and "Authorization: Bearer" in body["error"]["message"]
+        assert call("GET", "/v1/models", key=key)[0] == 401
+        assert call("GET", f"/v1/models/{MINILM}", key=key)[0] == 401
 
 
 def test_the_request_rules_hold_without_the_http_layer():

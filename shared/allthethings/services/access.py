@@ -97,23 +97,29 @@ def presented_key(headers: Mapping[str, str], cookies: Iterable[str] = ()) -> st
 class Decision:
     allowed: bool
     key_name: str | None  # who called, when a valid key was presented
-    page: bool  # an HTML page: let through, marked, instead of refused
+    refuses_itself: bool  # let through without a key, marked, for the route to refuse in its own words
 
 
-# The HTML pages, named one by one: a route added later is an API route, refused without a key,
-# unless it is listed here (fail closed: /v1/embeddings once slipped through a "not /api/" rule).
+# The routes that refuse a request without a key in their own words, so API Gateway lets them
+# through marked: the HTML pages (they answer with the sign-in page) and the OpenAI-compatible
+# routes (they answer OpenAI's 401, which its clients raise as AuthenticationError). Named one by
+# one: a route added later is refused by the gateway unless it is listed here (fail closed:
+# /v1/embeddings once slipped through a "not /api/" rule).
 PAGE_ROUTES = frozenset({"GET /", "POST /process", "POST /assets/{id}/{action}", "GET /search"})
+OPENAI_ROUTES = frozenset({"POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model}"})
 
 
-def is_page(route_key: str) -> bool:
-    """An HTML page (let through to ask for a key) rather than an API route (refused)."""
-    return route_key in PAGE_ROUTES
+def refuses_itself(route_key: str) -> bool:
+    """Whether a route answers a request without a key itself (a page, an OpenAI-compatible route)
+    rather than being refused by the gateway."""
+    return route_key in PAGE_ROUTES or route_key in OPENAI_ROUTES
 
 
 def decide(route_key: str, key_name: str | None, search_access: str) -> Decision:
     """The access rule for one route (as the template writes it, e.g. "GET /api/assets/{id}")."""
     open_route = route_key in SEARCH_ROUTES and search_access == "public"
-    return Decision(allowed=open_route or key_name is not None, key_name=key_name, page=is_page(route_key))
+    return Decision(allowed=open_route or key_name is not None, key_name=key_name,
+                    refuses_itself=refuses_itself(route_key))
 
 
 def authorize(route_key: str, headers: Mapping[str, str], cookies: Iterable[str], deps: Deps) -> Decision:
