@@ -5,7 +5,8 @@ same rules the API applies, so one bad line is reported (with its number) and sk
 failing the batch it would have joined. Batches go out a few at a time; the byte offset after
 the last batch the API has acknowledged, with every batch before it, is written to a progress
 file after each one, so an interrupted run started again carries on from there (and, ingestion
-being idempotent on id, a batch sent twice changes nothing).
+being idempotent on id, a batch sent twice changes nothing). A file that only grew since resumes
+too; one changed before the resume point is sent again from the start.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -74,26 +76,43 @@ def _line_number(path: Path, offset: int) -> int:
 
 
 class Progress:
-    """The resume point of one input file, kept beside it (FILE.progress)."""
+    """The resume point of one input file, kept beside it (FILE.progress): the byte offset after the
+    last acknowledged batch, and the SHA-256 of the file up to there. A run resumes only if the file
+    still begins with those bytes, so lines appended since are picked up where the last run stopped,
+    and a file changed before that point is sent from the start (idempotent ids make that safe)."""
 
     def __init__(self, path: Path, source: Path):
         self.path = path
         self.source = source
+        self._digest, self._hashed = hashlib.sha256(), 0
+
+    def _digest_to(self, offset: int) -> str:
+        """The SHA-256 of the source's first `offset` bytes, extending the running digest (offsets only grow)."""
+        if offset < self._hashed:
+            self._digest, self._hashed = hashlib.sha256(), 0
+        with open(self.source, "rb") as f:
+            f.seek(self._hashed)
+            while self._hashed < offset:
+                block = f.read(min(offset - self._hashed, 1 << 20))
+                if not block:
+                    break  # the file is shorter than the offset: the digest will not match
+                self._digest.update(block)
+                self._hashed += len(block)
+        return self._digest.hexdigest()
 
     def load(self) -> dict:
         try:
             state = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        stat = self.source.stat()
-        if state.get("size") != stat.st_size or state.get("mtime") != stat.st_mtime:
-            return {}  # the file changed since: start over (idempotent ids make that safe)
+        offset = state.get("offset") if isinstance(state, dict) else None
+        if not isinstance(offset, int) or offset < 0 or self._digest_to(offset) != state.get("sha256"):
+            return {}  # the file changed before the resume point (or the state is not ours): start over
         return state
 
     def save(self, offset: int, totals: Totals) -> None:
-        stat = self.source.stat()
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"offset": offset, "size": stat.st_size, "mtime": stat.st_mtime,
+        tmp.write_text(json.dumps({"offset": offset, "sha256": self._digest_to(offset),
                                    "totals": dataclasses.asdict(totals)}))
         os.replace(tmp, self.path)  # never a half-written progress file
 
