@@ -5,8 +5,8 @@ Runs before every route the template does not mark public, and answers
 {"isAuthorized": bool, "context": {"key": NAME, "signin": "required" | ""}}: the name of the
 API key presented (never the key), and whether the route must refuse the request itself (a
 page asks the browser to sign in; /v1 answers OpenAI's 401). Any other refused route gets API
-Gateway's 403. When the keys cannot be read, everything that
-needs one is refused (fail closed) and the reason is logged.
+Gateway's 403. When the keys cannot be read, everything that needs one is refused (fail closed)
+and the reason is logged.
 """
 
 from allthethings import bootstrap, logs
