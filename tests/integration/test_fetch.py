@@ -289,7 +289,9 @@ def test_a_server_that_trickles_the_body_is_abandoned_within_a_few_timeouts(serv
     except UnreachableUrl:
         outcome = "unreachable"
     elapsed = time.monotonic() - started
-    assert outcome == "unreachable" and elapsed < 3.5, f"fetch {outcome} after {elapsed:.1f}s"
+    # Abandoned at the first byte after three timeouts (about 3.2 s), well before the trickle ends
+    # (about 5 s); the margin is for a busy CI machine.
+    assert outcome == "unreachable" and elapsed < 4.5, f"fetch {outcome} after {elapsed:.1f}s"
 
 
 # -- the connection goes where the check looked ------------------------------------------------
