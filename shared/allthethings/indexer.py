@@ -42,13 +42,21 @@ class Totals:
         return self.created + self.updated + self.unchanged
 
 
-def _batches(path: Path, start: int, batch: int, max_chars: int, totals: Totals,
-             report) -> Iterator[tuple[list[dict], int]]:
-    """(documents, byte offset after them) from `start`; bad lines are reported and skipped."""
+@dataclasses.dataclass
+class _Batch:
+    documents: list[dict]
+    end: int  # the byte offset after the batch's last line
+    line: int  # the number of that line
+    rejected: int  # bad lines skipped since the batch before
+
+
+def _batches(path: Path, start: int, line_no: int, batch: int, max_chars: int, report) -> Iterator[_Batch]:
+    """The documents from byte `start` (line `line_no`) in batches; bad lines are reported, skipped
+    and counted in the batch that follows them (a last batch may hold only rejections)."""
     documents: list[dict] = []
+    rejected = 0
     with open(path, "rb") as f:
         f.seek(start)
-        line_no = _line_number(path, start)
         for raw in iter(f.readline, b""):
             line_no += 1
             if not raw.strip():
@@ -57,22 +65,15 @@ def _batches(path: Path, start: int, batch: int, max_chars: int, totals: Totals,
                 item = json.loads(raw)
                 parse_document(item, max_chars)
             except (ValueError, InvalidInput) as exc:
-                totals.rejected += 1
+                rejected += 1
                 report(f"line {line_no}: {getattr(exc, 'message', None) or f'not JSON ({exc})'}; skipped")
                 continue
             documents.append(item)
             if len(documents) == batch:
-                yield documents, f.tell()
-                documents = []
-        if documents:
-            yield documents, f.tell()
-
-
-def _line_number(path: Path, offset: int) -> int:
-    if offset == 0:
-        return 0
-    with open(path, "rb") as f:
-        return f.read(offset).count(b"\n")
+                yield _Batch(documents, f.tell(), line_no, rejected)
+                documents, rejected = [], 0
+        if documents or rejected:
+            yield _Batch(documents, f.tell(), line_no, rejected)
 
 
 class Progress:
@@ -110,14 +111,20 @@ class Progress:
             return {}  # the file changed before the resume point (or the state is not ours): start over
         return state
 
-    def save(self, offset: int, totals: Totals) -> None:
+    def save(self, offset: int, line: int, totals: Totals) -> None:
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"offset": offset, "sha256": self._digest_to(offset),
+        tmp.write_text(json.dumps({"offset": offset, "line": line, "sha256": self._digest_to(offset),
                                    "totals": dataclasses.asdict(totals)}))
         os.replace(tmp, self.path)  # never a half-written progress file
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _answered(results: list[dict]) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(results)
+    return future
 
 
 def _post(client, documents: list[dict]) -> list[dict]:
@@ -157,16 +164,17 @@ def index_file(path: Path, *, api_url: str, api_key: str | None, batch: int = 10
 
         def settle_oldest() -> None:
             nonlocal offset
-            future, end = pending.popleft()
+            future, sent = pending.popleft()
             totals.add(future.result())
-            progress.save(end, totals)
-            bar.update(end - offset)
+            totals.rejected += sent.rejected
+            progress.save(sent.end, sent.line, totals)
+            bar.update(sent.end - offset)
             bar.set_postfix(documents=totals.sent, rejected=totals.rejected, refresh=False)
-            offset = end
+            offset = sent.end
 
         try:
-            for documents, end in _batches(path, offset, batch, max_chars, totals, report):
-                pending.append((pool.submit(_post, client, documents), end))
+            for sent in _batches(path, offset, state.get("line", 0), batch, max_chars, report):
+                pending.append((pool.submit(_post, client, sent.documents) if sent.documents else _answered([]), sent))
                 if len(pending) >= in_flight:
                     settle_oldest()
             while pending:

@@ -132,16 +132,14 @@ def check_dimensions(spec: ModelSpec, dimensions: int | None) -> int | None:
     return dimensions
 
 
-def shorten(vector: Sequence[float], dimensions: int) -> list[float]:
-    """The first `dimensions` components, re-normalised to unit length."""
-    head = list(vector[:dimensions])
-    norm = math.sqrt(sum(x * x for x in head))
-    return [x / norm for x in head] if norm > 0 else head
-
-
 def normalise(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(sum(x * x for x in vector))
     return [x / norm for x in vector] if norm > 0 else list(vector)
+
+
+def shorten(vector: Sequence[float], dimensions: int) -> list[float]:
+    """The first `dimensions` components, re-normalised to unit length."""
+    return normalise(vector[:dimensions])
 
 
 def encode_base64(vector: Sequence[float]) -> str:
