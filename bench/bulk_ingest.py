@@ -1,7 +1,7 @@
 """Bulk ingestion through POST /api/documents (the `python -m allthethings index` path) against the model alone.
 
 Writes N short documents (two STS Benchmark dev sentences each, one chunk, a unique id) to a
-JSONL file and sends it to a fresh local stack with `allthethings.indexer.index_file` (what the
+JSONL file and sends it to a fresh local stack with `devstack.indexer.index_file` (what the
 CLI runs: batches of 100, two in flight). The clock runs from the first request until the
 stack's `allthethings_assets_searchable_total` counter (GET /metrics) reaches N. The direct
 figure embeds the same N texts in this process with the same model and torch thread count
@@ -74,7 +74,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from allthethings.adapters.models import model_dir
-    from allthethings.indexer import index_file
+    from devstack.indexer import index_file
 
     torch.set_num_threads(args.threads)
     texts = documents(args.docs)

@@ -25,6 +25,7 @@ from allthethings.ports import (
     Metrics,
     Pending,
     Predictions,
+    Secrets,
     TaskQueue,
     Tokenizer,
     Transcriber,
@@ -305,6 +306,22 @@ class FakeMetrics(Metrics):
         self.flushes += 1
 
 
+class FakeSecrets(Secrets):
+    """Secrets given directly, or held in `stored` by parameter name (as SSM would hold them)."""
+
+    def __init__(self, stored: dict[str, str] | None = None):
+        self.stored = dict(stored or {})
+        self.read: list[str] = []
+
+    def get(self, value, param, what):
+        if value:
+            return value
+        if param and param in self.stored:
+            self.read.append(param)
+            return self.stored[param]
+        raise ValueError(f"{what} is not configured: set {what} or {what}_PARAM")
+
+
 def fake_deps(**overrides) -> Deps:
     from allthethings.adapters.signatures import ReplicateVerifier
 
@@ -312,7 +329,7 @@ def fake_deps(**overrides) -> Deps:
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
                  transcriber=FakeTranscriber(), webhooks=FakeQueue(), predictions=FakePredictions(),
-                 metrics=FakeMetrics(),
+                 metrics=FakeMetrics(), secrets=FakeSecrets(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)
     return Deps(**parts)

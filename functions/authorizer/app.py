@@ -9,7 +9,8 @@ Gateway's 403. When the keys cannot be read, everything that needs one is refuse
 and the reason is logged.
 """
 
-from allthethings import bootstrap, logs
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
 from allthethings.services.access import Decision, authorize, refuses_itself
 
 logger = logs.logger()

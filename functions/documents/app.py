@@ -10,8 +10,9 @@ content. A bad document is a 400 naming every document at fault, and nothing is 
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap, logs
-from allthethings.http import api, json_body, json_response, origin
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
+from allthethings.entrypoints.resolver import api, json_body, json_response, origin
 from allthethings.services.documents import ingest_documents
 
 logger = logs.logger()
@@ -25,6 +26,6 @@ def documents():
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

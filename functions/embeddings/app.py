@@ -12,9 +12,10 @@ OpenAI's clients get the answer they know, and every route checks the mark befor
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap, logs
+from allthethings import bootstrap
 from allthethings.domain.errors import Unauthorized
-from allthethings.http import api, json_body, needs_signin
+from allthethings.entrypoints import logs
+from allthethings.entrypoints.resolver import api, json_body, needs_signin
 from allthethings.services.embeddings_api import create_embeddings, get_model, list_models
 
 logger = logs.logger()
@@ -45,6 +46,6 @@ def model(model: str) -> dict:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

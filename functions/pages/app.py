@@ -12,9 +12,18 @@ from urllib.parse import parse_qs
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap, logs, openapi, web
+from allthethings import bootstrap
 from allthethings.domain.errors import DomainError
-from allthethings.http import api, html, needs_signin, origin, redirect, session_cookie, status_of
+from allthethings.entrypoints import html, logs, openapi
+from allthethings.entrypoints.resolver import (
+    api,
+    html_response,
+    needs_signin,
+    origin,
+    redirect,
+    session_cookie,
+    status_of,
+)
 from allthethings.services.access import configured_keys
 from allthethings.services.assets import list_assets
 from allthethings.services.lifecycle import delete_asset, retry_asset
@@ -30,8 +39,8 @@ def _form() -> dict[str, str]:
 
 def _home(status: int = 200, error: str | None = None) -> Response:
     if needs_signin(app):
-        return html(401, web.signin("/"))
-    return html(status, web.home(list_assets(50, None, bootstrap.deps())[0], error=error))
+        return html_response(401, html.signin("/"))
+    return html_response(status, html.home(list_assets(50, None, bootstrap.deps())[0], error=error))
 
 
 @app.get("/")
@@ -42,7 +51,7 @@ def home():
 @app.post("/process")
 def process_form():
     if needs_signin(app):
-        return html(401, web.signin("/"))
+        return html_response(401, html.signin("/"))
     try:
         submit_asset(_form().get("url", ""), bootstrap.deps(), webhook_base=origin(app))
     except DomainError as exc:
@@ -53,7 +62,7 @@ def process_form():
 @app.post("/assets/<asset_id>/<action>")
 def row_action(asset_id: str, action: str):
     if needs_signin(app):
-        return html(401, web.signin("/"))
+        return html_response(401, html.signin("/"))
     try:
         if action == "retry":
             retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app))
@@ -74,7 +83,7 @@ def sign_in():
         next_path = "/"
     key = form.get("key", "").strip()
     if configured_keys(bootstrap.deps()).name_of(key) is None:
-        return html(401, web.signin(next_path, error="That API key is not valid."))
+        return html_response(401, html.signin(next_path, error="That API key is not valid."))
     return redirect(next_path, cookie=session_cookie(app, key))
 
 
@@ -94,6 +103,6 @@ def docs():
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

@@ -14,7 +14,8 @@ import json
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from allthethings import bootstrap, logs
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
 from allthethings.services.documents import embed_documents
 from allthethings.services.process_asset import process_asset
 
@@ -35,7 +36,7 @@ async def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                           context=context)

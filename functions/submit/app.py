@@ -11,8 +11,9 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import BaseModel, ConfigDict
 
-from allthethings import bootstrap, logs
-from allthethings.http import api, json_response, origin
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
+from allthethings.entrypoints.resolver import api, json_response, origin
 from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
@@ -64,6 +65,6 @@ def delete(asset_id: str):
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return app.resolve(event, context)

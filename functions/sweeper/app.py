@@ -5,14 +5,15 @@ the prediction each waits on, and finishes, re-queues or fails them (services/sw
 says how). Returns the counts, which are also logged.
 """
 
-from allthethings import bootstrap, logs
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
 from allthethings.services.sweeper import sweep
 
 logger = logs.logger()
 
 
 @logger.inject_lambda_context
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     counts = sweep(bootstrap.deps()).counts()
     logger.info("swept", extra=counts)

@@ -8,8 +8,9 @@ queue and answered 202 at once; the webhook consumer applies it.
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from allthethings import bootstrap, logs
-from allthethings.http import api, json_response, origin, raw_body
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
+from allthethings.entrypoints.resolver import api, json_response, origin, raw_body
 from allthethings.services.webhooks import receive_webhook
 
 logger = logs.logger()

@@ -12,7 +12,8 @@ import json
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from allthethings import bootstrap, logs
+from allthethings import bootstrap
+from allthethings.entrypoints import logs
 from allthethings.services.webhooks import apply_webhook
 
 logger = logs.logger()
@@ -28,7 +29,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@logs.metrics_flushed
+@bootstrap.metrics_flushed
 def handler(event, context):
     return process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                     context=context)

@@ -6,10 +6,11 @@ Tests swap in fakes with `use(deps)`; nothing is built at import time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
-from allthethings.config import Settings, load_settings, secret
-from allthethings.ports import Embedder, Metrics, NoMetrics, ServedModel
+from allthethings.config import Settings, load_settings
+from allthethings.ports import Embedder, Metrics, NoMetrics, Secrets, ServedModel
 from allthethings.services import Deps
 
 _lock = threading.Lock()
@@ -23,6 +24,10 @@ def build(settings: Settings) -> Deps:
     from allthethings.adapters.extract import DocumentExtractor
     from allthethings.adapters.fetch import HttpFetcher
     from allthethings.adapters.models import packaged_tokenizer, tokenizer_of
+    from allthethings.adapters.secrets import ParameterStoreSecrets
+
+    secrets = ParameterStoreSecrets()
+    secret = secrets.get
 
     if settings.store == "atlas":
         from allthethings.adapters.atlas_store import AtlasStore
@@ -91,10 +96,11 @@ def build(settings: Settings) -> Deps:
         embedder=embedder,
         transcriber=transcriber,
         webhooks=SqsQueue(settings.webhook_queue_url or ""),
-        verifier=_verifier(settings),
+        verifier=_verifier(settings, secrets),
         predictions=ReplicatePredictions(replicate),
         metrics=_metrics(settings),
         served=served,
+        secrets=secrets,
     )
 
 
@@ -110,14 +116,14 @@ def _metrics(settings: Settings) -> Metrics:
     return NoMetrics()
 
 
-def _verifier(settings: Settings):
+def _verifier(settings: Settings, secrets: Secrets):
     """The configured webhook signature check; its secret is read on first use, not at start."""
     from allthethings.adapters.signatures import HookdeckVerifier, ReplicateVerifier
     from allthethings.ports import WebhookVerifier
 
     def optional(value, param, what):
         try:
-            return secret(value, param, what)
+            return secrets.get(value, param, what)
         except ValueError:
             return None  # verification then refuses every delivery, with a clear message
 
@@ -137,11 +143,6 @@ def _verifier(settings: Settings):
             return self._real.verify(body, headers)
 
     return Lazy()
-
-
-def built() -> Deps | None:
-    """The container's dependencies if something has built them (nothing to flush otherwise)."""
-    return _deps
 
 
 def deps() -> Deps:
@@ -164,3 +165,17 @@ def use(replacement: Deps):
     finally:
         _deps = previous
 
+
+
+def metrics_flushed(handler):
+    """Publish the metrics an invocation recorded when it ends, however it ends (a handler decorator)."""
+
+    @functools.wraps(handler)
+    def wrapper(event, context):
+        try:
+            return handler(event, context)
+        finally:
+            if _deps is not None:
+                _deps.metrics.flush()
+
+    return wrapper

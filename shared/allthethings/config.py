@@ -1,8 +1,8 @@
 """Settings, read from the environment when asked for (never at import time).
 
-Secrets are never plain settings in the cloud: `X_PARAM` names an SSM
-SecureString parameter that holds X, read once per container through the
-Powertools parameters utility (cached). Locally, X itself may be set.
+Values only: nothing here does I/O. Secrets are never plain settings in the cloud:
+`X_PARAM` names an SSM SecureString parameter that holds X, which the secrets adapter
+(behind the `Secrets` port) reads; locally, X itself may be set.
 """
 
 from __future__ import annotations
@@ -209,18 +209,3 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"SEARCH_ACCESS must be key or public, not {settings.search_access!r}")
     return settings
 
-
-def secret(value: str | None, param: str | None, what: str) -> str:
-    """A secret given directly, or read (decrypted, cached 5 minutes) from SSM by name; never logged."""
-    from allthethings.logs import remember_secret
-
-    if value:
-        remember_secret(value)
-        return value
-    if param:
-        from aws_lambda_powertools.utilities import parameters
-
-        value = parameters.get_parameter(param, decrypt=True, max_age=300)
-        remember_secret(value)
-        return value
-    raise ValueError(f"{what} is not configured: set {what} or {what}_PARAM")

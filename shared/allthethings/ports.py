@@ -245,3 +245,12 @@ class Predictions(abc.ABC):
     def get(self, prediction_id: str) -> dict:
         """The prediction as the model API holds it: {"id", "status", "output"?, "error"?}.
         NotFound if the API has no such prediction; UpstreamUnavailable if it cannot answer."""
+
+
+class Secrets(abc.ABC):
+    """Where credentials come from: a value given directly, or a parameter store read by name."""
+
+    @abc.abstractmethod
+    def get(self, value: str | None, param: str | None, what: str) -> str:
+        """`value` if given, else the secret stored under `param`; ValueError if neither is
+        configured (`what` names the setting). Every secret returned is kept out of the logs."""

@@ -1,4 +1,4 @@
-"""The running system: `python -m allthethings.local run` on free ports, as `make run` starts it."""
+"""The running system: `python -m devstack run` on free ports, as `make run` starts it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from allthethings.local.stack import free_port
+from devstack.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ class RunningStack:
         data_dir.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, "PYTHONPATH": str(REPO / "shared"), "HF_HUB_OFFLINE": "1", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "allthethings.local", "run", "--port", str(self.port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "devstack", "run", "--port", str(self.port), "--data-dir", str(data_dir)],
             cwd=REPO, env=environment, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         self.http = httpx.Client(base_url=self.url, timeout=60, headers=self.auth)
         deadline = time.monotonic() + 120

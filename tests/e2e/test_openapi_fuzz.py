@@ -32,7 +32,7 @@ from schemathesis.checks import (
 
 from allthethings.domain.assets import normalise_url
 from allthethings.domain.errors import InvalidInput
-from allthethings.openapi import document
+from allthethings.entrypoints.openapi import document
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e

@@ -21,9 +21,9 @@ import pytest
 from allthethings.adapters import aws
 from allthethings.adapters.aws import S3BlobStore, SqsQueue, client
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
-from allthethings.local.gateway import load_handler
-from allthethings.local.sqs_pump import QueuePump
-from allthethings.local.template import Function, QueueTrigger
+from devstack.gateway import load_handler
+from devstack.sqs_pump import QueuePump
+from devstack.template import Function, QueueTrigger
 from tests.conftest import FIXTURES
 from tests.integration.conftest import _arn, _depth
 

@@ -30,9 +30,9 @@ from allthethings.adapters import aws
 from allthethings.adapters.aws import client, redrive
 from allthethings.domain.assets import Status, now
 from allthethings.domain.errors import UpstreamUnavailable
-from allthethings.local import gateway
-from allthethings.local.stack import LocalStack, free_port
 from allthethings.services.sweeper import sweep
+from devstack import gateway
+from devstack.stack import LocalStack, free_port
 
 KEY = "drill_" + "d" * 24
 TOPICS = ["lighthouse keepers trimming wicks", "sourdough starters fed with rye", "glaciers carving fjords",
@@ -168,7 +168,7 @@ class FaultyBlobs:
 @pytest.fixture
 def drill(tmp_path):
     """The whole local system in this process, on the production embedding path, and restored after."""
-    from allthethings.local.replicate import LocalReplicate
+    from devstack.replicate import LocalReplicate
 
     saved_env = dict(os.environ)
     aws._clients.clear()

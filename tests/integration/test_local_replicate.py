@@ -37,7 +37,7 @@ from allthethings.adapters.replicate import (
 from allthethings.adapters.signatures import ReplicateVerifier
 from allthethings.config import Settings
 from allthethings.domain.errors import Unauthorized
-from allthethings.local.replicate import EMBEDDING_MODEL, WHISPER_MODEL, LocalReplicate
+from devstack.replicate import EMBEDDING_MODEL, WHISPER_MODEL, LocalReplicate
 
 TOKEN = "r8_test"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -13,9 +13,9 @@ from allthethings.adapters.aws import SqsQueue, client, redrive
 from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain.assets import Asset, Chunk, Kind, Status
 from allthethings.domain.errors import UpstreamUnavailable
-from allthethings.local import template as templates
-from allthethings.local.gateway import load_handler
-from allthethings.local.sqs_pump import QueuePump
+from devstack import template as templates
+from devstack.gateway import load_handler
+from devstack.sqs_pump import QueuePump
 from tests.fakes import FakeEmbedder, fake_deps, word_vector
 from tests.integration.conftest import _arn, _depth
 

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from allthethings import bootstrap, logs
-from allthethings.config import Settings, secret
+from allthethings import bootstrap, redaction
+from allthethings.adapters.secrets import ParameterStoreSecrets
+from allthethings.config import Settings
 from allthethings.services.access import ApiKeys, decide, presented_key
 from tests.fakes import FakeFetcher, fake_deps
 from tests.unit.test_handlers import KEY, TEMPLATE, TEXT, call
@@ -96,7 +97,7 @@ def test_pages_ask_a_browser_without_a_key_to_sign_in(deps):
 def test_signing_in_sets_an_http_only_strict_cookie_and_a_wrong_key_does_not(deps):
     from flask import Flask
 
-    from allthethings.local.gateway import build_event, dispatch, load_handler
+    from devstack.gateway import build_event, dispatch, load_handler
     from tests.unit.test_handlers import ROUTER
 
     def post(body, headers=None):
@@ -179,16 +180,16 @@ def test_the_api_description_lists_exactly_the_json_routes_of_the_template(deps)
 
 
 def test_no_secret_ever_reaches_a_log_line(deps, monkeypatch):
-    from allthethings.local.gateway import load_module
+    from devstack.gateway import load_module
 
     submit_logger = load_module(TEMPLATE.functions["SubmitFunction"]).logger
     lines = io.StringIO()
     previous = submit_logger.registered_handler.setStream(lines)
     token, uri = "r8_" + "t0ken" * 8, "mongodb+srv://app:hunter2-pa55@cluster0.example.net/?retryWrites=true"
-    assert secret(token, None, "REPLICATE_API_TOKEN") == token
+    assert ParameterStoreSecrets().get(token, None, "REPLICATE_API_TOKEN") == token
     monkeypatch.setattr(deps.store, "get_by_url", lambda url: (_ for _ in ()).throw(
         RuntimeError(f"cannot reach {uri} with {token} or {KEY}")))
-    secret(f"unit={KEY}", None, "API_KEYS")
+    ParameterStoreSecrets().get(f"unit={KEY}", None, "API_KEYS")
     try:
         status, body = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
         submit_logger.warning("connecting", extra={"uri": uri, "headers": {"authorization": f"Bearer {token}"}})
@@ -199,7 +200,7 @@ def test_no_secret_ever_reaches_a_log_line(deps, monkeypatch):
     assert "cannot reach" in out and "connecting" in out, "the lines were logged"
     for value in (token, KEY, "hunter2-pa55"):
         assert value not in out
-    assert logs.REDACTED in out
+    assert redaction.REDACTED in out
 
 
 def test_the_routes_let_through_to_refuse_themselves_are_exactly_the_html_and_openai_routes():

@@ -13,8 +13,8 @@ import pytest
 
 from allthethings import bootstrap
 from allthethings.config import Settings
-from allthethings.local import template as templates
-from allthethings.local.gateway import LambdaContext, authorizer_event, load_handler
+from devstack import template as templates
+from devstack.gateway import LambdaContext, authorizer_event, load_handler
 from tests.fakes import fake_deps
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,8 @@
 import threading
 from pathlib import Path
 
-from allthethings.local.gateway import Containers
-from allthethings.local.template import Function
+from devstack.gateway import Containers
+from devstack.template import Function
 
 HANDLER = '''
 import threading, time

@@ -12,8 +12,8 @@ from standardwebhooks.webhooks import Webhook
 from allthethings import bootstrap
 from allthethings.config import Settings
 from allthethings.domain.assets import Status
-from allthethings.local import template as templates
-from allthethings.local.gateway import LambdaContext, Router, build_event, dispatch, load_handler, load_module
+from devstack import template as templates
+from devstack.gateway import LambdaContext, Router, build_event, dispatch, load_handler, load_module
 from tests.fakes import FakeEmbedder, FakeFetcher, fake_deps, word_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,7 +165,7 @@ def test_the_home_page_and_form_submit_and_show_assets(deps):
 
 def drain(queue, function_id: str):
     """Hand a fake queue's messages to a function as one SQS batch, the way Lambda's mapping does."""
-    from allthethings.local.sqs_pump import sqs_record
+    from devstack.sqs_pump import sqs_record
 
     fn = TEMPLATE.functions[function_id]
     arn = f"arn:aws:sqs:us-east-1:000000000000:{fn.queue_triggers[0].queue}"
@@ -296,12 +296,14 @@ def test_with_hookdeck_configured_only_hookdecks_signature_is_accepted(deps, wai
 
 def test_concurrent_requests_in_one_process_each_see_their_own_event():
     """The local gateway runs handlers on threads of one process; Powertools keeps the current
-    event on a class. Two resolvers (two "containers") resolving at once must not swap events."""
+    event on a class. Under the gateway (importing it isolates requests), two resolvers (two
+    "containers") resolving at once must not swap events."""
     import threading
 
     from aws_lambda_powertools import Logger
 
-    from allthethings.http import api
+    import devstack.gateway  # noqa: F401 - isolates the requests of its threads
+    from allthethings.entrypoints.resolver import api
 
     both_resolving = threading.Barrier(2, timeout=10)
     seen: dict[str, str] = {}

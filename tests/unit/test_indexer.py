@@ -2,7 +2,7 @@
 
 import json
 
-from allthethings.indexer import Progress, Totals, _batches
+from devstack.indexer import Progress, Totals, _batches
 
 LINES = [json.dumps({"id": f"n{i}", "text": f"note {i}"}) + "\n" for i in range(6)]
 

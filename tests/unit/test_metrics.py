@@ -5,8 +5,8 @@ import time
 
 from allthethings import bootstrap
 from allthethings.adapters.metrics import EmfMetrics, PrometheusMetrics, exposition
+from allthethings.bootstrap import metrics_flushed
 from allthethings.domain.assets import Status
-from allthethings.logs import metrics_flushed
 from allthethings.services.process_asset import process_asset
 from allthethings.services.submit_asset import submit_asset
 from allthethings.services.webhooks import apply_webhook

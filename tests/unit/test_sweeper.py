@@ -115,7 +115,7 @@ def test_an_asset_that_never_gets_through_ends_in_an_error_that_a_retry_clears()
 
 def test_the_sweeper_function_runs_on_a_schedule_and_returns_its_counts(remote):
     from allthethings import bootstrap
-    from allthethings.local.gateway import LambdaContext, load_handler
+    from devstack.gateway import LambdaContext, load_handler
 
     fn = TEMPLATE.functions["SweeperFunction"]
     assert fn.schedules == [600]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from allthethings.local import template as templates
+from devstack import template as templates
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "template.yaml"

@@ -14,6 +14,7 @@ from allthethings.ports import (
     Metrics,
     NoMetrics,
     Predictions,
+    Secrets,
     ServedModel,
     TaskQueue,
     Tokenizer,
@@ -38,6 +39,7 @@ class Deps:
     webhooks: TaskQueue
     verifier: WebhookVerifier
     predictions: Predictions
+    secrets: Secrets
     metrics: Metrics = dataclasses.field(default_factory=NoMetrics)
     # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
     served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)

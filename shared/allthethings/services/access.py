@@ -22,7 +22,6 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
 
-from allthethings.config import secret
 from allthethings.services import Deps
 
 KEY_COOKIE = "allthethings_key"
@@ -75,7 +74,7 @@ def _parsed(text: str) -> ApiKeys:
 def configured_keys(deps: Deps) -> ApiKeys:
     """The keys in force: API_KEYS, or the SSM parameter API_KEYS_PARAM names (cached 5 minutes)."""
     settings = deps.settings
-    return _parsed(secret(settings.api_keys, settings.api_keys_param, "API_KEYS"))
+    return _parsed(deps.secrets.get(settings.api_keys, settings.api_keys_param, "API_KEYS"))
 
 
 def presented_key(headers: Mapping[str, str], cookies: Iterable[str] = ()) -> str | None:

@@ -1,4 +1,4 @@
-"""`python -m allthethings index FILE.jsonl`: stream a large JSONL file of documents into POST /api/documents.
+"""`python -m devstack index FILE.jsonl`: stream a large JSONL file of documents into POST /api/documents.
 
 One document per line, `{"id"?, "title"?, "text", "metadata"?}`. Lines are checked here with the
 same rules the API applies, so one bad line is reported (with its number) and skipped instead of

@@ -1,4 +1,7 @@
-"""`python -m allthethings COMMAND`: operator commands.
+"""`python -m devstack COMMAND`: the local stack and the operator commands (not part of the layer).
+
+    run [--port N] [--data-dir DIR]     the whole system on embedded parts, in the foreground
+                                        (what `make run` calls); Ctrl-C stops it
 
     indexes [--wait SECONDS]            create or update the store's indexes (Atlas: the unique
                                         B-tree indexes, the vector and the full-text search
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import signal
 from pathlib import Path
 
 
@@ -60,12 +63,43 @@ def _local_key(data_dir: str) -> str | None:
     return key_file.read_text().strip() if key_file.exists() else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    import signal
+def _run(args) -> int:
+    import faulthandler
+    import logging
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    parser = argparse.ArgumentParser(prog="python -m allthethings")
+    from devstack.stack import LocalStack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A crash in native code (lxml once corrupted the heap under concurrent extraction) leaves
+    # every thread's Python stack in the log instead of one line.
+    faulthandler.enable()
+    stack = LocalStack(port=args.port, data_dir=args.data_dir, host=args.host,
+                       pollers=int(os.environ.get("LOCAL_POLLERS", "4")))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.start()
+        print(f"allthethings is serving on {stack.url} (data in {stack.data_dir}); Ctrl-C stops it", flush=True)
+        if stack.api_key:
+            print(f"API key: {stack.api_key} (kept in {stack.data_dir / 'api-key'}; set API_KEYS to use your own)",
+                  flush=True)
+        stack.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Started in the background by a non-interactive shell, a process inherits SIGINT ignored,
+    # and Ctrl-C (or a test harness's SIGINT) would not stop the stack or the CLI.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    parser = argparse.ArgumentParser(prog="python -m devstack")
     sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the local stack and serve until Ctrl-C")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"))
     redrive = sub.add_parser("redrive", help="move dead-lettered messages back to their queues")
     redrive.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"))
     redrive.add_argument("--stack", help="a deployed CloudFormation stack's name")
@@ -87,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    if args.command == "run":
+        return _run(args)
+
     if args.command == "index":
-        from allthethings import indexer
+        from devstack import indexer
 
         args.api = args.api or os.environ.get("ALLTHETHINGS_API_URL") or _local_url(args.data_dir)
         args.key = args.key or os.environ.get("ALLTHETHINGS_API_KEY") or _local_key(args.data_dir)
@@ -113,7 +150,3 @@ def main(argv: list[str] | None = None) -> int:
     for name, dead_letter_url, queue_url in _pairs(args):
         print(f"{name}: moved {move(dead_letter_url, queue_url)} messages back from its dead-letter queue")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,37 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from allthethings.local.template import Function, Route, Template
+from devstack.template import Function, Route, Template
+
+
+def isolate_requests() -> None:
+    """Keep the event being resolved per thread. Powertools keeps it on its router *class*, one
+    value per process; Lambda runs one event at a time per process, but this gateway serves
+    concurrent requests from threads of one process, where a handler could read another
+    request's event (a submission answered with another's asset; found by the load test).
+
+    The resolver's `_to_proxy_event` (which every `resolve` calls) also records the event in a
+    thread-local, and a property on the resolver class reads it back, ahead of the base class's
+    shared attribute. Powertools internals, so this lives here, never in the deployed code."""
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+    if isinstance(ApiGatewayResolver.__dict__.get("current_event"), property):
+        return
+    local = threading.local()
+    to_proxy_event = ApiGatewayResolver._to_proxy_event
+
+    def recorded(self, event):
+        local.event = to_proxy_event(self, event)
+        return local.event
+
+    def set_event(self, value):
+        local.event = value
+
+    ApiGatewayResolver._to_proxy_event = recorded
+    ApiGatewayResolver.current_event = property(lambda self: local.event, set_event)
+
+
+isolate_requests()
 
 _TEXTUAL = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml",
             "application/javascript")

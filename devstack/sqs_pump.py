@@ -13,8 +13,8 @@ import hashlib
 import logging
 import threading
 
-from allthethings.local.gateway import LambdaContext, import_instance, load_handler
-from allthethings.local.template import Function, QueueTrigger
+from devstack.gateway import LambdaContext, import_instance, load_handler
+from devstack.template import Function, QueueTrigger
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
-from allthethings.local import gateway
-from allthethings.local.sqs_pump import QueuePump
-from allthethings.local.template import Template, load, resolve_env
+from devstack import gateway
+from devstack.sqs_pump import QueuePump
+from devstack.template import Template, load, resolve_env
 
-log = logging.getLogger("allthethings.local")
+log = logging.getLogger("devstack")
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
@@ -189,7 +189,7 @@ class LocalStack:
         import secrets
 
         from allthethings.config import load_settings
-        from allthethings.local.replicate import LocalReplicate
+        from devstack.replicate import LocalReplicate
 
         settings = load_settings()
         self.replicate = LocalReplicate(
@@ -252,7 +252,7 @@ class LocalStack:
         self._server = make_server(self.host, self.port, app, threaded=True)
 
     def _write_manifest(self) -> None:
-        """What `python -m allthethings redrive` needs to find this stack's queues."""
+        """What `python -m devstack redrive` needs to find this stack's queues."""
         queues = {q.logical_id: {"url": self.queue_urls[q.logical_id],
                                  "dead_letter_url": self.queue_urls[q.dead_letter]}
                   for q in self.template.queues.values() if q.dead_letter}

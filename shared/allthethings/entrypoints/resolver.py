@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -67,28 +66,10 @@ def _describe(exc: RequestValidationError | ValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
-class _Resolver(APIGatewayHttpResolver):
-    """Powertools keeps the event being resolved on its router *class*: one value per process.
-    Lambda runs one event at a time per process, but the local gateway serves concurrent
-    requests from threads of one process, where a handler could read another request's event
-    (a submission answered with another's asset). So the event is also kept per thread, and
-    that is what the handlers and Powertools' own middlewares read."""
-
-    _local = threading.local()
-
-    @property
-    def current_event(self):
-        return self._local.event
-
-    def resolve(self, event, context):
-        self._local.event = self._to_proxy_event(event)
-        return super().resolve(event, context)
-
-
 def api(logger, *, openai_errors: bool = False) -> APIGatewayHttpResolver:
     """A resolver for an HTTP API function, with the shared error handling registered; with
     `openai_errors`, errors take OpenAI's shape (the /v1 routes, for OpenAI's clients)."""
-    app = _Resolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True)
     respond = openai_error_response if openai_errors else error_response
 
     @app.exception_handler(errors.DomainError)
@@ -141,7 +122,7 @@ def origin(app: APIGatewayHttpResolver) -> str:
     return f"{proto}://{event.request_context.domain_name}"
 
 
-def html(status: int, body: str) -> Response:
+def html_response(status: int, body: str) -> Response:
     return Response(status_code=status, content_type=content_types.TEXT_HTML, body=body)
 
 
