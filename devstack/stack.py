@@ -270,6 +270,7 @@ class LocalStack:
         """
         from allthethings import bootstrap
         from allthethings.domain.assets import Status
+        from allthethings.domain.tasks import ProcessAsset, to_message
 
         deps = bootstrap.deps()
         cursor = None
@@ -280,7 +281,7 @@ class LocalStack:
                     deps.store.move(asset.id, Status.PROCESSING_ERROR,
                                     error="the local stack stopped before this asset was processed; submit it again")
                 elif asset.status is Status.PROCESSED:  # chunks stored: embedding can resume
-                    deps.queue.send({"asset_id": asset.id, "webhook_base": self.url})
+                    deps.queue.send(to_message(ProcessAsset(asset.id, self.url)))
                 elif asset.status is Status.GENERATING_EMBEDDINGS:  # its prediction died with the last run
                     deps.store.move(asset.id, Status.EMBEDDINGS_ERROR,
                                     error="the local stack stopped before the embeddings came back; submit it again")

@@ -189,7 +189,7 @@ def prediction(pid: str, model: str, version: str, inputs: dict, output, kind: s
 
 def sqs_event(message: dict | None = None, queue: str = "allthethings-ProcessQueue-Xk2JcV8pQ1aB",
               sender: str = "allthethings-SubmitFunction-Hq4vW8nZ1cTe") -> dict:
-    message = message or {"asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}"}
+    message = message or {"kind": "process_asset", "asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}"}
     body = json.dumps(message, separators=(",", ":"))
     sent = int(BASE_TIME.timestamp() * 1000) + 14_512
     return {"Records": [{
@@ -294,7 +294,7 @@ def samples(now: bool) -> dict[str, Sample]:
                 {"text": "Shipping to the EU takes two to four days."}]}))),
         # The processing message document ingestion queues: embed these documents' chunks together.
         "process-documents-sqs.json": Sample("ProcessFunction", sqs_event(
-            {"asset_ids": [ASSET_ID, "5d41402abc4b2a76b9719d911017c592"], "webhook_base": f"https://{DOMAIN}"},
+            {"kind": "embed_documents", "asset_ids": [ASSET_ID, "5d41402abc4b2a76b9719d911017c592"], "webhook_base": f"https://{DOMAIN}"},
             sender="allthethings-DocumentsFunction-Rw5kT2mQ8vLe")),
         # What OpenAI's Python client sends (it asks for base64 unless told otherwise).
         "embeddings-create.json": Sample("EmbeddingsFunction", http_event(

@@ -1,11 +1,12 @@
 """Process function. Trigger: the SQS processing queue (batches, ReportBatchItemFailures).
 
-Each message is {"asset_id", "webhook_base"}: extract, chunk, store and request
-embeddings for that asset; or {"asset_ids", "webhook_base"} from document ingestion:
-embed those documents' stored chunks together. The records of a batch are processed concurrently (so a
-local model can embed them together, and remote predictions are created in
-parallel); a record that raises is reported as a batch item failure, retried by
-SQS, and after maxReceiveCount lands in the dead-letter queue.
+Each message is a task of a declared kind (`domain/tasks.py`):
+{"kind": "process_asset", "asset_id", "webhook_base"} extracts, chunks and stores a submitted
+asset and requests its embeddings (or its transcription); {"kind": "embed_documents",
+"asset_ids", "webhook_base"}, from document ingestion, embeds those documents' stored chunks
+together. The records of a batch run concurrently, so a local model can embed them together
+and remote predictions are created in parallel. A record that raises is reported as a batch
+item failure, retried by SQS, and after maxReceiveCount kept in the dead-letter queue.
 """
 
 import asyncio
@@ -15,24 +16,18 @@ from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from allthethings import bootstrap
+from allthethings.domain.tasks import from_message
 from allthethings.entrypoints import logs
-from allthethings.services.documents import embed_documents
-from allthethings.services.process_asset import process_asset
+from allthethings.services.tasks import run_task
 
 logger = logs.logger()
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 
 
 async def record_handler(record: SQSRecord) -> None:
-    message = json.loads(record.body)
-    if "asset_ids" in message:
-        statuses = await asyncio.to_thread(embed_documents, message["asset_ids"], bootstrap.deps(),
-                                           webhook_base=message.get("webhook_base"))
-        logger.info("documents embedded", extra={"count": len(statuses)})
-        return
-    status = await asyncio.to_thread(process_asset, message["asset_id"], bootstrap.deps(),
-                                     webhook_base=message.get("webhook_base"))
-    logger.info("processed", extra={"asset_id": message["asset_id"], "status": status})
+    task = from_message(json.loads(record.body))
+    statuses = await asyncio.to_thread(run_task, task, bootstrap.deps())
+    logger.info("processed", extra={"kind": task.kind, "statuses": statuses})
 
 
 @logger.inject_lambda_context

@@ -47,7 +47,8 @@ def test_documents_become_searchable_with_their_metadata_after_one_batch_embeddi
     assert [r.document_id for r in results][:2] == ["faq-1", "42"]
     assert results[2].document_id.startswith("sha256:")
     assert all(r.asset.status is Status.PROCESSED for r in results)
-    assert deps.queue.messages == [{"asset_ids": [r.asset.id for r in results], "webhook_base": "https://api.test"}]
+    assert deps.queue.messages == [{"kind": "embed_documents", "asset_ids": [r.asset.id for r in results],
+                                     "webhook_base": "https://api.test"}]
     run_queue(deps)
     assert len(deps.embedder.calls) == 1, "every chunk of the batch in one model call"
     assert all(deps.store.get(r.asset.id).status is Status.SEARCHABLE for r in results)

@@ -1,5 +1,6 @@
 """The pure domain: statuses and transitions, URLs, content decisions, chunking, cursors."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,29 @@ def test_fetch_size_limits_are_read_per_kind_with_units_and_bad_values_are_named
     for bad in ("lots", "0", "-5", "5TB"):
         with pytest.raises(ValueError, match="MAX_BYTES_AUDIO"):
             load_settings({"MAX_BYTES_AUDIO": bad})
+
+
+def test_a_processing_message_declares_its_kind_and_reads_back_as_the_same_task():
+    from allthethings.domain.tasks import EmbedDocuments, ProcessAsset, from_message, to_message
+
+    for task in (ProcessAsset("a" * 32, "https://api.test"), EmbedDocuments(("a" * 32, "b" * 32), None)):
+        message = to_message(task)
+        assert message["kind"] == task.kind
+        assert from_message(json.loads(json.dumps(message))) == task
+
+
+def test_a_message_queued_before_kinds_were_declared_is_still_understood():
+    from allthethings.domain.tasks import EmbedDocuments, ProcessAsset, from_message
+
+    assert from_message({"asset_id": "a" * 32, "webhook_base": "https://x"}) == ProcessAsset("a" * 32, "https://x")
+    assert from_message({"asset_ids": ["a" * 32]}) == EmbedDocuments(("a" * 32,), None)
+
+
+@pytest.mark.parametrize("message", [
+    {"kind": "transcode", "asset_id": "a" * 32}, {"kind": "process_asset"}, {"kind": "embed_documents",
+                                                                             "asset_ids": "a"}, ["a"]])
+def test_a_processing_message_of_no_known_kind_or_shape_is_refused(message):
+    from allthethings.domain.tasks import from_message
+
+    with pytest.raises(ValueError):
+        from_message(message)

@@ -35,7 +35,7 @@ def test_a_submitted_url_is_staged_queued_and_recorded():
     assert created and asset.status is Status.SUBMITTED
     assert asset.url == "http://x.test/a.txt" and asset.content_type == "text/plain"
     assert deps.blobs.objects[asset.staged_key] == LIGHTHOUSE.encode()
-    assert deps.queue.messages == [{"asset_id": asset.id, "webhook_base": "https://api.test"}]
+    assert deps.queue.messages == [{"kind": "process_asset", "asset_id": asset.id, "webhook_base": "https://api.test"}]
     assert deps.store.get(asset.id).status is Status.SUBMITTED
 
 
@@ -419,7 +419,7 @@ def test_a_failed_processing_is_retried_from_the_staged_bytes_and_then_succeeds(
     deps.blobs.objects[deps.store.get(asset_id).staged_key] = LIGHTHOUSE.encode()  # the cause went away
     retried = retry_asset(asset_id, deps, webhook_base="https://api.test")
     assert retried.status is Status.SUBMITTED and retried.error is None
-    assert deps.queue.messages[-1] == {"asset_id": asset_id, "webhook_base": "https://api.test"}
+    assert deps.queue.messages[-1] == {"kind": "process_asset", "asset_id": asset_id, "webhook_base": "https://api.test"}
     assert process_asset(asset_id, deps) is Status.SEARCHABLE
 
 

@@ -94,7 +94,7 @@ def test_an_asset_whose_message_was_lost_is_queued_again_and_then_finishes():
     deps.queue.messages.clear()  # the message went to the dead-letter queue
     report = sweep(deps, at=later(deps, asset_id, 901))
     assert report.requeued == [asset_id]
-    assert deps.queue.messages == [{"asset_id": asset_id, "webhook_base": "https://api.test"}]
+    assert deps.queue.messages == [{"kind": "process_asset", "asset_id": asset_id, "webhook_base": "https://api.test"}]
     with pytest.raises(Exception):  # noqa: B017 - the fake model's one outage: the message is retried
         process_asset(asset_id, deps)
     assert deps.store.get(asset_id).status is Status.PROCESSED

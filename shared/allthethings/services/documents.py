@@ -18,6 +18,7 @@ from datetime import timedelta
 from allthethings.domain.assets import Asset, Chunk, Kind, Status, new_asset_id, now
 from allthethings.domain.chunking import chunk_text
 from allthethings.domain.documents import Document, parse_batch
+from allthethings.domain.tasks import EmbedDocuments, to_message
 from allthethings.services import Deps
 from allthethings.services.embeddings import chunk_window, complete_embeddings, request_embeddings
 
@@ -46,7 +47,7 @@ def ingest_documents(body: object, deps: Deps, *, webhook_base: str | None = Non
             if outcome.result != "unchanged":
                 created.append(outcome.asset.id)
         if created:
-            deps.queue.send({"asset_ids": created, "webhook_base": webhook_base})
+            deps.queue.send(to_message(EmbedDocuments(tuple(created), webhook_base)))
     except BaseException:
         for asset_id in created:
             deps.store.delete(asset_id)

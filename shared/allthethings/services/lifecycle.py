@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from allthethings.domain.assets import RETRY_FROM, Asset, Status
 from allthethings.domain.errors import Conflict
+from allthethings.domain.tasks import ProcessAsset, to_message
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
 
@@ -25,7 +26,7 @@ def retry_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None) -
         raise Conflict("this asset has no staged body to process again; delete it and submit the URL again")
     if deps.store.move(asset.id, restart, error=None, prediction_id=None):
         try:
-            deps.queue.send({"asset_id": asset.id, "webhook_base": webhook_base})
+            deps.queue.send(to_message(ProcessAsset(asset.id, webhook_base)))
         except BaseException:
             deps.store.move(asset.id, asset.status, error=asset.error)  # back to failed, with its reason
             raise

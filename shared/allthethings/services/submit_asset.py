@@ -11,6 +11,7 @@ from __future__ import annotations
 from allthethings.domain.assets import Asset, new_asset_id, normalise_url
 from allthethings.domain.content import decide
 from allthethings.domain.errors import ExtractionFailed
+from allthethings.domain.tasks import ProcessAsset, to_message
 from allthethings.services import Deps
 
 
@@ -50,7 +51,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         deps.blobs.delete(key)
         return stored, False
     try:
-        deps.queue.send({"asset_id": asset.id, "webhook_base": webhook_base})
+        deps.queue.send(to_message(ProcessAsset(asset.id, webhook_base)))
     except BaseException:
         deps.store.delete(asset.id)
         deps.blobs.delete(key)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from allthethings.domain.assets import Asset, Status, now
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
+from allthethings.domain.tasks import ProcessAsset, to_message
 from allthethings.ports import PREDICTION_FINISHED
 from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
@@ -62,7 +63,7 @@ def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
         elif asset.status is Status.GENERATING_EMBEDDINGS:
             report.waiting.append(asset.id)  # created through a queue, its id unknown: only its webhook can tell
         else:
-            deps.queue.send({"asset_id": asset.id, "webhook_base": settings.api_url})
+            deps.queue.send(to_message(ProcessAsset(asset.id, settings.api_url)))
             report.requeued.append(asset.id)
     if any(report.counts().values()):
         log.info("sweep: %s", report.counts())
