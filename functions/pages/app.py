@@ -1,90 +1,58 @@
 """Pages function. Trigger: HTTP API.
 
 The browser's side of the API, HTML with no JavaScript needed: GET / (the form and the
-assets, or the sign-in page), POST /process (the form's target), POST /assets/{id}/retry and
-POST /assets/{id}/delete (the row buttons), POST /session (sign in with an API key: an HttpOnly,
-SameSite=Strict cookie) and POST /signout. And the API's description: GET /api/openapi.json
-and Swagger UI at GET /api/docs. A page the authorizer marks "sign in" shows the sign-in form.
+assets), POST /process (the form's target: 303 home, or the page with the error),
+POST /assets/{id}/retry and POST /assets/{id}/delete (the row buttons), POST /session (sign in
+with an API key: an HttpOnly, SameSite=Strict cookie; then to `next`, a path of this site) and
+POST /signout. And the API's description: GET /api/openapi.json and Swagger UI at
+GET /api/docs. A page the authorizer marks "sign in" shows the sign-in form instead.
+The flows live in `entrypoints/pages.py`; this module only routes.
 """
-
-from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap
-from allthethings.domain.errors import DomainError
-from allthethings.entrypoints import html, logs, openapi
-from allthethings.entrypoints.resolver import (
-    api,
-    html_response,
-    needs_signin,
-    origin,
-    redirect,
-    session_cookie,
-    status_of,
-)
-from allthethings.services.access import configured_keys
-from allthethings.services.assets import list_assets
+from allthethings.entrypoints import logs, openapi, pages
+from allthethings.entrypoints.resolver import api, origin, redirect, session_cookie
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
 
 logger = logs.logger()
 app = api(logger)
-
-
-def _form() -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
-
-
-def _home(status: int = 200, error: str | None = None) -> Response:
-    if needs_signin(app):
-        return html_response(401, html.signin("/"))
-    return html_response(status, html.home(list_assets(50, None, bootstrap.deps())[0], error=error))
+signin_required = pages.signin_required(app)
 
 
 @app.get("/")
+@signin_required
 def home():
-    return _home()
+    return pages.home(bootstrap.deps())
 
 
 @app.post("/process")
-def process_form():
-    if needs_signin(app):
-        return html_response(401, html.signin("/"))
-    try:
-        submit_asset(_form().get("url", ""), bootstrap.deps(), webhook_base=origin(app))
-    except DomainError as exc:
-        return _home(400, exc.message)
-    return redirect("/")
+@signin_required
+def submit_form():
+    url, deps = pages.form(app).get("url", ""), bootstrap.deps()
+    return pages.then_home(lambda: submit_asset(url, deps, webhook_base=origin(app)), deps, error_status=400)
 
 
-@app.post("/assets/<asset_id>/<action>")
-def row_action(asset_id: str, action: str):
-    if needs_signin(app):
-        return html_response(401, html.signin("/"))
-    try:
-        if action == "retry":
-            retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app))
-        elif action == "delete":
-            delete_asset(asset_id, bootstrap.deps())
-        else:
-            return _home(404, f"no action {action!r}")
-    except DomainError as exc:
-        return _home(status_of(exc), exc.message)
-    return redirect("/")
+@app.post("/assets/<asset_id>/retry")
+@signin_required
+def retry(asset_id: str):
+    deps = bootstrap.deps()
+    return pages.then_home(lambda: retry_asset(asset_id, deps, webhook_base=origin(app)), deps)
+
+
+@app.post("/assets/<asset_id>/delete")
+@signin_required
+def delete(asset_id: str):
+    deps = bootstrap.deps()
+    return pages.then_home(lambda: delete_asset(asset_id, deps), deps)
 
 
 @app.post("/session")
 def sign_in():
-    form = _form()
-    next_path = form.get("next", "/")
-    if not next_path.startswith("/") or next_path.startswith("//"):  # never an open redirect
-        next_path = "/"
-    key = form.get("key", "").strip()
-    if configured_keys(bootstrap.deps()).name_of(key) is None:
-        return html_response(401, html.signin(next_path, error="That API key is not valid."))
-    return redirect(next_path, cookie=session_cookie(app, key))
+    return pages.sign_in(app, bootstrap.deps())
 
 
 @app.post("/signout")

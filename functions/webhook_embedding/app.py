@@ -1,30 +1,23 @@
-"""Embedding webhook function. Trigger: HTTP API, called by Replicate when an embedding completes.
+"""Embedding webhook function. Trigger: HTTP API, called by Replicate (directly, or through Hookdeck)
+when an embedding (all-mpnet-base-v2 text_batch) prediction completes.
 
-Route: POST /webhooks/embedding/{id}. The signature (Replicate's, or Hookdeck's, by setting)
-is verified before the body is read: 401 and nothing changes. A malformed id -> 400, an
-unknown asset -> 404 (the sender should not retry). Otherwise the delivery is put on the
-webhook queue and answered 202 at once; the webhook consumer applies it.
+Route: POST /webhooks/embedding/{id}, public (no API key: the signature is the credential).
+Contract:
+- The signature is verified before the body is read: Replicate's Standard Webhooks signature,
+  or Hookdeck's with WEBHOOK_SIGNATURE=hookdeck. A bad or missing one -> 401, nothing changes.
+- A malformed asset id -> 400; an unknown asset -> 404 (the sender should not retry).
+- Otherwise the delivery is put on the webhook queue and answered 202 {"id", "accepted": true}
+  within a second, whatever the store or the model API are doing.
+The webhook consumer applies it later: the vectors are stored on the asset's chunks and it
+becomes SEARCHABLE; a failed or canceled prediction sets the
+asset's error status with the model's reason. A delivery that cannot be queued -> 503, and
+the sender retries it.
+
+The audio and embedding webhook functions are one implementation
+(`entrypoints/webhooks.py`) with their kind: the template names both, so each keeps its
+folder, its route and its least-privilege policy.
 """
 
-from aws_lambda_powertools.logging import correlation_paths
+from allthethings.entrypoints.webhooks import webhook_function
 
-from allthethings import bootstrap
-from allthethings.entrypoints import logs
-from allthethings.entrypoints.resolver import api, json_response, origin, raw_body
-from allthethings.services.webhooks import receive_webhook
-
-logger = logs.logger()
-app = api(logger)
-
-
-@app.post("/webhooks/embedding/<asset_id>")
-def embedding_done(asset_id: str):
-    event = app.current_event
-    asset = receive_webhook("embedding", asset_id, raw_body(app), event.headers or {}, bootstrap.deps(),
-                            webhook_base=origin(app))
-    return json_response(202, {"id": asset.id, "accepted": True})
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-def handler(event, context):
-    return app.resolve(event, context)
+logger, app, handler = webhook_function("embedding")

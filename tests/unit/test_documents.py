@@ -9,6 +9,7 @@ from allthethings.config import Settings
 from allthethings.domain.assets import Status
 from allthethings.domain.documents import Document, parse_batch
 from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
+from allthethings.entrypoints import shapes
 from allthethings.services.documents import embed_documents, ingest_documents
 from allthethings.services.search import parse_request, search
 from tests.fakes import FakeEmbedder, FakeQueue, fake_deps
@@ -52,7 +53,7 @@ def test_documents_become_searchable_with_their_metadata_after_one_batch_embeddi
     run_queue(deps)
     assert len(deps.embedder.calls) == 1, "every chunk of the batch in one model call"
     assert all(deps.store.get(r.asset.id).status is Status.SEARCHABLE for r in results)
-    hits, _ = search(parse_request({"q": "card refunds"}), deps)
+    hits = [shapes.search_result(r) for r in search(parse_request({"q": "card refunds"}), deps).results]
     top = hits[0]["asset"]
     assert top["url"] == "document:faq-1" and top["title"] == "Refunds"
     assert top["metadata"] == {"lang": "en", "tags": ["money"]}

@@ -12,6 +12,7 @@ from allthethings.domain.errors import (
     UnsupportedContentType,
     UpstreamUnavailable,
 )
+from allthethings.entrypoints import shapes
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.process_asset import process_asset
@@ -256,8 +257,8 @@ def test_bad_search_parameters_are_refused_naming_the_parameter(params, named):
 
 
 def search(query, limit, deps, **params):
-    results, _ = run_search(parse_request({"q": query, "limit": str(limit), **params}), deps)
-    return results
+    page = run_search(parse_request({"q": query, "limit": str(limit), **params}), deps)
+    return [shapes.search_result(r) for r in page.results]  # as the API answers them
 
 
 # -- audio and video ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import ChunkHit, Kind
+from allthethings.domain.assets import Asset, ChunkHit, Kind
 from allthethings.domain.errors import InvalidInput
 
 
@@ -115,3 +115,25 @@ def parse_instant(raw: str, name: str) -> datetime:
         raise InvalidInput(f"{name} must be an ISO 8601 date or date-time, like 2026-11-21 or "
                            "2026-11-21T08:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """One asset found: its best chunk (the snippet, with the query's words at `highlights`),
+    that chunk's score and, for a recording, where in it the chunk starts and ends."""
+
+    asset: Asset
+    score: float
+    snippet: str
+    highlights: tuple[tuple[int, int], ...] = ()
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPage:
+    """A page of results, best first, and the cursor of the next page (None on the last)."""
+
+    results: list[SearchResult]
+    next_cursor: str | None
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from allthethings.domain.assets import RETRY_FROM, Asset
+from allthethings.domain.search import SearchResult
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -110,21 +111,20 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def _result(r: dict) -> str:
-    asset = r["asset"]
-    kind = asset.get("kind") or "text"
-    snippet, spans = r["snippet"], [s for s in r.get("highlights", []) if s[1] <= 600]
-    shown = snippet[:600] + ("…" if len(snippet) > 600 else "")
+def _result(r: SearchResult) -> str:
+    asset = r.asset
+    kind = asset.kind.value if asset.kind else "text"
+    spans = [s for s in r.highlights if s[1] <= 600]
+    shown = r.snippet[:600] + ("…" if len(r.snippet) > 600 else "")
     player = ""
-    if kind in ("audio", "video") and r.get("start_s") is not None:
+    if kind in ("audio", "video") and r.start_s is not None:
         # A media fragment starts playback at the matching second, with or without JavaScript.
-        start = int(r["start_s"])
-        src = escape(f"{asset['url']}#t={start}")
+        src = escape(f"{asset.url}#t={int(r.start_s)}")
         player = (f"<{kind} controls preload=none src=\"{src}\" class=player></{kind}>"
-                  f"<div class=muted>from {_clock(r['start_s'])} to {_clock(r['end_s'])}</div>")
+                  f"<div class=muted>from {_clock(r.start_s)} to {_clock(r.end_s or r.start_s)}</div>")
     return (f"<div class=result><span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
-            f"<a href=\"{escape(asset['url'])}\">{escape(asset.get('title') or asset['url'])}</a>"
-            f"<div class=muted>{escape(asset['url'])} · score {r['score']:.3f}</div>"
+            f"<a href=\"{escape(asset.url)}\">{escape(asset.title or asset.url)}</a>"
+            f"<div class=muted>{escape(asset.url)} · score {r.score:.3f}</div>"
             f"<p>{_marked(shown, spans)}</p>{player}</div>")
 
 
@@ -146,7 +146,7 @@ def _controls(params: dict) -> str:
             f"</details></form>")
 
 
-def results(params: dict, found: list[dict], next_cursor: str | None, error: str | None = None) -> str:
+def results(params: dict, found: list[SearchResult], next_cursor: str | None, error: str | None = None) -> str:
     """The search page: the query with its mode and filters, and a page of results."""
     from urllib.parse import urlencode
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import ValidationError
 
 from allthethings.domain import errors
+from allthethings.services.access import KEY_COOKIE
 
 STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 400,
@@ -142,8 +143,6 @@ def needs_signin(app: APIGatewayHttpResolver) -> bool:
 
 def session_cookie(app: APIGatewayHttpResolver, key: str | None) -> str:
     """The sign-in cookie holding `key` (None: the cookie that signs out). Secure over HTTPS."""
-    from allthethings.services.access import KEY_COOKIE
-
     secure = "; Secure" if (app.current_event.headers or {}).get("x-forwarded-proto", "https") == "https" else ""
     if key is None:
         return f"{KEY_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from allthethings.services import Deps
 
@@ -75,6 +75,18 @@ def configured_keys(deps: Deps) -> ApiKeys:
     """The keys in force: API_KEYS, or the SSM parameter API_KEYS_PARAM names (cached 5 minutes)."""
     settings = deps.settings
     return _parsed(deps.secrets.get(settings.api_keys, settings.api_keys_param, "API_KEYS"))
+
+
+def safe_next_path(raw: str | None) -> str:
+    """Where sign-in may send the browser: a path of this site, never another origin. Anything
+    that is not plainly a local path (a scheme, `//host`, a backslash that browsers read as a
+    slash, a control character) is replaced by the home page."""
+    path = raw or "/"
+    if (not path.startswith("/") or path.startswith("//") or "\\" in path
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)):
+        return "/"
+    parts = urlsplit(path)
+    return path if not parts.scheme and not parts.netloc else "/"
 
 
 def presented_key(headers: Mapping[str, str], cookies: Iterable[str] = ()) -> str | None:

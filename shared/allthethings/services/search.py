@@ -17,6 +17,8 @@ from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import (
     Mode,
     SearchFilter,
+    SearchPage,
+    SearchResult,
     best_per_asset,
     fingerprint,
     highlights,
@@ -77,7 +79,7 @@ def parse_request(params: Mapping[str, str], *, query_param: str = "q") -> Searc
                                                     before=before))
 
 
-def search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
+def search(request: SearchRequest, deps: Deps) -> SearchPage:
     """A page of results, best first, and the cursor of the next page (None on the last)."""
     started = time.perf_counter()
     try:
@@ -86,7 +88,7 @@ def search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
         deps.metrics.latency("search_latency", time.perf_counter() - started)
 
 
-def _search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]:
+def _search(request: SearchRequest, deps: Deps) -> SearchPage:
     key = fingerprint(request.query, request.mode, request.search_filter)
     offset = page_offset(request.cursor, key)
     want = offset + request.limit + 1  # one more than the page, to know whether another follows
@@ -100,25 +102,12 @@ def _search(request: SearchRequest, deps: Deps) -> tuple[list[dict], str | None]
         k = min(k * 4, MAX_CHUNKS)
     page = groups[offset:offset + request.limit]
     terms = query_terms(request.query)
-    results = []
-    for hit in page:
-        asset = deps.store.get(hit.asset_id)
-        if asset is None:
-            continue
-        result = {
-            "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
-                      "kind": asset.kind.value if asset.kind else None, "title": asset.title,
-                      "created_at": asset.created_at.isoformat(),
-                      **({"metadata": asset.metadata} if asset.metadata is not None else {})},
-            "score": round(hit.score, 6),
-            "snippet": hit.text,
-            "highlights": [list(span) for span in highlights(hit.text, terms)],
-        }
-        if hit.start_s is not None:
-            result["start_s"], result["end_s"] = hit.start_s, hit.end_s
-        results.append(result)
+    assets = deps.store.get_many([hit.asset_id for hit in page])  # one read for the page
+    results = [SearchResult(asset=assets[hit.asset_id], score=round(hit.score, 6), snippet=hit.text,
+                            highlights=tuple(highlights(hit.text, terms)), start_s=hit.start_s, end_s=hit.end_s)
+               for hit in page if hit.asset_id in assets]  # an asset deleted since the search is left out
     more = len(groups) > offset + request.limit
-    return results, page_cursor(key, offset + request.limit) if more else None
+    return SearchPage(results, page_cursor(key, offset + request.limit) if more else None)
 
 
 def _ranked_chunks(request: SearchRequest, vector, k: int, deps: Deps):

@@ -1,0 +1,27 @@
+"""The JSON shapes of values the API answers with, where a service returns a typed value."""
+
+from __future__ import annotations
+
+from allthethings.domain.search import SearchPage, SearchResult
+
+
+def search_result(result: SearchResult) -> dict:
+    """A result as GET /api/search shows it: the asset's public summary, the score, the snippet
+    with its highlights and, for a recording, the snippet's start and end in seconds."""
+    asset = result.asset
+    body = {
+        "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
+                  "kind": asset.kind.value if asset.kind else None, "title": asset.title,
+                  "created_at": asset.created_at.isoformat(),
+                  **({"metadata": asset.metadata} if asset.metadata is not None else {})},
+        "score": result.score,
+        "snippet": result.snippet,
+        "highlights": [list(span) for span in result.highlights],
+    }
+    if result.start_s is not None:
+        body["start_s"], body["end_s"] = result.start_s, result.end_s
+    return body
+
+
+def search_page(page: SearchPage) -> dict:
+    return {"results": [search_result(r) for r in page.results], "next_cursor": page.next_cursor}
