@@ -7,22 +7,19 @@
 * A 30-minute recording (the fixture speech repeated, encoded with PyAV) through a fresh stack:
   time, chunks, and the stack process's peak RSS.
 
-    PYTHONPATH=shared:. python bench/audio.py
+    python -m bench.audio
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine, serve  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from bench.common import machine, serve
+from tests.e2e.conftest import RunningStack
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

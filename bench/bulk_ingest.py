@@ -9,7 +9,7 @@ figure embeds the same N texts in this process with the same model and torch thr
 search for one document's exact text must return that document first. `--profile FILE` samples
 the stack process with py-spy during the timed window (it slows the stack a little).
 
-    PYTHONPATH=shared:. HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false python bench/bulk_ingest.py --docs 10000
+    HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false python -m bench.bulk_ingest --docs 10000
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import load_average, machine, process_tree_cpu, scrape, start_stack, sts_sentences  # noqa: E402
+from bench.common import load_average, machine, process_tree_cpu, scrape, start_stack, sts_sentences
 
 SEARCHABLE = "allthethings_assets_searchable_total"
 

@@ -5,7 +5,7 @@ bare Powertools HTTP handler doing the same. First requests are chosen to need n
 network: health, a search request refused for a missing query, an unsigned webhook, and SQS
 records for an unknown asset (which open the store).
 
-    PYTHONPATH=shared:. python bench/cold_start.py
+    python -m bench.cold_start
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import machine
 
-from bench.common import machine  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import importlib.util, json, sys, time

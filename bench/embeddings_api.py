@@ -13,7 +13,7 @@ Equality: every STS dev pair embedded through the API (float and base64 encoding
 directly; the Spearman correlation of the cosine similarities with the gold scores for each,
 and the largest absolute difference between the API's and the direct vectors.
 
-    PYTHONPATH=shared:. HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false python bench/embeddings_api.py
+    HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false python -m bench.embeddings_api
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     cpu_seconds,
     load_average,
     machine,

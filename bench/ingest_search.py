@@ -5,7 +5,7 @@ submits them to a fresh local stack from concurrent clients, waits until every o
 SEARCHABLE, then runs search queries one at a time. The same texts and queries are then
 embedded directly with sentence-transformers in this process, for the ratios.
 
-    PYTHONPATH=shared:. python bench/ingest_search.py --docs 1000
+    python -m bench.ingest_search --docs 1000
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import corpus, machine, serve, summary  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from bench.common import corpus, machine, serve, summary
+from tests.e2e.conftest import RunningStack
 
 
 def ingest(stack: RunningStack, base: str, n: int, clients: int) -> tuple[float, list[str]]:

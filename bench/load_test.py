@@ -9,7 +9,7 @@ URL. Exits 1 if any request failed (a non-2xx answer or a transport error), any 
 for another request (a submission answered with another URL's asset, a search whose next_cursor
 belongs to another query or mode), or any asset is missing, duplicated or not `SEARCHABLE`.
 
-    PYTHONPATH=shared:. python bench/load_test.py --submissions 500 --searches 2000 --clients 16
+    python -m bench.load_test --submissions 500 --searches 2000 --clients 16
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from allthethings.domain import cursor as cursors  # noqa: E402
-from allthethings.domain.search import Mode, SearchFilter, fingerprint  # noqa: E402
-from bench.common import corpus, machine, serve, summary  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from allthethings.domain import cursor as cursors
+from allthethings.domain.search import Mode, SearchFilter, fingerprint
+from bench.common import corpus, machine, serve, summary
+from tests.e2e.conftest import RunningStack
 
 MODES = ("hybrid", "vector", "keyword")
 FINAL = {"SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"}

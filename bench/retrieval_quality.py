@@ -15,7 +15,7 @@ Datasets:
 - `beir:DIR`: any BEIR-format dataset already on disk (`corpus.jsonl`, `queries.jsonl`,
   `qrels/test.tsv`), e.g. SciFact, whose published nDCG@10 baselines are printed beside ours.
 
-    PYTHONPATH=shared:. python bench/retrieval_quality.py [--dataset semanlink|beir:DIR] [--model all-mpnet-base-v2]
+    python -m bench.retrieval_quality [--dataset semanlink|beir:DIR] [--model all-mpnet-base-v2]
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine, serve  # noqa: E402
-from bench.ingest_search import ingest  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from bench.common import machine, serve
+from bench.ingest_search import ingest
+from tests.e2e.conftest import RunningStack
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 CHERCHE = "cherche==2.2.1"

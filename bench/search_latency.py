@@ -6,7 +6,7 @@ Benchmark sentences, vectors random unit vectors (latency does not depend on wha
 of assets on a rare host for the selective filter. Queries are real: each is embedded by the
 stack's model (vector and hybrid) or matched by its words (keyword).
 
-    PYTHONPATH=shared:. python bench/search_latency.py --chunks 10000 100000
+    python -m bench.search_latency --chunks 10000 100000
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine, sts_rows, summary  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from bench.common import machine, sts_rows, summary
+from tests.e2e.conftest import RunningStack
 
 CHUNKS_PER_ASSET = 10
 

@@ -2,7 +2,7 @@
 stack, each verified, checked against the store, queued on SQS and answered 202 (goal: within a
 second). The deliveries repeat a finished asset's result, so the consumer applies them as no-ops.
 
-    PYTHONPATH=shared:. python bench/webhook_latency.py --deliveries 300
+    python -m bench.webhook_latency --deliveries 300
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import base64
 import json
 import secrets
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -20,10 +19,8 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import machine, serve, summary  # noqa: E402
-from tests.e2e.conftest import RunningStack  # noqa: E402
+from bench.common import machine, serve, summary
+from tests.e2e.conftest import RunningStack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from allthethings.adapters.models import LocalEmbedder, model_dir, packaged_tokenizer
+from bench.common import sts_rows
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from bench.common import sts_rows  # noqa: E402
 
 
 def cosine(a, b):

@@ -1,0 +1,1 @@
+"""Benchmarks, run as modules of this package (`python -m bench.cold_start`); results in BENCHMARKS.md."""
