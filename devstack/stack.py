@@ -21,6 +21,15 @@ from devstack.template import Template, load, resolve_env
 
 log = logging.getLogger("devstack")
 
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a key or a token), even one that existed
+    before with wider permissions."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)
+        out.write(text)
+
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
 
@@ -209,8 +218,7 @@ class LocalStack:
 
         path = self.data_dir / "api-key"
         if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text("att_" + secrets.token_urlsafe(24) + "\n")
+            write_private(path, "att_" + secrets.token_urlsafe(24) + "\n")
         self.api_key = path.read_text().strip()
         return f"local={self.api_key}"
 
@@ -259,7 +267,7 @@ class LocalStack:
         manifest = {"aws_endpoint": os.environ["AWS_ENDPOINT_URL"], "url": self.url, "queues": queues}
         if self.replicate is not None:  # a local secret for local tools; the file is in DATA_DIR
             manifest["replicate"] = {"url": self.replicate.url, "token": self.replicate.token}
-        (self.data_dir / "local-stack.json").write_text(json.dumps(manifest, indent=2))
+        write_private(self.data_dir / "local-stack.json", json.dumps(manifest, indent=2))
 
     def _resume_unfinished(self) -> None:
         """Assets a previous run left half-done: resume those whose chunks are stored, fail the rest.

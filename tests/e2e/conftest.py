@@ -31,6 +31,7 @@ class RunningStack:
         self.auth = {"x-api-key": self.api_key}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log = data_dir / "stack.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, "PYTHONPATH": str(REPO / "shared"), "HF_HUB_OFFLINE": "1", **env}

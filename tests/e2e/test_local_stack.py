@@ -219,3 +219,11 @@ def test_invalid_search_parameters_answer_400_naming_the_parameter(stack, params
     response = stack.http.get("/api/search", params=params)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(named)
+
+
+def test_the_files_holding_the_stacks_key_and_token_are_readable_by_their_owner_only(stack):
+    import stat
+
+    manifest = stack.data_dir / "local-stack.json"
+    assert "replicate" in manifest.read_text(), "the manifest holds the local Replicate's token"
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o600

@@ -32,3 +32,16 @@ def test_concurrent_requests_never_share_a_handler_instance(tmp_path: Path):
         t.join()
     assert answers == {n: n for n in range(8)}
     assert containers.invoke(fn, {"n": 99}, None) == 99
+
+
+def test_a_private_file_is_written_for_its_owner_only_even_over_a_wider_one(tmp_path):
+    import stat
+
+    from devstack.stack import write_private
+
+    path = tmp_path / "local-stack.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private(path, '{"token": "t"}')
+    assert path.read_text() == '{"token": "t"}'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
