@@ -12,7 +12,6 @@ TORCH_PIP_ARGS ?=
 SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_SPEC ?= aws-sam-cli==1.170.0
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | head -n1)
 PORT ?= 8000
 DATA_DIR ?= .data
 FUNCTION ?= SubmitFunction
@@ -65,9 +64,9 @@ lint: $(VENV)/.dev $(SAM_VENV)/.installed ## ruff, cfn-lint and `sam validate --
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM) validate --lint -t infra/template.yaml
 
-build: $(SAM_VENV)/.installed ## sam build (needs python3.12 on PATH, or PYTHON312=/path/to/python3.12)
-	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it or set PYTHON312"; exit 1; }
-	PATH=$(dir $(PYTHON312)):$$PATH $(SAM) build -t infra/template.yaml
+build: $(SAM_VENV)/.installed ## sam build (with an installed Python 3.12, checked to run first; or PYTHON312=/path/to/python3.12)
+	@py=$$(infra/python312.sh) || exit 1; echo "sam build with $$py"; \
+	PATH=$$(dirname "$$py"):$$PATH $(SAM) build -t infra/template.yaml
 
 deploy: build ## sam build, then sam deploy --guided
 	$(SAM) deploy --guided
