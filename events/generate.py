@@ -304,8 +304,8 @@ def samples(now: bool) -> dict[str, Sample]:
         "embeddings-models.json": Sample("EmbeddingsFunction", http_event(
             20, "GET", "/v1/models", "/v1/models", keyed=True)),
         "embeddings-model.json": Sample("EmbeddingsFunction", http_event(
-            21, "GET", "/v1/models/{model}", "/v1/models/all-mpnet-base-v2",
-            path_parameters={"model": "all-mpnet-base-v2"}, keyed=True)),
+            21, "GET", "/v1/models/{model+}", "/v1/models/sentence-transformers/all-mpnet-base-v2",
+            path_parameters={"model": "sentence-transformers/all-mpnet-base-v2"}, keyed=True)),
         # EventBridge's Scheduled Event, as the sweeper's rate(10 minutes) rule delivers it.
         "sweeper-schedule.json": Sample("SweeperFunction", {
             "version": "0", "id": "5e0f4f1c-2b8a-4c1e-9d3f-7a6b5c4d3e2f", "detail-type": "Scheduled Event",

@@ -45,6 +45,11 @@ def model(model: str) -> dict:
     return get_model(model, bootstrap.deps())
 
 
+@app.get("/v1/models/<owner>/<name>")  # the template's {model+}: a Hugging Face name holds a slash
+def owned_model(owner: str, name: str) -> dict:
+    return model(f"{owner}/{name}")
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @bootstrap.metrics_flushed
 def handler(event, context):

@@ -2,7 +2,6 @@
 description, and secrets kept out of the logs. Requests go through the template's routes and
 its authorizer, as API Gateway sends them."""
 
-import dataclasses
 import io
 import json
 
@@ -29,7 +28,7 @@ def deps():
 
 
 def with_settings(deps, **changes):
-    deps.settings = dataclasses.replace(deps.settings, **changes)
+    deps.settings = deps.settings.model_copy(update=changes)
 
 
 def test_only_health_webhooks_the_api_description_and_sign_in_skip_the_authorizer():
@@ -171,7 +170,7 @@ def test_the_api_description_lists_exactly_the_json_routes_of_the_template(deps)
     status, doc = call("GET", "/api/openapi.json", key=None)
     assert status == 200 and doc["openapi"].startswith("3.1")
     documented = {f"{m.upper()} {p}" for p, ops in doc["paths"].items() for m in ops}
-    routes = {r.key for f in TEMPLATE.functions.values() for r in f.routes}
+    routes = {r.key.replace("+}", "}") for f in TEMPLATE.functions.values() for r in f.routes}  # greedy: {p+}
     json_routes = {k for k in routes if k.split(" ")[1].startswith(("/api/", "/webhooks/", "/v1/"))}
     assert documented == json_routes - {"GET /api/docs"}
     assert doc["paths"]["/api/search"]["get"].get("security") is None, "keyed by default"

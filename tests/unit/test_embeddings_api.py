@@ -160,6 +160,8 @@ def test_the_models_listing_gives_each_served_models_size_and_input_limit(served
                                               "owned_by": "sentence-transformers", "dimensions": 384,
                                               "max_input_tokens": 256, "shortenable": False}
     assert call("GET", f"/v1/models/{MINILM}") == (200, by_id[MINILM])
+    assert call("GET", f"/v1/models/sentence-transformers/{MINILM}") == (200, by_id[MINILM]), "as /v1/embeddings"
+    assert call("GET", f"/v1/models/nobody/{MINILM}")[0] == 404
 
 
 def test_without_a_key_the_embeddings_api_is_refused_before_the_model_runs(served):

@@ -211,6 +211,8 @@ def _paths(search_keyed: bool) -> dict:
                                              **_openai_errors(401)}}},
         "/v1/models/{model}": {"get": {
             "summary": "One served model", "tags": ["embeddings"],
+            "description": "The id may hold a slash: a Hugging Face name such as "
+                           "`sentence-transformers/all-MiniLM-L6-v2` is accepted, as by /v1/embeddings.",
             "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": _json(_ref("Model"), "The model."), **_openai_errors(401, 404)}}},
         "/api/openapi.json": {"get": {"summary": "This document", "tags": ["service"], "security": [],

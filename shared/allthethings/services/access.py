@@ -117,7 +117,7 @@ class Decision:
 # one: a route added later is refused by the gateway unless it is listed here (fail closed:
 # /v1/embeddings once slipped through a "not /api/" rule).
 PAGE_ROUTES = frozenset({"GET /", "POST /process", "POST /assets/{id}/{action}", "GET /search"})
-OPENAI_ROUTES = frozenset({"POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model}"})
+OPENAI_ROUTES = frozenset({"POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model+}"})
 
 
 def refuses_itself(route_key: str) -> bool:
