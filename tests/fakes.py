@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -10,10 +11,12 @@ import re
 import threading
 from collections.abc import Sequence
 
+from allthethings.adapters.records import SearchMetadata, search_metadata
 from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
-from allthethings.domain.errors import ContentTooLarge, NotFound, UnreachableUrl, UpstreamUnavailable
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+from allthethings.domain.errors import ContentTooLarge, InvalidInput, NotFound, UnreachableUrl, UpstreamUnavailable
+from allthethings.domain.search import query_terms
 from allthethings.ports import (
     AssetStore,
     BlobStore,
@@ -34,122 +37,135 @@ from allthethings.services import Deps
 
 
 class FakeStore(AssetStore):
+    """The AssetStore in memory: only the primitives and reads, the rules come from the port.
+
+    It runs under the same contract suite as the real stores (tests/integration/test_store_contract.py).
+    Vector search is cosine similarity over the stored vectors; keyword search ranks the chunks that
+    hold any of the query's words by how often they hold them (no stemming, unlike BM25 engines).
+    Tests may read and change `assets`, `chunk_rows` and `vectors` directly.
+    """
+
     def __init__(self):
         self.assets: dict[str, Asset] = {}
         self.chunk_rows: dict[str, list[Chunk]] = {}
         self.vectors: dict[str, list[list[float]]] = {}
-        self.order: list[str] = []
-        self.lock = threading.Lock()
+        self.search_meta: dict[str, SearchMetadata] = {}  # what rides on an asset's vectors, as in the real stores
+        self.seq: dict[str, int] = {}  # insertion order, which `list` pages through newest first
+        self.lock = threading.RLock()  # the real stores' transactions and conditional updates
 
-    def add(self, asset):
-        for existing in self.assets.values():
-            if existing.url == asset.url:
-                return existing
-        self.assets[asset.id] = asset
-        self.order.append(asset.id)
-        return asset
+    @staticmethod
+    def _copy_of(asset):
+        return None if asset is None else copy.deepcopy(asset)
 
-    def get(self, asset_id):
-        a = self.assets.get(asset_id)
-        return None if a is None else Asset(**a.__dict__)
+    def _transaction(self):
+        return self.lock
+
+    def _insert(self, asset):
+        with self.lock:
+            if any(a.url == asset.url for a in self.assets.values()):
+                return False
+            self.assets[asset.id] = copy.deepcopy(asset)
+            self.seq[asset.id] = max(self.seq.values(), default=0) + 1
+            return True
+
+    def _fetch(self, asset_ids):
+        return [self._copy_of(self.assets[i]) for i in asset_ids if i in self.assets]
 
     def get_by_url(self, url):
-        return next((Asset(**a.__dict__) for a in self.assets.values() if a.url == url), None)
+        return self._copy_of(next((a for a in self.assets.values() if a.url == url), None))
 
     def find_by_digest(self, sha256):
-        return next((self.get(i) for i in self.order
-                     if self.assets[i].sha256 == sha256 and self.assets[i].status is Status.SEARCHABLE), None)
+        found = [a for a in self.assets.values() if a.sha256 == sha256 and a.status is Status.SEARCHABLE]
+        return self._copy_of(min(found, key=lambda a: self.seq[a.id], default=None))
 
-    def add_copy(self, asset, source_id):
-        source = self.assets.get(source_id)
-        if source is None or source.status is not Status.SEARCHABLE:
-            return None
-        stored = self.add(asset)
-        if stored is asset:
-            self.chunk_rows[asset.id] = [Chunk(asset.id, c.index, c.text, c.start_s, c.end_s)
-                                         for c in self.chunk_rows.get(source_id, [])]
-            self.vectors[asset.id] = [list(v) for v in self.vectors.get(source_id, [])]
-        return stored
+    def _copy(self, asset, source_id):
+        if not self._insert(asset):
+            return False
+        self.chunk_rows[asset.id] = [dataclasses.replace(c, asset_id=asset.id) for c in self.chunks(source_id)]
+        self.vectors[asset.id] = [list(v) for v in self.vectors.get(source_id, [])]
+        self.search_meta[asset.id] = search_metadata(asset)
+        return True
 
     def list(self, limit, cursor):
-        start = cursors.decode(cursor, "n")["n"] if cursor else 0
-        newest = list(reversed(self.order))
-        page = newest[start:start + limit]
-        more = start + limit < len(newest)
-        return [self.get(i) for i in page], cursors.encode({"n": start + limit}) if more else None
+        before = cursors.decode(cursor, "seq")["seq"] if cursor else None
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
+            raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page")
+        newest = sorted((i for i in self.assets if before is None or self.seq[i] < before),
+                        key=lambda i: -self.seq[i])
+        page = newest[:limit]
+        next_cursor = cursors.encode({"seq": self.seq[page[-1]]}) if len(newest) > limit else None
+        return [self._copy_of(self.assets[i]) for i in page], next_cursor
 
     def stale(self, statuses, updated_before, limit):
         found = [a for a in self.assets.values() if a.status in statuses and a.updated_at < updated_before]
-        return [dataclasses.replace(a) for a in sorted(found, key=lambda a: a.updated_at)[:limit]]
+        return [self._copy_of(a) for a in sorted(found, key=lambda a: (a.updated_at, a.id))[:limit]]
 
     def delete(self, asset_id):
-        self.assets.pop(asset_id, None)
-        self.chunk_rows.pop(asset_id, None)
-        self.vectors.pop(asset_id, None)
-        if asset_id in self.order:
-            self.order.remove(asset_id)
+        with self.lock:
+            for held in (self.assets, self.chunk_rows, self.vectors, self.search_meta, self.seq):
+                held.pop(asset_id, None)
 
-    def move(self, asset_id, target, **fields):
-        with self.lock:  # the port promises an atomic conditional update
+    def _update_if(self, asset_id, sources, changes):
+        with self.lock:
             asset = self.assets.get(asset_id)
-            if asset is None or asset.status not in sources_of(target):
+            if asset is None or asset.status not in sources:
                 return False
-            asset.status = target
-            asset.updated_at = now()
-            for k, v in fields.items():
+            for k, v in changes.items():
                 setattr(asset, k, v)
             return True
 
     def put_chunks(self, asset_id, chunks):
-        self.chunk_rows[asset_id] = list(chunks)
-        self.vectors.pop(asset_id, None)
+        with self.lock:
+            self.chunk_rows[asset_id] = sorted(chunks, key=lambda c: c.index)
+            self.vectors.pop(asset_id, None)
+            self.search_meta.pop(asset_id, None)
 
     def chunks(self, asset_id):
         return list(self.chunk_rows.get(asset_id, []))
 
-    def make_searchable(self, asset_id, vectors):
-        if len(vectors) != len(self.chunk_rows.get(asset_id, [])):
-            raise ValueError("count mismatch")
-        if not self.move(asset_id, Status.SEARCHABLE):
-            return False
-        self.vectors[asset_id] = [list(v) for v in vectors]
-        return True
+    def _chunk_count(self, asset_id):
+        return len(self.chunk_rows.get(asset_id, []))
 
-    def _admitted(self, asset_id, search_filter):
-        asset = self.assets[asset_id]
-        if asset.status is not Status.SEARCHABLE:
-            return False
+    def _attach_vectors(self, asset, vectors):
+        self.vectors[asset.id] = [list(v) for v in vectors]
+        self.search_meta[asset.id] = search_metadata(asset)
+
+    def _searchable(self, search_filter):
+        """The chunks and vectors a search ranks: of SEARCHABLE assets whose search metadata the
+        filter admits (so the filter applies before ranking, as in the real stores)."""
         f = search_filter
-        return f is None or ((not f.kinds or asset.kind in f.kinds) and (not f.host or asset.host == f.host)
-                             and (not f.after or asset.created_at >= f.after)
-                             and (not f.before or asset.created_at < f.before))
+        for asset_id, vecs in list(self.vectors.items()):
+            asset, meta = self.assets.get(asset_id), self.search_meta.get(asset_id)
+            if asset is None or asset.status is not Status.SEARCHABLE or meta is None:
+                continue
+            if f is not None and not ((not f.kinds or meta.kind in {k.value for k in f.kinds})
+                                      and (not f.host or meta.host == f.host.lower())
+                                      and (not f.after or meta.created_at >= f.after)
+                                      and (not f.before or meta.created_at < f.before)):
+                continue
+            yield from zip(self.chunk_rows.get(asset_id, []), vecs)
 
     def search(self, vector, limit, search_filter=None):
-        hits = []
-        for asset_id, vecs in self.vectors.items():
-            if not self._admitted(asset_id, search_filter):
-                continue
-            for chunk, v in zip(self.chunk_rows[asset_id], vecs):
-                score = sum(a * b for a, b in zip(vector, v))
-                hits.append(ChunkHit(asset_id, chunk.index, chunk.text, score, chunk.start_s, chunk.end_s))
+        hits = [ChunkHit(c.asset_id, c.index, c.text, _cosine(vector, v), c.start_s, c.end_s)
+                for c, v in self._searchable(search_filter)]
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 
     def keyword_search(self, query, limit, search_filter=None):
-        from allthethings.domain.search import query_terms
-
         terms = query_terms(query)
         hits = []
-        for asset_id in self.vectors:
-            if not self._admitted(asset_id, search_filter):
-                continue
-            for chunk in self.chunk_rows[asset_id]:
-                words = re.findall(r"\w+", chunk.text.lower())
-                score = sum(words.count(t) for t in terms)
-                if score:
-                    hits.append(ChunkHit(asset_id, chunk.index, chunk.text, float(score), chunk.start_s, chunk.end_s))
+        for c, _ in self._searchable(search_filter):
+            words = re.findall(r"\w+", c.text.lower())
+            score = sum(words.count(t) for t in terms)
+            if score:
+                hits.append(ChunkHit(c.asset_id, c.index, c.text, float(score), c.start_s, c.end_s))
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
+
+
+def _cosine(a, b) -> float:
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b)) / norms if norms else 0.0
 
 
 class FakeBlobs(BlobStore):

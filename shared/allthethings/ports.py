@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import BinaryIO
 
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
 from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 
 
 class AssetStore(abc.ABC):
-    """Assets and their chunks, with vector search over the chunks."""
+    """Assets and their chunks, with vector search over the chunks.
 
-    @abc.abstractmethod
+    The rules every store shares live here, as template methods in the manner of a repository
+    base class: `add` returns the known asset for a known URL, `move` checks the fields and takes
+    its allowed sources from the transition table, `make_searchable` checks the vector count and
+    the asset's status, `add_copy` copies only from a SEARCHABLE source, `get_many` of no ids asks
+    nothing. Each store implements the primitive operations they call (the underscored abstract
+    methods below, each a fixed number of queries, never one per item) and the reads whose
+    queries are its own. The asset<->record mapping the stores share is adapters/records.py.
+    """
+
+    # The fields `move` may set besides the status and the time of the change, which it sets itself.
+    SETTABLE = frozenset(f.name for f in dataclasses.fields(Asset)) - {"id", "status", "updated_at"}
+
     def add(self, asset: Asset) -> Asset:
         """Insert a new asset; if its URL is already known, return the existing one instead."""
+        return asset if self._insert(asset) else self._known(asset)
 
-    @abc.abstractmethod
-    def get(self, asset_id: str) -> Asset | None: ...
+    def get(self, asset_id: str) -> Asset | None:
+        return self.get_many([asset_id]).get(asset_id)
+
+    def get_many(self, asset_ids: Sequence[str]) -> dict[str, Asset]:
+        """The stored assets among `asset_ids`, by id, in one query (none for no ids); an id that
+        is not stored is simply absent."""
+        wanted = list(dict.fromkeys(asset_ids))
+        if not wanted:
+            return {}
+        found = {a.id: a for a in self._fetch(wanted)}
+        return {i: found[i] for i in wanted if i in found}
 
     @abc.abstractmethod
     def get_by_url(self, url: str) -> Asset | None: ...
@@ -31,11 +53,18 @@ class AssetStore(abc.ABC):
     def find_by_digest(self, sha256: str) -> Asset | None:
         """The oldest SEARCHABLE asset whose fetched body had this SHA-256, if any."""
 
-    @abc.abstractmethod
     def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
         """Insert the SEARCHABLE `asset` with copies of the chunks and vectors of the SEARCHABLE asset
         `source_id` (the same bytes behind another URL), all or nothing. If the URL is already known,
         return the existing asset instead; None if the source is no longer searchable."""
+        if asset.status is not Status.SEARCHABLE:
+            raise ValueError(f"a copy is inserted SEARCHABLE, not {asset.status.value}")
+        with self._transaction():
+            source = self.get(source_id)
+            if source is None or source.status is not Status.SEARCHABLE:
+                return None
+            inserted = self._copy(asset, source_id)
+        return asset if inserted else self._known(asset)
 
     @abc.abstractmethod
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
@@ -50,10 +79,13 @@ class AssetStore(abc.ABC):
     def delete(self, asset_id: str) -> None:
         """Remove an asset and its chunks (used to undo a submission that could not be queued)."""
 
-    @abc.abstractmethod
     def move(self, asset_id: str, target: Status, **fields) -> bool:
         """Set status to `target` (and `fields`) only if the transition is allowed from the
         stored status; return whether it happened. Atomic: two racing callers cannot both win."""
+        unknown = set(fields) - self.SETTABLE
+        if unknown:
+            raise ValueError(f"unknown asset fields {sorted(unknown)}")
+        return self._update_if(asset_id, sources_of(target), self._changes(target, fields))
 
     @abc.abstractmethod
     def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
@@ -63,11 +95,23 @@ class AssetStore(abc.ABC):
     def chunks(self, asset_id: str) -> list[Chunk]:
         """The asset's chunks in order (without vectors)."""
 
-    @abc.abstractmethod
     def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
         """Attach one vector to each stored chunk (in chunk order) and move the asset to SEARCHABLE,
         if that move is allowed; return whether it happened. ValueError if the counts differ.
         Only SEARCHABLE assets ever have vectors, so a search never ranks anything else."""
+        sources = sources_of(Status.SEARCHABLE)
+        with self._transaction():
+            count = self._chunk_count(asset_id)
+            if count != len(vectors):
+                raise ValueError(f"asset {asset_id} has {count} chunks but {len(vectors)} vectors came")
+            asset = self.get(asset_id)
+            if asset is None or asset.status not in sources:
+                return False
+            # Vectors first, status second: where the two are not one transaction (Atlas), a crash
+            # in between leaves an asset that is not yet SEARCHABLE (search drops its chunks) and
+            # whose retry rewrites the same vectors.
+            self._attach_vectors(asset, vectors)
+            return self._update_if(asset_id, sources, self._changes(Status.SEARCHABLE, {}))
 
     @abc.abstractmethod
     def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
@@ -83,6 +127,53 @@ class AssetStore(abc.ABC):
         """Vector and keyword results fused by reciprocal rank; stores with a native fusion override it."""
         return reciprocal_rank_fusion(self.search(vector, limit, search_filter),
                                       self.keyword_search(query, limit, search_filter))[:limit]
+
+    # -- shared steps ------------------------------------------------------------------------
+    @staticmethod
+    def _changes(target: Status, fields: dict) -> dict:
+        """What a move writes: the status, the time of the change, and the caller's fields."""
+        return {**fields, "status": target, "updated_at": now()}
+
+    def _known(self, asset: Asset) -> Asset:
+        """The asset that holds `asset`'s URL, after an insert was refused because of it."""
+        existing = self.get_by_url(asset.url)
+        if existing is None:  # the refusal was not about the URL (an id taken), or it was deleted since
+            raise RuntimeError(f"asset {asset.id} was refused, but no asset holds its URL")
+        return existing
+
+    # -- primitive operations, one per store ---------------------------------------------------
+    def _transaction(self) -> contextlib.AbstractContextManager:
+        """A block whose primitive writes commit together or not at all. The default is none: a
+        store without multi-document transactions orders its writes so that a crash between them
+        leaves nothing a search or a later call would trust (see `make_searchable`)."""
+        return contextlib.nullcontext()
+
+    @abc.abstractmethod
+    def _insert(self, asset: Asset) -> bool:
+        """Insert the asset unless its URL is known (one write); return whether it was inserted."""
+
+    @abc.abstractmethod
+    def _fetch(self, asset_ids: Sequence[str]) -> list[Asset]:
+        """The stored assets among these distinct ids, in any order (one query)."""
+
+    @abc.abstractmethod
+    def _copy(self, asset: Asset, source_id: str) -> bool:
+        """Insert `asset` unless its URL is known, with copies of the chunks and vectors of
+        `source_id` (checked SEARCHABLE) carrying `asset`'s search metadata; return whether it was
+        inserted. All or nothing: nothing of the copy survives a refusal or a failure."""
+
+    @abc.abstractmethod
+    def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
+        """Set `changes` (asset fields, domain values) on the asset if its status is in `sources`,
+        in one conditional write; return whether it matched."""
+
+    @abc.abstractmethod
+    def _chunk_count(self, asset_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def _attach_vectors(self, asset: Asset, vectors: Sequence[Sequence[float]]) -> None:
+        """Give each of the asset's chunks, in chunk order, its vector and the asset's search
+        metadata (the counts are checked equal). The status is not this method's business."""
 
 
 class BlobStore(abc.ABC):

@@ -1,8 +1,9 @@
-"""The AssetStore contract, run against every real store: SQLite (sqlite-vec), AtlasStore on mongomock,
-and AtlasStore on a live MongoDB Atlas / atlas-local when MONGODB_URI is set (`-m live`).
+"""The AssetStore contract, run against every store: SQLite (sqlite-vec), AtlasStore on mongomock,
+AtlasStore on a live MongoDB Atlas / atlas-local when MONGODB_URI is set (`-m live`), and the
+FakeStore the unit tests use (so that a fake that drifts from the real stores turns this suite red).
 
 mongomock has no `$vectorSearch` and no search-index commands, so on that backend the search cases
-are skipped and only the B-tree part of `ensure_indexes` is in place. Known defects of a backend are
+are skipped and only `ensure_btree_indexes` runs. Known defects of a backend are
 marked `xfail(strict=True)` on that backend only, so the suite turns red the day they are fixed
 without the marker being removed.
 """
@@ -21,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from allthethings.adapters import atlas_store as atlas_module
-from allthethings.adapters import sqlite_store as sqlite_module
+from allthethings import ports
 from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
 from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain import cursor as cursors
@@ -30,6 +30,7 @@ from allthethings.domain.assets import TRANSITIONS, Kind, Status
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import SearchFilter
 from allthethings.services.search import MAX_CHUNKS
+from tests.fakes import FakeStore
 from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
 
 INDEX = "chunk_vectors"
@@ -38,17 +39,6 @@ MODEL = "contract-test-model"
 
 
 # -- backends ------------------------------------------------------------------------------------
-
-def _create_btree_indexes(db) -> None:
-    """The B-tree half of AtlasStore.ensure_indexes, with the same names and keys (idempotent)."""
-    from pymongo import ASCENDING, DESCENDING
-
-    db.assets.create_index([("url", ASCENDING)], unique=True, name="url_unique")
-    db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first")
-    db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
-                           partialFilterExpression={"sha256": {"$type": "string"}})
-    db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True, name="asset_chunk_unique")
-
 
 def _replay_bulk_writes(collection):
     """A bulk_write for a mongomock collection that replays ReplaceOne/UpdateOne one by one.
@@ -116,7 +106,7 @@ def live_database():
         client.close()
 
 
-@pytest.fixture(params=["sqlite", "mongomock", pytest.param("live", marks=pytest.mark.live)])
+@pytest.fixture(params=["sqlite", "mongomock", "fake", pytest.param("live", marks=pytest.mark.live)])
 def backend(request, tmp_path):
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "store.db"), DIMENSIONS, MODEL)
@@ -126,14 +116,12 @@ def backend(request, tmp_path):
         import mongomock
 
         store = AtlasStore(lambda: mongomock.MongoClient(tz_aware=True), "test_db", INDEX)
-        try:
-            store.ensure_indexes(DIMENSIONS)
-        except (TypeError, AttributeError, NotImplementedError):
-            # mongomock 4.3 has no list_search_indexes / create_search_indexes; ensure_indexes gets as far
-            # as the B-tree indexes, which are all the non-search contract needs. Make sure they exist.
-            _create_btree_indexes(store.db)
+        # mongomock 4.3 has no search-index commands; the B-tree indexes are all the non-search contract needs.
+        store.ensure_btree_indexes()
         store.db.chunks.bulk_write = _replay_bulk_writes(store.db.chunks)
         yield Backend("mongomock", store, can_search=False)
+    elif request.param == "fake":
+        yield Backend("fake", FakeStore())
     else:
         client, name = request.getfixturevalue("live_database")
         db = client[name]
@@ -197,6 +185,57 @@ class TestAssetStoreContract:
         got = backend.store.get(asset.id)
         assert got.created_at.tzinfo is not None
         assert got.created_at.replace(microsecond=0) == at(0)
+
+    def test_every_field_round_trips_a_metadata_document_and_empty_fields_included(self, backend):
+        documented = make_asset(status=Status.SEARCHABLE, title="Doc", sha256="ab" * 32, chunk_count=2,
+                                metadata={"author": "Ada", "tags": ["x", "y"], "pages": 3, "draft": False})
+        bare = dataclasses.replace(make_asset(), kind=None, content_type=None, staged_key=None, size_bytes=None)
+        for asset in (documented, bare):
+            backend.store.add(asset)
+        listed = {a.id: a for a in backend.store.list(10, None)[0]}
+        for asset in (documented, bare):
+            same_asset(backend.store.get(asset.id), asset)
+            same_asset(listed[asset.id], asset)
+
+    @pytest.mark.parametrize("field", ["id", "status", "updated_at"])
+    def test_a_move_may_not_set_the_id_the_status_or_the_time_of_the_change_itself(self, backend, field):
+        asset = backend.store.add(make_asset(status=Status.SUBMITTED))
+        with pytest.raises(ValueError):
+            backend.store.move(asset.id, Status.PROCESSING, **{field: "whatever"})
+        same_asset(backend.store.get(asset.id), asset)
+
+    def test_get_many_returns_the_stored_assets_by_id_and_leaves_unknown_ids_out(self, backend):
+        first, second = backend.store.add(make_asset(title="one")), backend.store.add(make_asset(title="two"))
+        backend.store.add(make_asset())  # stored but not asked for
+        unknown = uuid.uuid4().hex
+        found = backend.store.get_many([second.id, unknown, first.id, second.id])
+        assert list(found) == [second.id, first.id]
+        same_asset(found[first.id], first)
+        same_asset(found[second.id], second)
+
+    def test_get_many_of_no_ids_is_empty_without_asking_the_database(self, backend, monkeypatch):
+        def no_query(*_):
+            raise AssertionError("get_many of no ids queried the store")
+
+        monkeypatch.setattr(backend.store, "_fetch", no_query)
+        assert backend.store.get_many([]) == {}
+        assert backend.store.get_many(iter(())) == {}
+
+    def test_get_many_of_ids_none_of_which_is_stored_is_empty(self, backend):
+        backend.store.add(make_asset())
+        assert backend.store.get_many([uuid.uuid4().hex, uuid.uuid4().hex]) == {}
+
+    def test_get_many_reads_all_the_ids_in_one_query(self, backend, monkeypatch):
+        added = [backend.store.add(make_asset()) for _ in range(5)]
+        fetch, calls = backend.store._fetch, []
+
+        def counted(ids):
+            calls.append(list(ids))
+            return fetch(ids)
+
+        monkeypatch.setattr(backend.store, "_fetch", counted)
+        assert set(backend.store.get_many([a.id for a in added])) == {a.id for a in added}
+        assert len(calls) == 1
 
     def test_an_unknown_id_or_url_finds_nothing(self, backend):
         backend.store.add(make_asset())
@@ -331,11 +370,11 @@ class TestAssetStoreContract:
             assert backend.store.get(asset.id).status is winners[0]
 
     def test_reclaiming_processing_twice_within_one_millisecond_still_succeeds(self, request, backend, monkeypatch):
-        # The stores read the clock through their module's `now`; freezing it is the only deterministic way
-        # to make two moves land in the same millisecond.
+        # Every store's move stamps the time in the port's template method, which reads the clock through
+        # the ports module's `now`; freezing it is the only deterministic way to make two moves land in
+        # the same millisecond.
         frozen = at(60)
-        monkeypatch.setattr(atlas_module, "now", lambda: frozen)
-        monkeypatch.setattr(sqlite_module, "now", lambda: frozen)
+        monkeypatch.setattr(ports, "now", lambda: frozen)
         asset = backend.store.add(make_asset(status=Status.PROCESSING))
         assert backend.store.move(asset.id, Status.PROCESSING) is True
         assert backend.store.move(asset.id, Status.PROCESSING) is True

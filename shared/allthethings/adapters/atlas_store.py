@@ -9,17 +9,14 @@ built once per container, on first use.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
+from allthethings.adapters.records import BSON, decode, encode, encode_changes, search_metadata
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, host_of, now, sources_of
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore
-
-_ASSET_FIELDS = ("url", "status", "content_type", "kind", "title", "error", "staged_key", "size_bytes",
-                 "chunk_count", "prediction_id", "created_at", "updated_at", "sha256", "metadata")
-
 
 # Chunk fields a search may filter on; each is declared in both search indexes.
 FILTER_PATHS = ("asset_id", "kind", "host", "created_at")
@@ -122,11 +119,6 @@ def hybrid_search_pipeline(vector_index: str, text_index: str, vector: Sequence[
     ]
 
 
-def _utc(value: datetime) -> datetime:
-    # BSON dates come back naive (UTC) unless the client is tz_aware.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class AtlasStore(AssetStore):
     def __init__(self, client_factory: Callable[[], object], database: str, vector_index: str,
                  text_index: str = "chunk_text", rank_fusion: str = "auto"):
@@ -154,16 +146,12 @@ class AtlasStore(AssetStore):
         except (ConnectionFailure, OperationFailure) as exc:
             raise UpstreamUnavailable(f"the database is unavailable ({type(exc).__name__})") from exc
 
-    def ensure_indexes(self, dimensions: int, *, wait_s: float = 0, poll_s: float = 5.0) -> list[str]:
-        """Create or update the B-tree indexes the code relies on and both search indexes; with
-        `wait_s`, wait until the search indexes are queryable. Running it twice changes nothing.
-        Returns what it did, one line per index."""
-        import time
-
+    def ensure_btree_indexes(self) -> list[str]:
+        """Create the B-tree indexes the code relies on (the unique URL and chunk keys among them);
+        running it twice changes nothing. Returns their names. Any MongoDB has these, mongomock too."""
         from pymongo import ASCENDING, DESCENDING
-        from pymongo.operations import SearchIndexModel
 
-        done = [
+        return [
             self.db.assets.create_index([("url", ASCENDING)], unique=True, name="url_unique"),
             self.db.assets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"),
             self.db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
@@ -172,6 +160,16 @@ class AtlasStore(AssetStore):
             self.db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True,
                                         name="asset_chunk_unique"),
         ]
+
+    def ensure_indexes(self, dimensions: int, *, wait_s: float = 0, poll_s: float = 5.0) -> list[str]:
+        """Create or update the B-tree indexes (`ensure_btree_indexes`) and both search indexes; with
+        `wait_s`, wait until the search indexes are queryable. Running it twice changes nothing.
+        Returns what it did, one line per index."""
+        import time
+
+        from pymongo.operations import SearchIndexModel
+
+        done = self.ensure_btree_indexes()
         existing = {i["name"]: i for i in self.db.chunks.list_search_indexes()}
         for name, kind, definition in ((self.vector_index, "vectorSearch", vector_index_definition(dimensions)),
                                        (self.text_index, "search", search_index_definition())):
@@ -194,79 +192,56 @@ class AtlasStore(AssetStore):
                 raise UpstreamUnavailable(f"the search indexes were not queryable within {wait_s:.0f} s")
         return done
 
-    @staticmethod
-    def _to_doc(asset: Asset) -> dict:
-        return {"_id": asset.id, "url": asset.url, "status": asset.status.value,
-                "content_type": asset.content_type, "kind": asset.kind.value if asset.kind else None,
-                "title": asset.title, "error": asset.error, "staged_key": asset.staged_key,
-                "size_bytes": asset.size_bytes, "chunk_count": asset.chunk_count,
-                "prediction_id": asset.prediction_id, "created_at": asset.created_at,
-                "updated_at": asset.updated_at, "sha256": asset.sha256, "metadata": asset.metadata}
-
-    @staticmethod
-    def _from_doc(doc: dict) -> Asset:
-        return Asset(id=doc["_id"], url=doc["url"], status=Status(doc["status"]),
-                     created_at=_utc(doc["created_at"]), updated_at=_utc(doc["updated_at"]),
-                     content_type=doc.get("content_type"), kind=Kind(doc["kind"]) if doc.get("kind") else None,
-                     title=doc.get("title"), error=doc.get("error"), staged_key=doc.get("staged_key"),
-                     size_bytes=doc.get("size_bytes"), chunk_count=doc.get("chunk_count"),
-                     prediction_id=doc.get("prediction_id"), sha256=doc.get("sha256"), metadata=doc.get("metadata"))
-
-    def add(self, asset: Asset) -> Asset:
+    def _insert(self, asset: Asset) -> bool:
         from pymongo.errors import DuplicateKeyError
 
         try:
-            self._call(self.db.assets.insert_one, self._to_doc(asset))
-            return asset
+            self._call(self.db.assets.insert_one, encode(asset, BSON))
+            return True
         except DuplicateKeyError:
-            existing = self.get_by_url(asset.url)
-            if existing is None:
-                raise
-            return existing
+            return False
+
+    def _fetch(self, asset_ids: Sequence[str]) -> list[Asset]:
+        docs = self._call(lambda: list(self.db.assets.find({"_id": {"$in": list(asset_ids)}})))
+        return [decode(d, BSON) for d in docs]
 
     def find_by_digest(self, sha256: str) -> Asset | None:
         doc = self._call(lambda: next(iter(self.db.assets.find(
             {"sha256": sha256, "status": Status.SEARCHABLE.value}).sort([("created_at", 1), ("_id", 1)]).limit(1)),
             None))
-        return self._from_doc(doc) if doc else None
+        return decode(doc, BSON) if doc else None
 
-    def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
+    def _copy(self, asset: Asset, source_id: str) -> bool:
         """Chunks first, the asset second (search drops chunks whose asset is not SEARCHABLE), and
         the chunks taken back if the asset cannot be inserted: no half-written copy survives."""
         from pymongo.errors import DuplicateKeyError
 
-        if self._call(self.db.assets.find_one, {"_id": source_id, "status": Status.SEARCHABLE.value}) is None:
-            return None
-        meta = {"kind": asset.kind.value if asset.kind else None, "host": host_of(asset.url),
-                "created_at": asset.created_at}
+        meta = search_metadata(asset)._asdict()
         source = self._call(lambda: list(self.db.chunks.find({"asset_id": source_id}).sort("index", 1)))
         copies = [{**{k: v for k, v in doc.items() if k != "_id"}, **meta, "_id": f"{asset.id}:{doc['index']}",
                    "asset_id": asset.id} for doc in source]
         try:
             if copies:
                 self._call(self.db.chunks.insert_many, copies, ordered=False)
-            self._call(self.db.assets.insert_one, self._to_doc(asset))
-            return asset
-        except DuplicateKeyError:
-            self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
-            return self.get_by_url(asset.url)
+            inserted = self._insert(asset)
+        except DuplicateKeyError:  # a chunk id taken: as good as the asset refused
+            inserted = False
         except BaseException:
             self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
             raise
-
-    def get(self, asset_id: str) -> Asset | None:
-        doc = self._call(self.db.assets.find_one, {"_id": asset_id})
-        return self._from_doc(doc) if doc else None
+        if not inserted:
+            self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
+        return inserted
 
     def get_by_url(self, url: str) -> Asset | None:
         doc = self._call(self.db.assets.find_one, {"url": url})
-        return self._from_doc(doc) if doc else None
+        return decode(doc, BSON) if doc else None
 
     def stale(self, statuses, updated_before, limit):
         docs = self._call(lambda: list(self.db.assets.find(
             {"status": {"$in": [s.value for s in statuses]}, "updated_at": {"$lt": updated_before}})
             .sort([("updated_at", 1), ("_id", 1)]).limit(limit)))
-        return [self._from_doc(d) for d in docs]
+        return [decode(d, BSON) for d in docs]
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         query: dict = {}
@@ -281,7 +256,7 @@ class AtlasStore(AssetStore):
             query = {"$or": [{"created_at": {"$lt": t}}, {"created_at": t, "_id": {"$lt": pos["id"]}}]}
         docs = list(self._call(lambda: self.db.assets.find(query).sort(
             [("created_at", -1), ("_id", -1)]).limit(limit + 1)))
-        page = [self._from_doc(d) for d in docs[:limit]]
+        page = [decode(d, BSON) for d in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
             last = page[-1]
@@ -292,15 +267,11 @@ class AtlasStore(AssetStore):
         self._call(self.db.chunks.delete_many, {"asset_id": asset_id})
         self._call(self.db.assets.delete_one, {"_id": asset_id})
 
-    def move(self, asset_id: str, target: Status, **fields) -> bool:
-        fields = {k: (v.value if isinstance(v, (Status, Kind)) else v) for k, v in fields.items()}
-        unknown = set(fields) - set(_ASSET_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown asset fields {sorted(unknown)}")
+    def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
         result = self._call(
             self.db.assets.update_one,
-            {"_id": asset_id, "status": {"$in": sorted(s.value for s in sources_of(target))}},
-            {"$set": {**fields, "status": target.value, "updated_at": now()}})
+            {"_id": asset_id, "status": {"$in": sorted(s.value for s in sources)}},
+            {"$set": encode_changes(changes, BSON)})
         return result.matched_count == 1
 
     def put_chunks(self, asset_id: str, chunks: Sequence[Chunk]) -> None:
@@ -318,26 +289,18 @@ class AtlasStore(AssetStore):
         return [Chunk(asset_id=asset_id, index=d["index"], text=d["text"], start_s=d.get("start_s"),
                       end_s=d.get("end_s")) for d in docs]
 
-    def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
+    def _chunk_count(self, asset_id: str) -> int:
+        return self._call(self.db.chunks.count_documents, {"asset_id": asset_id})
+
+    def _attach_vectors(self, asset: Asset, vectors: Sequence[Sequence[float]]) -> None:
         from pymongo import UpdateOne
 
-        count = self._call(self.db.chunks.count_documents, {"asset_id": asset_id})
-        if count != len(vectors):
-            raise ValueError(f"asset {asset_id} has {count} chunks but {len(vectors)} vectors came")
-        waiting = {"_id": asset_id, "status": {"$in": sorted(s.value for s in sources_of(Status.SEARCHABLE))}}
-        asset = self._call(self.db.assets.find_one, waiting, {"kind": 1, "url": 1, "created_at": 1})
-        if asset is None:
-            return False
         # The asset's filterable fields ride on each chunk: both search indexes filter on them.
-        meta = {"kind": asset.get("kind"), "host": host_of(asset["url"]),
-                "created_at": asset["created_at"]}
-        # Vectors first, status second: a crash in between leaves an asset that is not yet
-        # SEARCHABLE (search drops its chunks) and whose retry rewrites the same vectors.
-        ops = [UpdateOne({"_id": f"{asset_id}:{i}"}, {"$set": {"embedding": [float(x) for x in v], **meta}})
+        meta = search_metadata(asset)._asdict()
+        ops = [UpdateOne({"_id": f"{asset.id}:{i}"}, {"$set": {"embedding": [float(x) for x in v], **meta}})
                for i, v in enumerate(vectors)]
         if ops:
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
-        return self.move(asset_id, Status.SEARCHABLE)
 
     def _searchable_hits(self, rows: list[dict]) -> list[ChunkHit]:
         # Vectors are written just before the status moves; drop chunks caught in between.

@@ -15,10 +15,11 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 
+from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Kind, Status, host_of, now, sources_of
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import SearchFilter, query_terms
 from allthethings.ports import AssetStore
@@ -44,8 +45,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 """
 
-_FIELDS = ("id", "url", "status", "content_type", "kind", "title", "error", "staged_key",
-           "size_bytes", "chunk_count", "prediction_id", "created_at", "updated_at", "sha256", "metadata")
+_COLUMNS = ", ".join(FIELDS)
 
 
 def _connect(path: str):
@@ -131,13 +131,13 @@ class SqliteStore(AssetStore):
         """Upgrade a file made before filters: rebuild both search tables with asset metadata."""
         with self._write_on(conn):
             rows = conn.execute(
-                "SELECT v.rowid, v.embedding, c.text, a.kind, a.url, a.created_at FROM chunk_vectors v "
+                f"SELECT v.rowid, v.embedding, c.text, {', '.join(f'a.{f}' for f in FIELDS)} FROM chunk_vectors v "
                 "JOIN chunks c ON c.rowid = v.rowid JOIN assets a ON a.id = c.asset_id").fetchall()
             conn.execute("DROP TABLE chunk_vectors")
             conn.execute(self._vector_table("chunk_vectors"))
             conn.execute("DELETE FROM chunk_fts")
-            for rowid, embedding, text, kind, url, created_at in rows:
-                meta = _search_metadata(kind, url, created_at)
+            for rowid, embedding, text, *asset in rows:
+                meta = _search_columns(search_metadata(_asset(asset)))
                 conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
                              "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
                 conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -150,69 +150,45 @@ class SqliteStore(AssetStore):
             self._local.conn = None
 
     # -- assets ----------------------------------------------------------------
-    @staticmethod
-    def _row_to_asset(row: Sequence) -> Asset:
-        d = dict(zip(_FIELDS, row))
-        return Asset(
-            id=d["id"], url=d["url"], status=Status(d["status"]),
-            created_at=datetime.fromisoformat(d["created_at"]),
-            updated_at=datetime.fromisoformat(d["updated_at"]),
-            content_type=d["content_type"], kind=Kind(d["kind"]) if d["kind"] else None,
-            title=d["title"], error=d["error"], staged_key=d["staged_key"], size_bytes=d["size_bytes"],
-            chunk_count=d["chunk_count"], prediction_id=d["prediction_id"], sha256=d["sha256"],
-            metadata=json.loads(d["metadata"]) if d["metadata"] is not None else None)
-
     def _select(self, where: str, args: tuple) -> Asset | None:
-        row = self._conn().execute(f"SELECT {', '.join(_FIELDS)} FROM assets WHERE {where}", args).fetchone()
-        return self._row_to_asset(row) if row else None
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM assets WHERE {where}", args).fetchone()
+        return _asset(row) if row else None
 
-    @staticmethod
-    def _insert(conn, asset: Asset) -> bool:
-        values = (asset.id, asset.url, asset.status.value, asset.content_type,
-                  asset.kind.value if asset.kind else None, asset.title, asset.error, asset.staged_key,
-                  asset.size_bytes, asset.chunk_count, asset.prediction_id,
-                  asset.created_at.isoformat(), asset.updated_at.isoformat(), asset.sha256,
-                  json.dumps(asset.metadata) if asset.metadata is not None else None)
-        cur = conn.execute(
-            f"INSERT INTO assets ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))}) "
-            "ON CONFLICT (url) DO NOTHING", values)
+    def _insert(self, asset: Asset) -> bool:
+        record = encode(asset, SQL)
+        cur = self._conn().execute(
+            f"INSERT INTO assets ({', '.join(record)}) VALUES ({', '.join('?' * len(record))}) "
+            "ON CONFLICT (url) DO NOTHING", tuple(record.values()))
         return cur.rowcount == 1
 
-    def add(self, asset: Asset) -> Asset:
-        if self._insert(self._conn(), asset):
-            return asset
-        existing = self.get_by_url(asset.url)
-        assert existing is not None
-        return existing
+    def _fetch(self, asset_ids: Sequence[str]) -> list[Asset]:
+        # One parameter however many ids: json_each stays clear of SQLite's limit on bound variables.
+        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM assets WHERE id IN (SELECT value FROM json_each(?))",
+                                    (json.dumps(list(asset_ids)),)).fetchall()
+        return [_asset(r) for r in rows]
 
     def find_by_digest(self, sha256: str) -> Asset | None:
         return self._select("sha256 = ? AND status = ? ORDER BY seq LIMIT 1", (sha256, Status.SEARCHABLE.value))
 
-    def add_copy(self, asset: Asset, source_id: str) -> Asset | None:
-        with self._write() as conn:
-            if not conn.execute("SELECT 1 FROM assets WHERE id = ? AND status = ?",
-                                (source_id, Status.SEARCHABLE.value)).fetchone():
-                return None
-            inserted = self._insert(conn, asset)
-            if inserted:
-                meta = _search_metadata(asset.kind.value if asset.kind else None, asset.url,
-                                        asset.created_at.isoformat())
-                rows = conn.execute(
-                    "SELECT c.idx, c.text, c.start_s, c.end_s, v.embedding FROM chunks c "
-                    "JOIN chunk_vectors v ON v.rowid = c.rowid WHERE c.asset_id = ? ORDER BY c.idx",
-                    (source_id,)).fetchall()
-                for idx, text, start_s, end_s, embedding in rows:
-                    rowid = conn.execute(
-                        "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
-                        (asset.id, idx, text, start_s, end_s)).lastrowid
-                    conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
-                                 "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
-                    conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                                 (rowid, text, *meta))
-        return asset if inserted else self.get_by_url(asset.url)
-
-    def get(self, asset_id: str) -> Asset | None:
-        return self._select("id = ?", (asset_id,))
+    def _copy(self, asset: Asset, source_id: str) -> bool:
+        # Inside add_copy's transaction: the asset and every copied row commit together.
+        if not self._insert(asset):
+            return False
+        conn = self._conn()
+        meta = _search_columns(search_metadata(asset))
+        rows = conn.execute(
+            "SELECT c.idx, c.text, c.start_s, c.end_s, v.embedding FROM chunks c "
+            "JOIN chunk_vectors v ON v.rowid = c.rowid WHERE c.asset_id = ? ORDER BY c.idx",
+            (source_id,)).fetchall()
+        for idx, text, start_s, end_s, embedding in rows:
+            rowid = conn.execute(
+                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+                (asset.id, idx, text, start_s, end_s)).lastrowid
+            conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
+            conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                         (rowid, text, *meta))
+        return True
 
     def get_by_url(self, url: str) -> Asset | None:
         return self._select("url = ?", (url,))
@@ -220,16 +196,16 @@ class SqliteStore(AssetStore):
     def stale(self, statuses, updated_before, limit):
         marks = ", ".join("?" for _ in statuses)
         rows = self._conn().execute(
-            f"SELECT {', '.join(_FIELDS)} FROM assets WHERE status IN ({marks}) AND updated_at < ? "
+            f"SELECT {_COLUMNS} FROM assets WHERE status IN ({marks}) AND updated_at < ? "
             "ORDER BY updated_at LIMIT ?",
             (*(s.value for s in statuses), updated_before.astimezone(UTC).isoformat(), limit)).fetchall()
-        return [self._row_to_asset(r) for r in rows]
+        return [_asset(r) for r in rows]
 
     def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None
         if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
             raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page")
-        sql = f"SELECT seq, {', '.join(_FIELDS)} FROM assets"
+        sql = f"SELECT seq, {_COLUMNS} FROM assets"
         args: tuple = ()
         if before is not None:
             sql += " WHERE seq < ?"
@@ -237,7 +213,12 @@ class SqliteStore(AssetStore):
         rows = self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
         page = rows[:limit]
         next_cursor = cursors.encode({"seq": page[-1][0]}) if len(rows) > limit else None
-        return [self._row_to_asset(r[1:]) for r in page], next_cursor
+        return [_asset(r[1:]) for r in page], next_cursor
+
+    def _transaction(self):
+        """The write transaction of `_write`: the template methods' primitives all use this thread's
+        connection, so they run inside it."""
+        return self._write()
 
     @contextlib.contextmanager
     def _write(self):
@@ -269,16 +250,14 @@ class SqliteStore(AssetStore):
             self._delete_chunks(conn, asset_id)
             conn.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
 
-    def move(self, asset_id: str, target: Status, **fields) -> bool:
-        fields = {k: (v.value if isinstance(v, (Status, Kind)) else v) for k, v in fields.items()}
-        unknown = set(fields) - set(_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown asset fields {sorted(unknown)}")
-        sources = sorted(s.value for s in sources_of(target))
-        sets = ", ".join(f"{k} = ?" for k in ("status", "updated_at", *fields))
+    def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
+        if not sources:
+            return False
+        record = encode_changes(changes, SQL)
+        marks = ", ".join("?" * len(sources))
         cur = self._conn().execute(
-            f"UPDATE assets SET {sets} WHERE id = ? AND status IN ({', '.join('?' * len(sources))})",
-            (target.value, now().isoformat(), *fields.values(), asset_id, *sources))
+            f"UPDATE assets SET {', '.join(f'{k} = ?' for k in record)} WHERE id = ? AND status IN ({marks})",
+            (*record.values(), asset_id, *sorted(s.value for s in sources)))
         return cur.rowcount == 1
 
     # -- chunks ----------------------------------------------------------------
@@ -294,29 +273,20 @@ class SqliteStore(AssetStore):
             "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))
         return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3]) for r in rows]
 
-    def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
+    def _chunk_count(self, asset_id: str) -> int:
+        return self._conn().execute("SELECT count(*) FROM chunks WHERE asset_id = ?", (asset_id,)).fetchone()[0]
+
+    def _attach_vectors(self, asset: Asset, vectors: Sequence[Sequence[float]]) -> None:
         from sqlite_vec import serialize_float32
 
-        sources = sorted(s.value for s in sources_of(Status.SEARCHABLE))
-        with self._write() as conn:
-            rows = conn.execute("SELECT rowid, text FROM chunks WHERE asset_id = ? ORDER BY idx",
-                                (asset_id,)).fetchall()
-            if len(rows) != len(vectors):
-                raise ValueError(f"asset {asset_id} has {len(rows)} chunks but {len(vectors)} vectors came")
-            moved = conn.execute(
-                f"UPDATE assets SET status = ?, updated_at = ? WHERE id = ? AND status IN "
-                f"({', '.join('?' * len(sources))})",
-                (Status.SEARCHABLE.value, now().isoformat(), asset_id, *sources)).rowcount == 1
-            if moved:
-                kind, url, created_at = conn.execute("SELECT kind, url, created_at FROM assets WHERE id = ?",
-                                                     (asset_id,)).fetchone()
-                meta = _search_metadata(kind, url, created_at)
-                conn.executemany("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
-                                 "VALUES (?, ?, ?, ?, ?)",
-                                 [(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)])
-                conn.executemany("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                                 [(rid, text, *meta) for rid, text in rows])
-            return moved
+        # Inside make_searchable's transaction, with the status move that follows.
+        conn = self._conn()
+        rows = conn.execute("SELECT rowid, text FROM chunks WHERE asset_id = ? ORDER BY idx", (asset.id,)).fetchall()
+        meta = _search_columns(search_metadata(asset))
+        conn.executemany("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                         [(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)])
+        conn.executemany("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                         [(rid, text, *meta) for rid, text in rows])
 
     def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         from sqlite_vec import serialize_float32
@@ -353,8 +323,13 @@ class SqliteStore(AssetStore):
 MAX_KNN = 4096
 
 
-def _search_metadata(kind: str | None, url: str, created_at: str) -> tuple[str, str, float]:
-    return kind or "", host_of(url), datetime.fromisoformat(created_at).timestamp()
+def _asset(row: Sequence) -> Asset:
+    return decode(dict(zip(FIELDS, row)), SQL)
+
+
+def _search_columns(meta: SearchMetadata) -> tuple[str, str, float]:
+    """The metadata as the search tables' columns hold it: no NULL kind, the time as a Unix timestamp."""
+    return meta.kind or "", meta.host, meta.created_at.timestamp()
 
 
 def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, list]:
