@@ -143,11 +143,20 @@ class Router:
         return None
 
 
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def build_event(request, route: Route, path_params: dict) -> dict:
     """An HTTP API payload 2.0 event for a Flask/werkzeug request."""
     body = request.get_data()
     content_type = request.headers.get("content-type", "")
-    textual = not body or content_type.startswith(_TEXTUAL)
+    # A body that is not UTF-8 cannot travel as a JSON string: like API Gateway, send it base64-encoded.
+    textual = not body or (content_type.startswith(_TEXTUAL) and _is_utf8(body))
     headers: dict[str, str] = {}
     for key, value in request.headers.items():
         k = key.lower()
@@ -186,7 +195,7 @@ def build_event(request, route: Route, path_params: dict) -> dict:
     if path_params:
         event["pathParameters"] = path_params
     if body:
-        event["body"] = body.decode("utf-8", errors="replace") if textual else base64.b64encode(body).decode()
+        event["body"] = body.decode("utf-8") if textual else base64.b64encode(body).decode()
     return event
 
 

@@ -281,8 +281,11 @@ def samples(now: bool) -> dict[str, Sample]:
         "submit-retry-asset.json": Sample("SubmitFunction", http_event(
             14, "POST", "/api/assets/{id}/retry", f"/api/assets/{ASSET_ID}/retry", **asset, keyed=True)),
         "pages-retry-form.json": Sample("PagesFunction", http_event(
-            15, "POST", "/assets/{id}/{action}", f"/assets/{ASSET_ID}/retry",
-            path_parameters={"id": ASSET_ID, "action": "retry"}, **page, extra_headers=empty_form, keyed=True)),
+            15, "POST", "/assets/{id}/retry", f"/assets/{ASSET_ID}/retry",
+            path_parameters={"id": ASSET_ID}, **page, extra_headers=empty_form, keyed=True)),
+        "pages-delete-form.json": Sample("PagesFunction", http_event(
+            24, "POST", "/assets/{id}/delete", f"/assets/{ASSET_ID}/delete",
+            path_parameters={"id": ASSET_ID}, **page, extra_headers=empty_form, keyed=True)),
         "submit-delete-asset.json": Sample("SubmitFunction", http_event(
             16, "DELETE", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
         "pages-signout.json": Sample("PagesFunction", http_event(

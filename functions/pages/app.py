@@ -32,8 +32,9 @@ def home():
 @app.post("/process")
 @signin_required
 def submit_form():
-    url, deps = pages.form(app).get("url", ""), bootstrap.deps()
-    return pages.then_home(lambda: submit_asset(url, deps, webhook_base=origin(app)), deps, error_status=400)
+    deps = bootstrap.deps()
+    return pages.then_home(lambda: submit_asset(pages.form(app).get("url", ""), deps, webhook_base=origin(app)), deps,
+                           error_status=400)
 
 
 @app.post("/assets/<asset_id>/retry")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from allthethings import bootstrap
 from allthethings.entrypoints import logs
-from allthethings.entrypoints.resolver import api, json_response, origin
+from allthethings.entrypoints.resolver import api, json_response, origin, text_body
 from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
@@ -36,7 +36,7 @@ def health() -> dict:
 @app.post("/api/assets")
 def create():
     # Parsed here rather than by the resolver so that a body sent without a JSON content type still works.
-    submission = Submission.model_validate_json(app.current_event.decoded_body or "")
+    submission = Submission.model_validate_json(text_body(app))
     asset, created = submit_asset(submission.url, bootstrap.deps(), webhook_base=origin(app))
     return json_response(202 if created else 200, asset.to_public())
 

@@ -158,7 +158,8 @@ PRIVATE_HOSTS = ["127.0.0.2", "2130706434", "0x7f.0.0.2", "0177.0.0.2", "127.0.2
                  "[::ffff:127.0.0.2]", "[::ffff:7f00:2]", "private.test", "localhost", "[::1]", "0.0.0.0",
                  "169.254.169.254", "metadata.google.internal", "[::ffff:169.254.169.254]", "[fd00:ec2::254]",
                  "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "[fe80::1]", "[fc00::1]", "224.0.0.1",
-                 "255.255.255.255", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]", "198.18.0.1", "240.0.0.1"]
+                 "255.255.255.255", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]", "198.18.0.1", "240.0.0.1",
+                 "127%2E0%2E0%2E2", "0x7f%2E0%2E0%2E2"]
 
 
 @pytest.mark.parametrize("host", PRIVATE_HOSTS)
@@ -170,7 +171,7 @@ def test_a_url_at_a_private_address_is_refused_without_a_request(deps, canary, h
 
 
 @pytest.mark.parametrize("host", ["127.0.0.2", "2130706434", "0x7f.0.0.2", "[::ffff:127.0.0.2]", "private.test",
-                                  "169.254.169.254"])
+                                  "169.254.169.254", "127%2E0%2E0%2E2"])
 def test_a_redirect_into_private_space_is_refused_without_a_request(deps, public, canary, host):
     hop = f"http://{host}:{canary.server_address[1]}/latest/meta-data/"
     status, body = submit(f"http://public.test:{public.server_address[1]}/to?url={quote(hop, safe='')}")
@@ -184,7 +185,7 @@ def test_a_redirect_into_private_space_is_refused_without_a_request(deps, public
     "data:text/plain,hello", "http://", "http:///nohost", "http://user:pass@public.test/", "http://public.test:99999/",
     "http://public.test:-1/", "http://[::1/", "http://exa mple.com/", "http://public.test/\x00", "http://ex\u200bample.com/",
     "http://" + "a" * 70 + ".com/", "http://public.test/" + "a" * 5000, 42, None, ["http://public.test/"],
-    {"url": "http://public.test/"},
+    {"url": "http://public.test/"}, "http://xn--a-/x", "http://xn--/", "http://exa%2Fmple.com/",
 ])
 def test_a_malformed_url_is_a_400_or_422_naming_the_problem(deps, raw):
     status, body = submit(raw)
@@ -227,7 +228,8 @@ def test_a_url_answering_an_error_is_a_422(deps, public, code):
     "", "q=", "q=%20%20", "q=" + "a" * 5000, "q=x&mode=fuzzy", "q=x&limit=0", "q=x&limit=51", "q=x&limit=-1",
     "q=x&limit=1e3", "q=x&kind=image", "q=x&kind=text,%00", "q=x&host=" + "h" * 300, "q=x&host=a%20b",
     "q=x&after=yesterday", "q=x&before=2024-13-01", "q=x&after=2025-01-01&before=2024-01-01",
-    "q=x&cursor=garbage", "q=x&cursor=" + "A" * 4000, "q=x&cursor=eyJvIjogLTF9",
+    "q=x&cursor=garbage", "q=x&cursor=" + "A" * 4000, "q=x&cursor=eyJvIjogLTF9", "q=x&limit=%C2%B2",
+    "q=x&limit=%D9%A3",
 ])
 def test_a_bad_search_parameter_is_a_400(deps, query):
     status, body = call("GET", f"/api/search?{query}")
@@ -245,7 +247,49 @@ def test_an_odd_but_well_formed_query_is_answered_not_crashed(deps, text):
 
 
 @pytest.mark.parametrize("path", ["/api/assets?cursor=%FF%FE", "/api/assets?limit=101", "/api/assets/..%2F..%2Fetc",
-                                  "/api/assets/" + "f" * 500, "/api/assets/%00"])
+                                  "/api/assets/" + "f" * 500, "/api/assets/%00", "/api/assets?limit=%C2%B2"])
 def test_bad_listing_parameters_and_ids_are_4xx(deps, path):
     status, body = call("GET", path)
     assert 400 <= status < 500, body
+
+
+# -- bodies that are not text, or JSON no parser should follow -------------------------------------
+
+NOT_UTF8 = b'{"url": "http://public.test/\xff\xfe"}'
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("path, body, headers", [
+    ("/api/assets", NOT_UTF8, {"Content-Type": "application/json"}),
+    ("/api/assets", NOT_UTF8, {"Content-Type": "application/octet-stream"}),  # sent base64-encoded
+    ("/api/documents", NOT_UTF8, {"Content-Type": "application/octet-stream"}),
+    ("/v1/embeddings", NOT_UTF8, {"Content-Type": "application/octet-stream"}),
+    ("/api/documents", DEEP_JSON, {"Content-Type": "application/json"}),
+    ("/v1/embeddings", DEEP_JSON, {"Content-Type": "application/json"}),
+    ("/api/assets", DEEP_JSON, {"Content-Type": "application/json"}),
+    ("/api/documents", '{"documents": [{"text": "a lone \\ud800 surrogate"}]}', {"Content-Type": "application/json"}),
+    ("/api/documents", '{"documents": [{"text": "ok", "title": "\\udfff"}]}', {"Content-Type": "application/json"}),
+    ("/api/documents", '{"documents": [{"text": "ok", "metadata": {"\\ud800": 1}}]}',
+     {"Content-Type": "application/json"}),
+    ("/v1/embeddings", '{"input": "\\ud800", "model": "all-MiniLM-L6-v2"}', {"Content-Type": "application/json"}),
+])
+def test_a_body_that_is_not_utf8_text_or_too_deep_is_a_400_naming_it(deps, path, body, headers):
+    status, got = call("POST", path, body, headers)
+    assert status == 400, got
+    assert "body" in json.dumps(got) or "surrogate" in json.dumps(got), got
+    assert deps.store.list(10, None)[0] == [], "nothing is stored"
+
+
+@pytest.mark.parametrize("path, body", [("/process", b"url=http%3A%2F%2Fpublic.test%2F\xff\xfe"),
+                                        ("/session", b"key=\xff\xfe&next=%2F")])
+def test_a_form_that_is_not_utf8_gets_the_page_with_an_error_not_a_500(deps, path, body):
+    status, page = call("POST", path, body, {"Content-Type": "application/octet-stream"})
+    assert status == 400, page
+    assert "UTF-8" in page and "<html" in page
+
+
+def test_a_redirect_to_a_host_name_no_encoding_accepts_is_a_4xx(deps, public):
+    status, body = submit(f"http://public.test:{public.server_address[1]}/to?url={quote('http://xn--a-/x', safe='')}")
+    assert status in (400, 422), body
+    clear_4xx(status, body, deps)

@@ -215,6 +215,7 @@ SELF_REFUSING = [
     ("GET", "/", None),
     ("POST", "/process", "url=http%3A%2F%2Fx.test%2Fa.txt"),
     ("POST", f"/assets/{ASSET}/retry", None),
+    ("POST", f"/assets/{ASSET}/delete", None),
     ("GET", "/search?query=lighthouse", None),
     ("POST", "/v1/embeddings", json.dumps({"input": "lighthouse", "model": "all-MiniLM-L6-v2"})),
     ("GET", "/v1/models", None),

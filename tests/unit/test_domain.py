@@ -50,7 +50,13 @@ def test_errors_are_reachable_only_from_their_own_phase():
     ("http://0x7f.1/a", "http://127.0.0.1/a"),
     ("http://0177.0.0.1/a", "http://127.0.0.1/a"),
     ("http://0x7F000001:8080/a", "http://127.0.0.1:8080/a"),
-    ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+    # an IPv4-mapped IPv6 address is the IPv4 address it delivers to
+    ("http://[::FFFF:127.0.0.1]/", "http://127.0.0.1/"),
+    ("http://[::ffff:7f00:1]:8080/x", "http://127.0.0.1:8080/x"),
+    # a percent-escape in a host is the character (as browsers read it), never an IPv6 zone
+    ("http://127%2E0%2E0%2E1:8190/", "http://127.0.0.1:8190/"),
+    ("http://ex%61mple.com/", "http://example.com/"),
+    ("http://[fe80::1%25eth0]/", "http://[fe80::1]/"),
 ])
 def test_urls_are_normalised_to_one_spelling(raw, expected):
     assert normalise_url(raw) == expected
@@ -59,7 +65,7 @@ def test_urls_are_normalised_to_one_spelling(raw, expected):
 @pytest.mark.parametrize("raw", [
     "", "   ", None, 42, "example.com", "ftp://example.com/file", "file:///etc/passwd", "javascript:alert(1)",
     "http://", "http://exa mple.com/", "http://user:pw@example.com/", "http://example.com:99999/",
-    "http://example.com/\x00", "https://" + "a" * 3000 + ".com/",
+    "http://example.com/\x00", "https://" + "a" * 3000 + ".com/", "http://exa%2Fmple.com/", "http://a%00b.com/",
 ])
 def test_malformed_urls_are_refused_with_a_message(raw):
     with pytest.raises(InvalidInput) as info:

@@ -54,7 +54,18 @@ def deps():
 
 
 def template_routes():
-    return {(r.method, re.sub(r"\{[^}]+\}", "{}", r.path)) for f in TEMPLATE.functions.values() for r in f.routes}
+    """Each route as (method, path with its parameters as {}); a greedy {p+} is served by the
+    handler's one- and two-segment routes (a model id may hold one slash)."""
+    routes = set()
+    for f in TEMPLATE.functions.values():
+        for r in f.routes:
+            path = re.sub(r"\{[^}+]+\}", "{}", r.path)
+            if "+}" in path:
+                routes |= {(r.method, re.sub(r"\{[^}]+\+\}", "{}", path)),
+                           (r.method, re.sub(r"\{[^}]+\+\}", "{}/{}", path))}
+            else:
+                routes.add((r.method, path))
+    return routes
 
 
 def handler_routes():

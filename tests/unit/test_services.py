@@ -81,8 +81,8 @@ def test_the_same_bytes_behind_another_url_become_a_searchable_copy_without_new_
     assert copy.sha256 == deps.store.get(original).sha256 is not None
     assert [c.text for c in deps.store.chunks(copy.id)] == [c.text for c in deps.store.chunks(original)]
     assert (len(deps.blobs.objects), len(deps.queue.messages), len(deps.embedder.calls)) == (staged, queued, embedded)
-    results, _ = run_search(parse_request({"q": "lighthouse keepers", "host": "mirror.test"}), deps)
-    assert [r["asset"]["id"] for r in results] == [copy.id]
+    results = run_search(parse_request({"q": "lighthouse keepers", "host": "mirror.test"}), deps).results
+    assert [r.asset.id for r in results] == [copy.id]
 
 
 def test_the_same_bytes_as_an_asset_still_in_progress_are_processed_on_their_own():
@@ -475,8 +475,7 @@ def test_deleting_an_asset_removes_its_record_chunks_and_staged_object_and_searc
     key = deps.store.get(asset_id).staged_key
     delete_asset(asset_id, deps)
     assert deps.store.get(asset_id) is None and deps.store.chunks(asset_id) == [] and key not in deps.blobs.objects
-    results, _ = run_search(parse_request({"q": "lighthouse keepers"}), deps)
-    assert results == []
+    assert run_search(parse_request({"q": "lighthouse keepers"}), deps).results == []
     with pytest.raises(NotFound):
         delete_asset(asset_id, deps)
 

@@ -16,6 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from allthethings.domain.content import SNIFF_BYTES, SizeLimits
 from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
@@ -42,7 +43,9 @@ def resolve(host: str, port: int) -> list[str]:
 
 def vetted_addresses(host: str, port: int, resolver: Resolver = resolve,
                      allowed: Policy = is_public_address) -> list[str]:
-    """The host's addresses, every one of them allowed (public); InvalidInput if any is not."""
+    """The host's addresses, every one of them allowed (public); InvalidInput if any is not. A
+    percent-escape in the host (a redirect's `127%2E0%2E0%2E2`) is read as the character."""
+    host = unquote(host)
     literal = literal_address(host)
     addresses = [literal.compressed] if literal is not None else resolver(host, port)
     if not addresses:
@@ -151,6 +154,9 @@ class HttpFetcher(Fetcher):
         except httpx.InvalidURL as exc:
             body.close()
             raise InvalidInput(f"url is malformed: {exc}") from None
+        except UnicodeError as exc:  # idna.IDNAError: a host name no encoding accepts, here or in a redirect
+            body.close()
+            raise InvalidInput(f"the URL's host name is not a valid internationalised name ({exc})") from None
         except httpx.UnsupportedProtocol:
             body.close()
             raise InvalidInput("the URL redirected to a scheme other than http or https") from None

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.network import canonical_host
@@ -116,7 +116,10 @@ def normalise_url(raw: object) -> str:
         raise InvalidInput(f"url is malformed: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidInput("url must start with http:// or https://")
-    host = canonical_host((parts.hostname or "").lower())
+    # A browser reads a percent-escape in the host as the character (`127%2E0%2E0%2E1` is 127.0.0.1).
+    host = canonical_host(unquote(parts.hostname or "").lower())
+    if any(c in host for c in "%/\\@#?") or any(c.isspace() or ord(c) < 32 for c in host):
+        raise InvalidInput("url has a host with characters a host name cannot hold")
     if not host:
         raise InvalidInput("url has no host")
     if parts.username or parts.password:

@@ -45,8 +45,11 @@ def ipv4_spelling(host: str) -> ipaddress.IPv4Address | None:
 
 
 def literal_address(host: str) -> IPAddress | None:
-    """The address a host names without any lookup (an IP in any spelling), else None."""
-    bare = host.strip("[]").split("%", 1)[0]
+    """The address a host names without any lookup (an IP in any spelling), else None. Only an
+    IPv6 literal has a zone (`fe80::1%eth0`); a `%` anywhere else is not a separator."""
+    bare = host.strip("[]")
+    if ":" in bare:
+        bare = bare.split("%", 1)[0]
     try:
         return ipaddress.ip_address(bare)
     except ValueError:
@@ -54,8 +57,11 @@ def literal_address(host: str) -> IPAddress | None:
 
 
 def canonical_host(host: str) -> str:
-    """A numeric host in its one standard spelling; any other host unchanged."""
+    """A numeric host in its one standard spelling (an IPv4-mapped IPv6 address in its IPv4 form,
+    where it delivers); any other host unchanged."""
     address = literal_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
     return host if address is None else address.compressed
 
 

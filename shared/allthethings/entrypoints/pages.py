@@ -16,7 +16,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from allthethings.domain.errors import DomainError
 from allthethings.entrypoints import html
-from allthethings.entrypoints.resolver import html_response, needs_signin, redirect, session_cookie, status_of
+from allthethings.entrypoints.resolver import (
+    html_response,
+    needs_signin,
+    redirect,
+    session_cookie,
+    status_of,
+    text_body,
+)
 from allthethings.services import Deps
 from allthethings.services.access import configured_keys, safe_next_path
 from allthethings.services.assets import list_assets
@@ -51,7 +58,7 @@ def _return_path(app: APIGatewayHttpResolver) -> str:
 
 def form(app: APIGatewayHttpResolver) -> dict[str, str]:
     """A URL-encoded form's fields (the first value of each)."""
-    return {k: v[0] for k, v in parse_qs(app.current_event.decoded_body or "").items()}
+    return {k: v[0] for k, v in parse_qs(text_body(app)).items()}
 
 
 def home(deps: Deps, status: int = 200, error: str | None = None) -> Response:
@@ -72,7 +79,10 @@ def then_home(action: Callable[[], object], deps: Deps, *, error_status: int | N
 def sign_in(app: APIGatewayHttpResolver, deps: Deps) -> Response:
     """Check the key the sign-in form sent; keep it in an HttpOnly cookie and go where the form
     says (a path of this site only)."""
-    fields = form(app)
+    try:
+        fields = form(app)
+    except DomainError as exc:
+        return html_response(400, html.signin("/", error=exc.message))
     next_path = safe_next_path(fields.get("next"))
     key = fields.get("key", "").strip()
     if configured_keys(deps).name_of(key) is None:

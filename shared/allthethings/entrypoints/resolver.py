@@ -107,12 +107,45 @@ def raw_body(app: APIGatewayHttpResolver) -> bytes:
     return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
 
 
-def json_body(app: APIGatewayHttpResolver) -> object:
-    """The request body parsed as JSON, whatever content type it was sent with; InvalidInput if it is not JSON."""
+def text_body(app: APIGatewayHttpResolver) -> str:
+    """The request body as text; InvalidInput if it is not UTF-8 (API Gateway passes such a body
+    base64-encoded, and decoding it is where it would otherwise fail)."""
     try:
-        return json.loads(app.current_event.decoded_body or "")
+        return raw_body(app).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidInput("body: is not valid UTF-8 text") from None
+
+
+def json_body(app: APIGatewayHttpResolver) -> object:
+    """The request body parsed as JSON, whatever content type it was sent with; InvalidInput if it
+    is not JSON, is nested past what the parser takes, or holds a string that is not Unicode text
+    (a lone surrogate escape such as "\\ud800", which nothing downstream could store or encode)."""
+    try:
+        parsed = json.loads(text_body(app) or "")
+    except RecursionError:
+        raise errors.InvalidInput("body: the JSON is nested too deeply") from None
     except ValueError:
         raise errors.InvalidInput("body: is not valid JSON") from None
+    _refuse_surrogates(parsed)
+    return parsed
+
+
+def _refuse_surrogates(value: object) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise errors.InvalidInput("body: a string holds a lone surrogate (\\ud800-\\udfff), "
+                                              "which is not text") from None
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def origin(app: APIGatewayHttpResolver) -> str:

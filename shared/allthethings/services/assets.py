@@ -19,7 +19,7 @@ def get_asset(asset_id: str, deps: Deps) -> Asset:
 def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:  # "²".isdigit() too
         raise InvalidInput(f"limit must be a whole number from 1 to {maximum}")
     return int(raw)
 
