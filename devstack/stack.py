@@ -30,7 +30,7 @@ def write_private(path: Path, text: str) -> None:
         os.fchmod(fd, 0o600)
         out.write(text)
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
 
 # What local mode changes from the deployed configuration; any of these set in the

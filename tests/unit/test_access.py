@@ -114,6 +114,13 @@ def test_signing_in_sets_an_http_only_strict_cookie_and_a_wrong_key_does_not(dep
     assert cookie.startswith(f"allthethings_key={KEY};")
     assert all(flag in cookie for flag in ("HttpOnly", "SameSite=Strict", "Secure", "Path=/"))
     assert post(f"key={KEY}&next=//evil.example/")["headers"]["Location"] == "/", "never an open redirect"
+    for sneaky in ("/%09/evil.example", "/%5Cevil.example", "/%5C%5Cevil.example", "/%0d%0aSet-Cookie:%20x=1",
+                   "https://evil.example/", "/%00", "//%09evil.example", "evil.example"):
+        answer = post(f"key={KEY}&next={sneaky}")
+        assert (answer["statusCode"], answer["headers"]["Location"]) == (303, "/"), sneaky
+    forged = post(f"key={KEY}&next=/", {"Sec-Fetch-Site": "cross-site"})
+    assert forged["statusCode"] == 403 and not forged.get("cookies"), "another site cannot sign a browser in"
+    assert post(f"key={KEY}&next=/", {"Sec-Fetch-Site": "same-origin"})["statusCode"] == 303
     wrong = post("key=guess" + "g" * 30)
     assert wrong["statusCode"] == 401 and not wrong.get("cookies") and "not valid" in wrong["body"]
     out = post("", {})

@@ -79,6 +79,9 @@ def then_home(action: Callable[[], object], deps: Deps, *, error_status: int | N
 def sign_in(app: APIGatewayHttpResolver, deps: Deps) -> Response:
     """Check the key the sign-in form sent; keep it in an HttpOnly cookie and go where the form
     says (a path of this site only)."""
+    headers = {k.lower(): v for k, v in (app.current_event.headers or {}).items()}
+    if headers.get("sec-fetch-site") == "cross-site":  # another site posting its key into ours (login CSRF)
+        return html_response(403, html.signin("/", error="Sign in from this site's own page."))
     try:
         fields = form(app)
     except DomainError as exc:
