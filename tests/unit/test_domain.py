@@ -245,3 +245,15 @@ def test_a_processing_message_of_no_known_kind_or_shape_is_refused(message):
 
     with pytest.raises(ValueError):
         from_message(message)
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("Invalid data found when processing input: /tmp/tmpab_12.wav", "Invalid data found when processing input: <file>"),
+    ("cannot open '/var/task/models/m.bin'", "cannot open '<file>'"),
+    ("the URL https://example.com/a/b.pdf answered HTTP 404", "the URL https://example.com/a/b.pdf answered HTTP 404"),
+    ("one in 1/2 and and/or", "one in 1/2 and and/or"),
+])
+def test_a_message_for_the_user_keeps_urls_and_loses_server_file_paths(message, shown):
+    from allthethings.domain.assets import without_paths
+
+    assert without_paths(message) == shown

@@ -350,6 +350,17 @@ def test_a_failed_transcription_records_replicates_reason(status):
     assert asset.status is Status.PROCESSING_ERROR and status in asset.error and "bad audio" in asset.error
 
 
+def test_an_error_never_shows_the_servers_file_paths():
+    from allthethings.services.transcription import apply_transcription_prediction
+
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    reason = "RuntimeError: Invalid data found when processing input: '/tmp/tmpq1x_8k/episode.wav'"
+    asset = apply_transcription_prediction(asset_id, transcription(asset_id, deps, "failed", error=reason), deps)
+    assert "Invalid data found when processing input" in asset.error
+    assert "/tmp" not in asset.error and "episode.wav" not in asset.error
+
+
 @pytest.mark.parametrize("output", [None, {"segments": "nope"}, {"segments": [{"text": "x"}]}])
 def test_an_unusable_transcript_ends_in_processing_error(output):
     from allthethings.services.transcription import apply_transcription_prediction

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import uuid
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -93,6 +94,16 @@ MAX_URL_LENGTH = 2048
 def host_of(url: str) -> str:
     """The URL's host, lower-cased: what the `host` search filter compares."""
     return (urlsplit(url).hostname or "").lower()
+
+
+# An absolute file path (two or more segments) not inside a URL: after a word character, `:`
+# or `/` a slash belongs to a URL or a ratio, not to the start of a path.
+_FILE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.+~-]+/)+[\w.+~-]*")
+
+
+def without_paths(message: str) -> str:
+    """`message` with any server file path replaced by `<file>`."""
+    return _FILE_PATH.sub("<file>", message)
 
 
 def normalise_url(raw: object) -> str:

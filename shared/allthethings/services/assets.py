@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allthethings.domain.assets import Asset, Status, check_asset_id
+from allthethings.domain.assets import Asset, Status, check_asset_id, without_paths
 from allthethings.domain.errors import InvalidInput, NotFound
 from allthethings.services import Deps
 
@@ -30,8 +30,9 @@ def list_assets(limit: int, cursor: str | None, deps: Deps) -> tuple[list[Asset]
 
 def fail_asset(asset_id: str, status: Status, reason: str, deps: Deps) -> bool:
     """Move the asset to the error `status` with `reason` (what the user reads, and can retry);
-    whether it moved (an asset that has moved on stays where it is)."""
-    moved = deps.store.move(asset_id, status, error=reason[:1000])
+    whether it moved (an asset that has moved on stays where it is). A server's file path in the
+    reason (a model's decoder names its temporary file) is not the user's business."""
+    moved = deps.store.move(asset_id, status, error=without_paths(reason)[:1000])
     if moved:
         deps.metrics.count("assets_failed")
     return moved
