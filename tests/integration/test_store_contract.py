@@ -61,6 +61,25 @@ def _replay_bulk_writes(collection):
     return bulk_write
 
 
+def _one_write_at_a_time(collection, lock) -> None:
+    """Make each of a mongomock collection's writes atomic, as each is on a real server.
+
+    mongomock is not thread-safe: its update_one reads the document, then writes it, so two
+    threads racing a conditional update can both see the old status and both "win" (the race
+    tests then failed about one run in many). A real MongoDB applies one single-document
+    update at a time; one lock around each write gives mongomock that guarantee, which is the
+    one the race tests are about. SQLite and a live cluster race for real."""
+    for name in ("insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one",
+                 "delete_many", "bulk_write", "find_one_and_update"):
+        write = getattr(collection, name)
+
+        def locked(*args, _write=write, **kwargs):
+            with lock:
+                return _write(*args, **kwargs)
+
+        setattr(collection, name, locked)
+
+
 def _wait_for_queryable(collection, name: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -119,6 +138,9 @@ def backend(request, tmp_path):
         # mongomock 4.3 has no search-index commands; the B-tree indexes are all the non-search contract needs.
         store.ensure_btree_indexes()
         store.db.chunks.bulk_write = _replay_bulk_writes(store.db.chunks)
+        lock = threading.RLock()
+        for collection in (store.db.assets, store.db.chunks):
+            _one_write_at_a_time(collection, lock)
         yield Backend("mongomock", store, can_search=False)
     elif request.param == "fake":
         yield Backend("fake", FakeStore())
