@@ -23,10 +23,16 @@ from pathlib import Path
 from allthethings.domain.embedding import CATALOG
 from allthethings.ports import Embedder, Tokenizer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 _PACKAGED_TOKENIZERS = Path(__file__).resolve().parent.parent / "data"
+
+
+def _offline_and_quiet() -> None:
+    """Called before tokenizers or sentence-transformers is first imported, not at import of this
+    module. HF_HUB_OFFLINE: huggingface_hub reads it when imported, and the weights are on disk,
+    never on a hub. TOKENIZERS_PARALLELISM: without it tokenizers warns (and turns itself serial)
+    in every process forked after it has run in parallel. A value already set wins."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _mpnet_dir() -> Path:
@@ -75,6 +81,7 @@ class HfTokenizer(Tokenizer):
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         if self._tok is None:
+            _offline_and_quiet()
             from tokenizers import Tokenizer as _Tok
 
             tok = _Tok.from_file(str(self.path))
@@ -165,6 +172,7 @@ class LocalEmbedder(Embedder):
         if self._st is None:
             with self._lock:
                 if self._st is None:
+                    _offline_and_quiet()
                     import torch
                     from sentence_transformers import SentenceTransformer
 
