@@ -270,6 +270,11 @@ class FakeEmbedder(Embedder):
             raise ValueError("bad output")
         return [o["embedding"] for o in output]
 
+    def texts_of(self, prediction):
+        from allthethings.adapters.replicate import texts_of
+
+        return texts_of(prediction)
+
 
 class FakeTranscriber(Transcriber):
     """Records requests; the test delivers the result as a webhook would."""
@@ -285,6 +290,11 @@ class FakeTranscriber(Transcriber):
         from allthethings.adapters.replicate import segments_from_output
 
         return segments_from_output(output)
+
+    def audio_url_of(self, prediction):
+        from allthethings.adapters.replicate import audio_url_of
+
+        return audio_url_of(prediction)
 
 
 class FakePredictions(Predictions):

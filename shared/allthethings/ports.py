@@ -261,6 +261,11 @@ class Transcriber(abc.ABC):
     def segments_from_output(self, output: object) -> list[Segment]:
         """The timed segments in a finished job's output; ValueError if it holds none."""
 
+    @abc.abstractmethod
+    def audio_url_of(self, prediction: dict) -> str | None:
+        """The recording URL a delivered job was given (its echoed input), if it shows one: what
+        binds a delivery to the asset whose staged recording it transcribed."""
+
 
 class WebhookVerifier(abc.ABC):
     @abc.abstractmethod
@@ -292,6 +297,11 @@ class Embedder(abc.ABC):
     def vectors_from_output(self, output: object) -> list[list[float]]:
         """The vectors in a remote job's delivered output; ValueError if it holds none."""
         raise ValueError(f"{type(self).__name__} does not deliver results by webhook")
+
+    def texts_of(self, prediction: dict) -> list[str] | None:
+        """The texts a delivered job embedded (its echoed input), if it shows them: what binds a
+        delivery to the asset whose chunks they are. None: the backend delivers no jobs."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

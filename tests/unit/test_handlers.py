@@ -278,6 +278,78 @@ def test_an_unsigned_or_badly_signed_webhook_is_refused_and_changes_nothing(deps
     assert deps.store.get(asset_id).status is Status.GENERATING_EMBEDDINGS
 
 
+FLAC = b"fLaC\x00\x00\x00\x22" + bytes(200)
+SEGMENTS = [{"start": 0.0, "end": 4.0, "text": " And so, my fellow Americans, ask not what your country can do."}]
+
+
+def recording(deps, url: str) -> tuple[str, str]:
+    """A submitted recording waiting for its transcription, and the signed body Whisper would deliver."""
+    deps.fetcher.pages[url] = ("audio/flac", FLAC)
+    _, asset = call("POST", "/api/assets", json.dumps({"url": url}))
+    process_all(deps)
+    stored = deps.store.get(asset["id"])
+    assert stored.status is Status.PROCESSING
+    audio_url = deps.transcriber.submitted[-1][0]
+    body = json.dumps({"id": stored.prediction_id, "status": "succeeded", "input": {"audio": audio_url},
+                       "output": {"segments": SEGMENTS, "transcription": "..."}})
+    return asset["id"], body
+
+
+def forget_prediction_id(deps, asset_id: str) -> None:
+    """As with Hookdeck (or a delivery faster than the id's write): the asset holds no prediction id."""
+    deps.store.assets[asset_id].prediction_id = None
+
+
+def test_a_transcription_posted_to_another_assets_webhook_is_refused_and_changes_nothing(deps, waiting):
+    text_id, _ = waiting
+    recording_id, whisper = recording(deps, "http://x.test/jfk.flac")
+    forget_prediction_id(deps, text_id)
+    before = deps.store.get(text_id)
+    for kind in ("audio", "embedding"):
+        status, reply = call("POST", f"/webhooks/{kind}/{text_id}", whisper, signed(whisper))
+        assert status == 409 and reply["error"]["code"] == "conflict", (kind, reply)
+    assert deps.webhooks.messages == []
+    after = deps.store.get(text_id)
+    assert (after.status, after.error, after.chunk_count) == (before.status, before.error, before.chunk_count)
+    assert deps.store.get(recording_id).status is Status.PROCESSING, "the recording's own asset is untouched"
+
+
+def test_without_stored_prediction_ids_a_delivery_is_bound_by_the_input_it_echoes(deps, waiting):
+    """Hookdeck: predictions are created through its queue, so no id is stored. The asset's own
+    delivery applies; the same signed delivery replayed against a later asset does not."""
+    first_id, whisper = recording(deps, "http://x.test/first.flac")
+    later_id, _ = recording(deps, "http://x.test/later.flac")
+    forget_prediction_id(deps, first_id)
+    forget_prediction_id(deps, later_id)
+    assert call("POST", f"/webhooks/audio/{later_id}", whisper, signed(whisper))[0] == 409
+    assert call("POST", f"/webhooks/audio/{first_id}", whisper, signed(whisper))[0] == 202
+    consume_webhooks(deps)
+    assert deps.store.get(first_id).status in (Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE)
+    assert deps.store.get(later_id).status is Status.PROCESSING and deps.store.chunks(later_id) == []
+
+    text_id, _ = waiting
+    forget_prediction_id(deps, text_id)
+    chunks = [c.text for c in deps.store.chunks(text_id)]
+    other = json.dumps({"id": "p-other", "status": "succeeded", "input": {"text_batch": json.dumps(["other"])},
+                        "output": [{"embedding": word_vector("other")}]})
+    assert call("POST", f"/webhooks/embedding/{text_id}", other, signed(other))[0] == 409
+    own = json.dumps({"id": "p-own", "status": "succeeded", "input": {"text_batch": json.dumps(chunks)},
+                      "output": [{"embedding": word_vector(t)} for t in chunks]})
+    assert call("POST", f"/webhooks/embedding/{text_id}", own, signed(own))[0] == 202
+    consume_webhooks(deps)
+    assert deps.store.get(text_id).status is Status.SEARCHABLE
+
+
+def test_a_foreign_delivery_already_queued_is_not_applied(deps, waiting):
+    text_id, _ = waiting
+    forget_prediction_id(deps, text_id)
+    _, whisper = recording(deps, "http://x.test/jfk.flac")
+    for kind in ("audio", "embedding"):
+        deps.webhooks.messages.append({"kind": kind, "asset_id": text_id, "body": whisper})
+    assert consume_webhooks(deps) == {"batchItemFailures": []}
+    assert deps.store.get(text_id).status is Status.GENERATING_EMBEDDINGS and deps.store.get(text_id).error is None
+
+
 def test_webhooks_for_unknown_and_malformed_ids_answer_404_and_400(deps):
     body = json.dumps({"id": "p", "status": "succeeded", "output": []})
     assert call("POST", "/webhooks/embedding/" + "0" * 32, body, signed(body))[0] == 404

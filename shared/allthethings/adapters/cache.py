@@ -54,3 +54,6 @@ class CachingEmbedder(Embedder):
 
     def vectors_from_output(self, output):
         return self.inner.vectors_from_output(output)
+
+    def texts_of(self, prediction):
+        return self.inner.texts_of(prediction)

@@ -124,10 +124,30 @@ class ReplicateEmbedder(Embedder):
     def vectors_from_output(self, output: object) -> list[list[float]]:
         return vectors_from_output(output)
 
+    def texts_of(self, prediction: dict) -> list[str] | None:
+        return texts_of(prediction)
+
     def submit(self, texts: Sequence[str], webhook_url: str) -> Pending:
         prediction = self.client.create_prediction(self.version, {"text_batch": json.dumps(list(texts))},
                                                    webhook=webhook_url)
         return Pending(prediction_id=prediction["id"])
+
+
+def texts_of(prediction: dict) -> list[str] | None:
+    """The `text_batch` input a text-embedding prediction echoes back, as a list of strings."""
+    inputs = prediction.get("input")
+    try:
+        texts = json.loads(inputs["text_batch"]) if isinstance(inputs, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return texts if isinstance(texts, list) and all(isinstance(t, str) for t in texts) else None
+
+
+def audio_url_of(prediction: dict) -> str | None:
+    """The `audio` input a Whisper prediction echoes back."""
+    inputs = prediction.get("input")
+    audio = inputs.get("audio") if isinstance(inputs, dict) else None
+    return audio if isinstance(audio, str) else None
 
 
 def segments_from_output(output: object) -> list[Segment]:
@@ -163,6 +183,9 @@ class ReplicateTranscriber(Transcriber):
 
     def segments_from_output(self, output: object) -> list[Segment]:
         return segments_from_output(output)
+
+    def audio_url_of(self, prediction: dict) -> str | None:
+        return audio_url_of(prediction)
 
 
 class ReplicatePredictions(Predictions):

@@ -144,7 +144,9 @@ def _paths(search_keyed: bool) -> dict:
     webhook = {"tags": ["webhooks"], "security": [], "parameters": [_ASSET_ID, *webhook_headers],
                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
                "responses": {"202": _json(_ref("Accepted"), "Queued; the asset moves on shortly."),
-                             **_errors(400, 401, 404, 503)}}
+                             **_errors(400, 401, 404, 503),
+                             "409": _json(_ref("Error"), "The delivery is not this asset's prediction (another "
+                                                         "asset's, or not a transcription of a recording).")}}
     return {
         "/api/health": {"get": {"summary": "Liveness", "tags": ["service"], "security": [], "responses": {
             "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "The API answers.")}}},
