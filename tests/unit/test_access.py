@@ -2,6 +2,7 @@
 description, and secrets kept out of the logs. Requests go through the template's routes and
 its authorizer, as API Gateway sends them."""
 
+import dataclasses
 import io
 import json
 
@@ -28,7 +29,7 @@ def deps():
 
 
 def with_settings(deps, **changes):
-    deps.settings = deps.settings.model_copy(update=changes)
+    deps.settings = dataclasses.replace(deps.settings, **changes)
 
 
 def test_only_health_webhooks_the_api_description_and_sign_in_skip_the_authorizer():
