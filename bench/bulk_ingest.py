@@ -1,4 +1,4 @@
-"""Bulk ingestion through POST /api/documents (the `python -m allthethings index` path) against the model alone.
+"""Bulk ingestion through POST /api/documents (the `python -m devstack index` path) against the model alone.
 
 Writes N short documents (two STS Benchmark dev sentences each, one chunk, a unique id) to a
 JSONL file and sends it to a fresh local stack with `devstack.indexer.index_file` (what the

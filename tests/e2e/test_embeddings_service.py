@@ -100,7 +100,7 @@ def write_jsonl(path, count, prefix):
 def cli(stack, path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO / "shared"), "ALLTHETHINGS_API_URL": stack.url,
            "ALLTHETHINGS_API_KEY": stack.api_key}
-    return subprocess.Popen([sys.executable, "-m", "allthethings", "index", str(path), *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "devstack", "index", str(path), *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

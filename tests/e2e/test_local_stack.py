@@ -164,7 +164,7 @@ def test_the_redrive_command_finds_the_running_stacks_queues(stack):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "shared")}
-    result = subprocess.run([sys.executable, "-m", "allthethings", "redrive", "--data-dir", str(stack.log.parent)],
+    result = subprocess.run([sys.executable, "-m", "devstack", "redrive", "--data-dir", str(stack.log.parent)],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert "ProcessQueue: moved 0 messages" in result.stdout and "WebhookQueue: moved 0 messages" in result.stdout
