@@ -143,6 +143,12 @@ class Router:
         return None
 
 
+def _own_host(request) -> str:
+    """host[:port] this server listens on (what it was bound to, whatever Host the client sent)."""
+    name, port = request.environ.get("SERVER_NAME", "localhost"), str(request.environ.get("SERVER_PORT", ""))
+    return name if port in ("", "80", "443") else f"{name}:{port}"
+
+
 def _is_utf8(body: bytes) -> bool:
     try:
         body.decode("utf-8")
@@ -175,8 +181,9 @@ def build_event(request, route: Route, path_params: dict) -> dict:
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
-            "domainName": request.host,
-            "domainPrefix": request.host.split(".")[0],
+            # The gateway's own address, as API Gateway names its own domain: never the Host header.
+            "domainName": _own_host(request),
+            "domainPrefix": _own_host(request).split(".")[0],
             "http": {"method": request.method, "path": request.path, "protocol": "HTTP/1.1",
                      "sourceIp": request.remote_addr or "127.0.0.1",
                      "userAgent": request.headers.get("user-agent", "")},

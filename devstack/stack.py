@@ -187,6 +187,7 @@ class LocalStack:
         merged.update(LOCAL_SETTINGS)
         merged["DATA_DIR"] = str(self.data_dir)
         merged["API_URL"] = self.url
+        merged["PUBLIC_BASE_URL"] = self.url  # webhook URLs: this stack, never what a request's headers say
         merged.update({k: v for k, v in user_env.items() if k in merged and k != "DATA_DIR"})
         return merged
 

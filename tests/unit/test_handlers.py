@@ -1,5 +1,6 @@
 """The Lambda handlers, called with API Gateway HTTP API (2.0) and SQS events, on fake dependencies."""
 
+import dataclasses
 import json
 import re
 from datetime import UTC
@@ -96,7 +97,7 @@ def test_health_answers_ok(deps):
 def test_submitting_answers_202_then_200_for_the_same_url(deps):
     status, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
     assert status == 202 and asset["status"] == "SUBMITTED" and asset["content_type"] == "text/plain"
-    assert deps.queue.messages[0]["webhook_base"] == "http://localhost"
+    assert deps.queue.messages[0]["webhook_base"] == "https://localhost"  # the API's own domain
     status, again = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}),
                          {"Content-Type": "application/json"})
     assert status == 200 and again["id"] == asset["id"]
@@ -114,6 +115,20 @@ def test_bad_submissions_get_a_json_error_naming_the_problem(deps, body, status,
     assert got_status == status
     assert got["error"]["code"] == code and words in got["error"]["message"]
     assert deps.store.assets == {}
+
+
+def test_webhook_urls_come_from_configuration_or_the_apis_own_domain_never_from_client_headers(deps):
+    deps.embedder = FakeEmbedder(pending=True)
+    spoofed = {"Host": "attacker.example", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "attacker.example",
+               "Content-Type": "application/json"}
+    call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}), spoofed)
+    process_all(deps)
+    ((_, webhook),) = deps.embedder.submitted
+    assert webhook.startswith("https://localhost/webhooks/embedding/") and "attacker" not in webhook
+    deps.settings = dataclasses.replace(deps.settings, public_base_url="https://hooks.example.net")
+    deps.fetcher.pages["http://x.test/b.txt"] = ("text/plain", TEXT.encode())
+    call("POST", "/api/assets", json.dumps({"url": "http://x.test/b.txt"}), spoofed)
+    assert deps.queue.messages[-1]["webhook_base"] == "https://hooks.example.net"
 
 
 def test_assets_are_listed_newest_first_with_a_cursor(deps):

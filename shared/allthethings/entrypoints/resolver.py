@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from allthethings import bootstrap
 from allthethings.domain import errors
 from allthethings.services.access import KEY_COOKIE
 
@@ -149,11 +150,12 @@ def _refuse_surrogates(value: object) -> None:
 
 
 def origin(app: APIGatewayHttpResolver) -> str:
-    """The public origin this request came in on, for webhook URLs."""
-    event = app.current_event
-    headers = event.headers or {}
-    proto = headers.get("x-forwarded-proto", "https")
-    return f"{proto}://{event.request_context.domain_name}"
+    """Where a model should call back for the work this request starts: PUBLIC_BASE_URL when it
+    is set (the local stack sets its own address), else this API's own domain as API Gateway
+    names it in the request context. Never a header the client writes (Host, X-Forwarded-*):
+    a client could otherwise send a signed delivery of its asset to a server of its own."""
+    configured = bootstrap.deps().settings.public_base_url
+    return configured or f"https://{app.current_event.request_context.domain_name}"
 
 
 def html_response(status: int, body: str) -> Response:
