@@ -19,6 +19,14 @@ SETTINGS = Settings(chunk_tokens=20, chunk_overlap=4, documents_max_per_request=
                     api_keys=f"unit={KEY}")
 
 
+def nested(depth: int) -> dict:
+    """{"a": {"a": ... {}}}, `depth` objects deep."""
+    inner: dict = {}
+    for _ in range(depth - 1):
+        inner = {"a": inner}
+    return inner
+
+
 def docs(*texts, **fields):
     return {"documents": [{"text": t, **fields} if i == 0 else {"text": t} for i, t in enumerate(texts)]}
 
@@ -140,6 +148,10 @@ def test_embedding_skips_documents_that_moved_on_or_are_gone(deps):
     ({"documents": [{"text": "x", "title": "t" * 1001}]}, "documents[0].title must be a string"),
     ({"documents": [{"text": "x", "metadata": ["a"]}]}, "documents[0].metadata must be an object"),
     ({"documents": [{"text": "x", "metadata": {"k": "v" * 17000}}]}, "larger than 16 KiB"),
+    ({"documents": [{"text": "x", "metadata": nested(260)}]}, "documents[0].metadata is nested deeper than 8"),
+    ({"documents": [{"text": "x", "metadata": nested(9)}]}, "documents[0].metadata is nested deeper than 8"),
+    ({"documents": [{"text": "x", "metadata": {"l": [[[[[[[[1]]]]]]]]}}]}, "nested deeper than 8"),
+    ({"documents": [{"text": "x", "metadata": {f"k{i}": i for i in range(257)}}]}, "more than 256 keys"),
     ({"documents": [{"text": "x", "id": ""}]}, "documents[0].id must be a string"),
     ({"documents": [{"text": "x", "id": "a\nb"}]}, "documents[0].id must be a string"),
     ({"documents": [{"text": "x", "id": "i" * 257}]}, "documents[0].id must be a string"),
@@ -188,3 +200,28 @@ def test_a_document_left_half_stored_by_a_dead_request_fails_visibly_and_can_be_
     assert "send the document again" in deps.store.get("d" * 32).error
     (again,) = ingest_documents({"documents": [{"id": "a", "text": "The tide."}]}, deps)
     assert again.result == "updated" and again.asset.status is Status.PROCESSED
+
+
+def test_metadata_at_the_limits_is_kept_and_shown_whole(deps):
+    within = {"deep": nested(7), **{f"k{i}": i for i in range(200)}}
+    body = {"documents": [{"id": "ok", "text": "x", "metadata": within}]}
+    status, answer = call("POST", "/api/documents", json.dumps(body))
+    assert status == 202, answer
+    assert call("GET", f"/api/assets/{answer['documents'][0]['asset_id']}")[1]["metadata"] == within
+
+
+def test_a_stored_record_with_unshowable_metadata_cannot_break_listing_or_search_for_others(deps):
+    """A record written before the limits (or by hand): 260 levels deep broke every page and
+    every search it was on with a 500 ("Maximum serialization depth exceeded")."""
+    call("POST", "/api/documents", json.dumps(docs("card refunds take five days", id="fine")))
+    call("POST", "/api/documents", json.dumps(docs("refunds for a card are quick", id="poison")))
+    poison = deps.store.get_by_url("document:poison")
+    deps.store.assets[poison.id].metadata = nested(260)
+    run_queue(deps)
+    status, page = call("GET", "/api/assets")
+    assert status == 200 and len(page["assets"]) == 2
+    shown = {a["url"]: a.get("metadata") for a in page["assets"]}
+    assert "nested deeper than 8" in shown["document:poison"]["unshown"]
+    assert call("GET", f"/api/assets/{poison.id}")[0] == 200
+    status, found = call("GET", "/api/search?q=card+refunds")
+    assert status == 200 and {r["asset"]["url"] for r in found["results"]} == {"document:fine", "document:poison"}

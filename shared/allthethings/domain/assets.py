@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
+from allthethings.domain.documents import shown_metadata
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.network import canonical_host
 
@@ -201,7 +202,7 @@ class Asset:
             "updated_at": self.updated_at.isoformat(),
         }
         if self.metadata is not None:
-            body["metadata"] = self.metadata
+            body["metadata"] = shown_metadata(self.metadata)
         if self.error:
             body["error"] = self.error
         return body

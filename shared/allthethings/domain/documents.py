@@ -19,6 +19,10 @@ from allthethings.domain.errors import InvalidInput
 MAX_ID_CHARS = 256
 MAX_TITLE_CHARS = 1000
 MAX_METADATA_BYTES = 16 * 1024
+# Metadata is a caller's record of a document, not a data structure: a few levels and keys are
+# plenty, and a deeper one breaks JSON serializers downstream (pydantic's stops at 255 levels).
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_KEYS = 256
 _FIELDS = frozenset({"id", "title", "text", "metadata"})
 SCHEME = "document:"
 
@@ -46,6 +50,33 @@ def content_digest(title: str | None, text: str, metadata: dict | None) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def metadata_problem(metadata: object) -> str | None:
+    """Why `metadata` cannot be kept and shown (too deep, too many keys), else None. Walked
+    without recursion, so any input is safe to check."""
+    keys, pending = 0, [(metadata, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, Mapping | list):
+            if depth > MAX_METADATA_DEPTH:
+                return f"is nested deeper than {MAX_METADATA_DEPTH} levels"
+            if isinstance(value, Mapping):
+                keys += len(value)
+                if keys > MAX_METADATA_KEYS:
+                    return f"has more than {MAX_METADATA_KEYS} keys"
+                pending.extend((v, depth + 1) for v in value.values())
+            else:
+                pending.extend((v, depth + 1) for v in value)
+    return None
+
+
+def shown_metadata(metadata: dict | None) -> dict | None:
+    """Metadata as the API shows it. A record stored before the limits above (or written by
+    hand) that breaks them is shown as a note instead, so that it cannot break a page of others."""
+    if metadata is None or metadata_problem(metadata) is None:
+        return metadata
+    return {"unshown": f"this metadata {metadata_problem(metadata)}; send the document again to replace it"}
+
+
 def parse_document(raw: object, max_chars: int, where: str = "document") -> Document:
     """One document, checked field by field; InvalidInput says which field of which document."""
     if not isinstance(raw, Mapping):
@@ -65,6 +96,9 @@ def parse_document(raw: object, max_chars: int, where: str = "document") -> Docu
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise InvalidInput(f"{where}.metadata must be an object")
+        problem = metadata_problem(metadata)
+        if problem:
+            raise InvalidInput(f"{where}.metadata {problem}")
         if len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
             raise InvalidInput(f"{where}.metadata is larger than {MAX_METADATA_BYTES // 1024} KiB as JSON")
         metadata = dict(metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allthethings.domain.documents import shown_metadata
 from allthethings.domain.search import SearchPage, SearchResult
 
 
@@ -13,7 +14,7 @@ def search_result(result: SearchResult) -> dict:
         "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
                   "kind": asset.kind.value if asset.kind else None, "title": asset.title,
                   "created_at": asset.created_at.isoformat(),
-                  **({"metadata": asset.metadata} if asset.metadata is not None else {})},
+                  **({"metadata": shown_metadata(asset.metadata)} if asset.metadata is not None else {})},
         "score": result.score,
         "snippet": result.snippet,
         "highlights": [list(span) for span in result.highlights],
