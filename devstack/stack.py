@@ -288,12 +288,13 @@ class LocalStack:
             for asset in assets:
                 if asset.status in (Status.SUBMITTED, Status.PROCESSING):
                     deps.store.move(asset.id, Status.PROCESSING_ERROR,
-                                    error="the local stack stopped before this asset was processed; submit it again")
+                                    error="the local stack stopped before this asset was processed; retry it "
+                                          "(its URL is fetched again)")
                 elif asset.status is Status.PROCESSED:  # chunks stored: embedding can resume
                     deps.queue.send(to_message(ProcessAsset(asset.id, self.url)))
                 elif asset.status is Status.GENERATING_EMBEDDINGS:  # its prediction died with the last run
                     deps.store.move(asset.id, Status.EMBEDDINGS_ERROR,
-                                    error="the local stack stopped before the embeddings came back; submit it again")
+                                    error="the local stack stopped before the embeddings came back; retry it")
             if cursor is None:
                 break
 

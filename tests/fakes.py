@@ -183,6 +183,9 @@ class FakeBlobs(BlobStore):
     def delete(self, key):
         self.objects.pop(key, None)
 
+    def exists(self, key):
+        return key in self.objects
+
     def presigned_url(self, key, expires_s):
         return f"https://staging.test/{key}?expires={expires_s}"
 

@@ -1,9 +1,9 @@
 """Submit function. Trigger: HTTP API.
 
-Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset, 200 known URL;
-GET /api/assets?limit=&cursor=; GET /api/assets/{id}; POST /api/assets/{id}/retry -> 202
-(409 unless failed); DELETE /api/assets/{id} -> 204. Every route but health needs an API key
-(the authorizer's work, before this function runs).
+Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset (or a failed one, fetched
+again), 200 known URL; GET /api/assets?limit=&cursor=; GET /api/assets/{id};
+POST /api/assets/{id}/retry {"refetch"?} -> 202 (409 unless failed); DELETE /api/assets/{id}
+-> 204. Every route but health needs an API key (the authorizer's work, before this runs).
 Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
 """
 
@@ -53,9 +53,18 @@ def one(asset_id: str) -> dict:
     return get_asset(asset_id, bootstrap.deps()).to_public()
 
 
+class Retry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refetch: bool = False  # fetch the URL again even when the staged body could be reused
+
+
 @app.post("/api/assets/<asset_id>/retry")
 def retry(asset_id: str):
-    return json_response(202, retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app)).to_public())
+    body = text_body(app).strip()
+    options = Retry.model_validate_json(body) if body else Retry()
+    asset = retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app), refetch=options.refetch)
+    return json_response(202, asset.to_public())
 
 
 @app.delete("/api/assets/<asset_id>")

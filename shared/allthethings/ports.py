@@ -189,6 +189,11 @@ class BlobStore(abc.ABC):
     def delete(self, key: str) -> None: ...
 
     @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether the staged object is still there (staged bodies expire; the local stack's
+        emulator forgets them on restart)."""
+
+    @abc.abstractmethod
     def presigned_url(self, key: str, expires_s: int) -> str:
         """A time-limited GET URL of the staged bytes, for a model to fetch them itself."""
 

@@ -12,11 +12,12 @@ from tests.e2e.conftest import RunningStack
 pytestmark = pytest.mark.e2e
 
 
-def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body(tmp_path):
+def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body_and_a_retry_fetches_it_again(
+        tmp_path, fixture_server):
     data = tmp_path / "data"
     data.mkdir()
     store = SqliteStore(str(data / "allthethings.db"), 384, "all-MiniLM-L6-v2")
-    lost = Asset.new("http://x.test/lost.txt", content_type="text/plain", kind=Kind.TEXT,
+    lost = Asset.new(f"{fixture_server}/text/lighthouse-keeping.txt", content_type="text/plain", kind=Kind.TEXT,
                      staged_key="staged/gone", size_bytes=10)
     store.add(lost)
     store.move(lost.id, Status.PROCESSING)
@@ -39,9 +40,12 @@ def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body(tmp_pat
     try:
         assert running.wait_for(chunked.id, timeout_s=120)["status"] == "SEARCHABLE"
         failed = running.http.get(f"/api/assets/{lost.id}").json()
-        assert failed["status"] == "PROCESSING_ERROR" and "submit it again" in failed["error"]
+        assert failed["status"] == "PROCESSING_ERROR" and "retry it" in failed["error"]
         orphan = running.http.get(f"/api/assets/{waiting.id}").json()
-        assert orphan["status"] == "EMBEDDINGS_ERROR" and "submit it again" in orphan["error"]
+        assert orphan["status"] == "EMBEDDINGS_ERROR" and "retry it" in orphan["error"]
+        # Its staged body died with the emulator: a retry fetches the URL again, and it is indexed.
+        assert running.http.post(f"/api/assets/{lost.id}/retry").status_code == 202
+        assert running.wait_for(lost.id, timeout_s=120)["status"] == "SEARCHABLE"
         results = running.http.get("/api/search", params={"q": "who lit the lamp"}).json()["results"]
         assert results[0]["asset"]["id"] == chunked.id
     finally:

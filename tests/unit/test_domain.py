@@ -28,7 +28,8 @@ def test_status_only_moves_forward():
 def test_a_searchable_asset_never_moves_and_a_failed_one_only_by_a_retry_to_the_step_that_failed():
     assert TRANSITIONS[Status.SEARCHABLE] == frozenset()
     assert TRANSITIONS[Status.PROCESSING_ERROR] == {RETRY_FROM[Status.PROCESSING_ERROR]} == {Status.SUBMITTED}
-    assert TRANSITIONS[Status.EMBEDDINGS_ERROR] == {RETRY_FROM[Status.EMBEDDINGS_ERROR]} == {Status.PROCESSED}
+    assert RETRY_FROM[Status.EMBEDDINGS_ERROR] == Status.PROCESSED
+    assert TRANSITIONS[Status.EMBEDDINGS_ERROR] == {Status.PROCESSED, Status.SUBMITTED}, "SUBMITTED: fetched again"
     assert {s for s in Status if s.is_final} == {Status.SEARCHABLE, *RETRY_FROM}
 
 

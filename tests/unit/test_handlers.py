@@ -429,3 +429,18 @@ def test_concurrent_requests_in_one_process_each_see_their_own_event():
     for t in threads:
         t.join(timeout=15)
     assert seen == {"first": "/echo/first", "second": "/echo/second"}
+
+
+def test_a_retry_may_ask_for_a_fresh_fetch_and_a_bad_retry_body_is_a_400(deps):
+    deps.fetcher.pages["http://x.test/bad.txt"] = ("text/plain", b"FAIL")
+    _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/bad.txt"}))
+    process_all(deps)
+    assert call("GET", f"/api/assets/{asset['id']}")[1]["status"] == "PROCESSING_ERROR"
+    for body in ('{"refetch": "please"}', '{"refresh": true}', "[true]"):
+        assert call("POST", f"/api/assets/{asset['id']}/retry", body)[0] == 400, body
+    deps.fetcher.pages["http://x.test/bad.txt"] = ("text/plain", TEXT.encode())
+    status, retried = call("POST", f"/api/assets/{asset['id']}/retry", '{"refetch": true}')
+    assert status == 202 and retried["status"] == "SUBMITTED"
+    process_all(deps)
+    assert call("GET", f"/api/assets/{asset['id']}")[1]["status"] == "SEARCHABLE"
+    assert deps.fetcher.calls.count("http://x.test/bad.txt") == 2

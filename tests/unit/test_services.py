@@ -13,6 +13,7 @@ from allthethings.domain.errors import (
     UpstreamUnavailable,
 )
 from allthethings.entrypoints import shapes
+from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.process_asset import process_asset
@@ -424,15 +425,61 @@ def test_a_queued_webhook_that_makes_no_sense_raises_so_it_is_dead_lettered(mess
 
 # -- lifecycle: retry and delete ------------------------------------------------------------------
 
-def test_a_failed_processing_is_retried_from_the_staged_bytes_and_then_succeeds():
+def test_a_failed_processing_is_retried_from_a_fresh_fetch_of_its_url_and_then_succeeds():
     deps = fake_deps()
     asset_id = submitted(deps, text="FAIL")
     assert process_asset(asset_id, deps) is Status.PROCESSING_ERROR
-    deps.blobs.objects[deps.store.get(asset_id).staged_key] = LIGHTHOUSE.encode()  # the cause went away
+    deps.fetcher.pages["http://x.test/a.txt"] = ("text/plain", LIGHTHOUSE.encode())  # the origin mended its page
     retried = retry_asset(asset_id, deps, webhook_base="https://api.test")
     assert retried.status is Status.SUBMITTED and retried.error is None
+    assert deps.fetcher.calls == ["http://x.test/a.txt"] * 2, "fetched again"
     assert deps.queue.messages[-1] == {"kind": "process_asset", "asset_id": asset_id, "webhook_base": "https://api.test"}
     assert process_asset(asset_id, deps) is Status.SEARCHABLE
+
+
+def test_a_retry_whose_staged_body_is_gone_fetches_the_url_again():
+    """After a local stack restart the emulator had forgotten every staged body, and "submit it
+    again" answered the failed asset (200) while a retry could never succeed."""
+    deps = fake_deps()
+    asset_id = submitted(deps)
+    deps.blobs.objects.clear()  # the stack restarted: staged bodies gone
+    assert process_asset(asset_id, deps) is Status.PROCESSING_ERROR
+    assert "gone" in deps.store.get(asset_id).error
+    again, queued = submit_asset("http://x.test/a.txt", deps)  # sending the URL again re-fetches it
+    assert queued and again.id == asset_id and again.status is Status.SUBMITTED
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+
+
+def test_a_fresh_fetch_can_be_asked_for_even_when_the_staged_bytes_are_kept():
+    deps = fake_deps(embedder=FakeEmbedder(fail_times=1))
+    asset_id = submitted(deps)
+    with pytest.raises(UpstreamUnavailable):
+        process_asset(asset_id, deps)
+    fail_asset(asset_id, Status.EMBEDDINGS_ERROR, "the model was down", deps)
+    deps.fetcher.pages["http://x.test/a.txt"] = ("text/plain", SOURDOUGH.encode())  # the page changed since
+    before = deps.store.get(asset_id).sha256
+    retried = retry_asset(asset_id, deps, refetch=True)
+    assert retried.status is Status.SUBMITTED and retried.sha256 != before
+    assert process_asset(asset_id, deps) is Status.SEARCHABLE
+    assert "sourdough" in " ".join(c.text for c in deps.store.chunks(asset_id)).lower()
+
+
+def test_a_recording_whose_transcription_failed_is_transcribed_again_without_a_new_download():
+    deps = fake_deps()
+    asset_id = audio_asset(deps)
+    fail_asset(asset_id, Status.PROCESSING_ERROR, "transcription failed: the model timed out", deps)
+    retry_asset(asset_id, deps)
+    assert deps.fetcher.calls == ["http://x.test/jfk.flac"], "the staged recording is reused"
+
+
+def test_a_document_cannot_be_fetched_again():
+    from allthethings.services.documents import ingest_documents
+
+    deps = fake_deps()
+    (doc,) = ingest_documents({"documents": [{"id": "d1", "text": "a note"}]}, deps)
+    fail_asset(doc.asset.id, Status.EMBEDDINGS_ERROR, "the model was down", deps)
+    with pytest.raises(Conflict, match="send the document again"):
+        retry_asset(doc.asset.id, deps, refetch=True)  # its URL, document:d1, is no place to fetch from
 
 
 def test_failed_embeddings_are_retried_from_the_stored_chunks_without_extracting_again():

@@ -61,6 +61,13 @@ class S3BlobStore(BlobStore):
     def delete(self, key: str) -> None:
         _wrap("deleting the staged body from S3", client("s3").delete_object, Bucket=self.bucket, Key=key)
 
+    def exists(self, key: str) -> bool:
+        try:
+            _wrap("looking for the staged body in S3", client("s3").head_object, Bucket=self.bucket, Key=key)
+        except NotFound:
+            return False
+        return True
+
     def presigned_url(self, key: str, expires_s: int) -> str:
         return _wrap("signing a URL of the staged body", client("s3").generate_presigned_url, "get_object",
                      Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)

@@ -36,7 +36,7 @@ class Status(str, enum.Enum):
 # message redelivered after a crash mid-processing can pick the work up again. The one way
 # back is a user's retry of a failed asset, to the step that failed: a failed processing
 # starts again from SUBMITTED (the staged bytes), failed embeddings from PROCESSED (the
-# stored chunks).
+# stored chunks); a retry that fetches the URL again starts any failed asset from SUBMITTED.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUBMITTED: frozenset({Status.PROCESSING, Status.PROCESSING_ERROR}),
     Status.PROCESSING: frozenset({Status.PROCESSING, Status.PROCESSED, Status.PROCESSING_ERROR}),
@@ -44,7 +44,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.GENERATING_EMBEDDINGS: frozenset({Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
     Status.SEARCHABLE: frozenset(),
     Status.PROCESSING_ERROR: frozenset({Status.SUBMITTED}),
-    Status.EMBEDDINGS_ERROR: frozenset({Status.PROCESSED}),
+    Status.EMBEDDINGS_ERROR: frozenset({Status.PROCESSED, Status.SUBMITTED}),  # SUBMITTED: fetched again
 }
 
 # Where a retry of each failed status restarts.

@@ -171,8 +171,16 @@ def _paths(search_keyed: bool) -> dict:
                        "responses": {"204": {"description": "Deleted."}, **_errors(400, 403, 404)}}},
         "/api/assets/{id}/retry": {"post": {
             "summary": "Retry a failed asset from the step that failed", "tags": ["assets"],
+            "description": ("A failed processing starts from a fresh fetch of the URL (except a recording whose "
+                            "staged body is kept: it is transcribed again); failed embeddings are computed again "
+                            "from the stored chunks. `refetch: true` fetches the URL again in any case. Sending "
+                            "a failed asset's URL to POST /api/assets again is the same as a retry with refetch."),
             "parameters": [_ASSET_ID],
-            "responses": {"202": _json(_ref("Asset"), "Queued again."), **_errors(400, 403, 404, 409, 503)}}},
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"refetch": {"type": "boolean", "default": False}}}}}},
+            "responses": {"202": _json(_ref("Asset"), "Queued again."),
+                          **_errors(400, 403, 404, 409, 422, 503)}}},
         "/api/search": {"get": {
             "summary": "Search by meaning, by words, or both", "tags": ["search"],
             **({} if search_keyed else {"security": []}),
