@@ -51,15 +51,37 @@ def _pairs(args) -> list[tuple[str, str, str]]:
     return [(name, q["dead_letter_url"], q["url"]) for name, q in manifest["queues"].items()]
 
 
-def _local_url(data_dir: str) -> str:
-    manifest = Path(data_dir) / "local-stack.json"
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/api/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _local_stack(data_dir: str) -> Path:
+    """The data folder of the running local stack: DATA_DIR's if its stack answers, else any
+    folder beside it (a `PORT=8001 DATA_DIR=.data2 make run`) whose stack answers; DATA_DIR's
+    when none does (the error then names the address it tried)."""
+    given = Path(data_dir)
+    candidates = [given, *sorted(p.parent for p in Path.cwd().glob("*/local-stack.json") if p.parent != given)]
+    for folder in candidates:
+        manifest = folder / "local-stack.json"
+        if manifest.exists() and _answers(json.loads(manifest.read_text())["url"]):
+            return folder
+    return given
+
+
+def _local_url(folder: Path) -> str:
+    manifest = folder / "local-stack.json"
     if manifest.exists():
         return json.loads(manifest.read_text())["url"]
     return "http://127.0.0.1:8000"
 
 
-def _local_key(data_dir: str) -> str | None:
-    key_file = Path(data_dir) / "api-key"
+def _local_key(folder: Path) -> str | None:
+    key_file = folder / "api-key"
     return key_file.read_text().strip() if key_file.exists() else None
 
 
@@ -117,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--batch", type=int, default=100, help="documents per request (at most the API's "
                                                               "MAX_DOCUMENTS_PER_REQUEST)")
     index.add_argument("--in-flight", type=int, default=2, help="requests under way at once")
+    index.add_argument("--tries", type=int, default=6, help="how often a batch is sent before the run stops "
+                                                            "(with backoff, on no answer, 429 or 5xx)")
     index.add_argument("--restart", action="store_true", help="ignore the saved progress and start from the top")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -127,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "index":
         from devstack import indexer
 
-        args.api = args.api or os.environ.get("ALLTHETHINGS_API_URL") or _local_url(args.data_dir)
-        args.key = args.key or os.environ.get("ALLTHETHINGS_API_KEY") or _local_key(args.data_dir)
-        if args.batch < 1 or args.in_flight < 1:
-            raise SystemExit("--batch and --in-flight must be at least 1")
+        local = None if args.api or os.environ.get("ALLTHETHINGS_API_URL") else _local_stack(args.data_dir)
+        args.api = args.api or os.environ.get("ALLTHETHINGS_API_URL") or _local_url(local)
+        args.key = args.key or os.environ.get("ALLTHETHINGS_API_KEY") or _local_key(local or Path(args.data_dir))
+        if args.batch < 1 or args.in_flight < 1 or args.tries < 1:
+            raise SystemExit("--batch, --in-flight and --tries must be at least 1")
         return indexer.main(args)
 
     if args.command == "indexes":

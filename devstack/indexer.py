@@ -64,9 +64,13 @@ def _batches(path: Path, start: int, line_no: int, batch: int, max_chars: int, r
             try:
                 item = json.loads(raw)
                 parse_document(item, max_chars)
+            except json.JSONDecodeError as exc:
+                rejected += 1
+                report(f"line {line_no}: not JSON ({_where_in_line(exc, raw)}); skipped")
+                continue
             except (ValueError, InvalidInput) as exc:
                 rejected += 1
-                report(f"line {line_no}: {getattr(exc, 'message', None) or f'not JSON ({exc})'}; skipped")
+                report(f"line {line_no}: {getattr(exc, 'message', None) or exc}; skipped")
                 continue
             documents.append(item)
             if len(documents) == batch:
@@ -74,6 +78,14 @@ def _batches(path: Path, start: int, line_no: int, batch: int, max_chars: int, r
                 documents, rejected = [], 0
         if documents or rejected:
             yield _Batch(documents, f.tell(), line_no, rejected)
+
+
+def _where_in_line(exc: json.JSONDecodeError, raw: bytes) -> str:
+    """The parser's complaint placed in the file's own line: json's "line 2 column 1" counts the
+    line's newline as a second line of its own, which is no line of the file."""
+    if exc.pos >= len(raw.rstrip(b"\r\n")):
+        return f"{exc.msg} at the end of the line: is the object cut short?"
+    return f"{exc.msg} at column {exc.pos + 1}"
 
 
 class Progress:
@@ -127,10 +139,10 @@ def _answered(results: list[dict]) -> concurrent.futures.Future:
     return future
 
 
-def _post(client, documents: list[dict]) -> list[dict]:
+def _post(client, documents: list[dict], tries: int = 6) -> list[dict]:
     from allthethings.adapters.retrying import send
 
-    response = send(client, "POST", "/api/documents", service="the API", attempts=6, backoff_s=1.0,
+    response = send(client, "POST", "/api/documents", service="the API", attempts=tries, backoff_s=1.0,
                     timeout_s=120.0, json={"documents": documents})
     if response.status_code != 202:
         try:
@@ -142,7 +154,7 @@ def _post(client, documents: list[dict]) -> list[dict]:
 
 
 def index_file(path: Path, *, api_url: str, api_key: str | None, batch: int = 100, in_flight: int = 2,
-               max_chars: int = 1_000_000, restart: bool = False, show_progress: bool = True,
+               max_chars: int = 1_000_000, restart: bool = False, show_progress: bool = True, tries: int = 6,
                report=lambda line: print(line, file=sys.stderr)) -> Totals:
     """Send every document of `path`; return the totals. Raises UpstreamUnavailable or InvalidInput
     when the API cannot take a batch (the progress file keeps the place for the next run)."""
@@ -174,7 +186,8 @@ def index_file(path: Path, *, api_url: str, api_key: str | None, batch: int = 10
 
         try:
             for sent in _batches(path, offset, state.get("line", 0), batch, max_chars, report):
-                pending.append((pool.submit(_post, client, sent.documents) if sent.documents else _answered([]), sent))
+                answer = pool.submit(_post, client, sent.documents, tries) if sent.documents else _answered([])
+                pending.append((answer, sent))
                 if len(pending) >= in_flight:
                     settle_oldest()
             while pending:
@@ -214,11 +227,28 @@ def _bar(total: int, initial: int, show: bool):
 
 
 def main(args) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; give the path of a JSONL file "
+              "(one document a line)", file=sys.stderr)
+        return 2
     try:
-        index_file(Path(args.file), api_url=args.api, api_key=args.key, batch=args.batch, in_flight=args.in_flight,
-                   restart=args.restart, show_progress=not args.quiet)
-    except (InvalidInput, UpstreamUnavailable) as exc:
-        print(f"stopped: {exc.message}; run the same command again to carry on", file=sys.stderr)
+        index_file(path, api_url=args.api, api_key=args.key, batch=args.batch, in_flight=args.in_flight,
+                   restart=args.restart, show_progress=not args.quiet, tries=args.tries)
+    except UpstreamUnavailable as exc:
+        print(f"stopped: {exc.message}.\nThe API tried was {args.api}. Is the stack running there? Point the CLI "
+              "at another one with --api URL (or ALLTHETHINGS_API_URL); for a local stack, --data-dir (or DATA_DIR) "
+              "must be the one `make run` was started with (its local-stack.json holds the address). Run the same "
+              "command again to carry on.", file=sys.stderr)
+        return 1
+    except InvalidInput as exc:
+        hint = (" Give a key with --key (or ALLTHETHINGS_API_KEY); a local stack keeps its own in DATA_DIR/api-key."
+                if "HTTP 401" in exc.message or "HTTP 403" in exc.message else "")
+        print(f"stopped: {exc.message} (API {args.api}).{hint} Run the same command again to carry on.",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"stopped: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to carry on", file=sys.stderr)

@@ -74,3 +74,39 @@ def test_batches_carry_their_end_their_line_and_the_bad_lines_before_them(tmp_pa
     resumed = list(_batches(path, batches[0].end, batches[0].line, 2, 1000, reported.append))
     assert [(len(b.documents), b.line, b.rejected) for b in resumed] == [(1, 6, 1)], "resumed: counted once"
     assert reported[-1].startswith("line 6"), "line numbers go on from the saved line"
+
+
+def _cli(*argv):
+    from devstack.cli import main
+
+    return main(["index", *argv])
+
+
+def test_a_missing_file_is_named_without_a_traceback(tmp_path, capsys):
+    assert _cli(str(tmp_path / "nope.jsonl"), "--api", "http://127.0.0.1:9", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "nope.jsonl: no such file" in err and "Traceback" not in err
+    assert _cli(str(tmp_path), "--api", "http://127.0.0.1:9", "--quiet") == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_when_the_api_does_not_answer_the_cli_names_the_url_it_tried_and_how_to_point_it_elsewhere(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = _file(tmp_path, LINES[:2])
+    assert _cli(str(path), "--api", f"http://127.0.0.1:{port}", "--tries", "1", "--quiet") == 1
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}" in err and "--api" in err and "DATA_DIR" in err and "Traceback" not in err
+
+
+def test_a_line_that_is_not_json_is_reported_in_the_files_own_terms(tmp_path):
+    reports = []
+    path = _file(tmp_path, ['{"text": "cut short"\n', '{"text": "fine"}\n', '{"text": x}\n'])
+    (batch,) = list(_batches(path, 0, 0, 10, 1000, reports.append))
+    assert [d["text"] for d in batch.documents] == ["fine"] and batch.rejected == 2
+    assert reports[0].startswith("line 1: not JSON (") and "end of the line" in reports[0]
+    assert reports[1].startswith("line 3: not JSON (") and "column 10" in reports[1]
+    assert not any("line 2 column" in r for r in reports), reports
