@@ -249,3 +249,13 @@ def test_every_route_let_through_without_a_key_refuses_it_itself(deps, method, p
         assert "Sign in" in answer if isinstance(answer, str) else answer["error"]["code"] == "invalid_api_key"
     assert deps.store.get_by_url("http://x.test/a.txt") is None and deps.embedder.calls == []
     assert call(method, path, body, headers=headers)[0] != 401, "with the key, the route answers"
+
+
+def test_the_sign_in_page_and_the_api_description_say_how_to_send_a_key_and_what_a_refusal_looks_like(deps):
+    status, page = call("GET", "/", key=None)
+    assert status == 401 and "x-api-key: KEY" in page and "Authorization: Bearer" in page and "403" in page
+    schemes = call("GET", "/api/openapi.json", key=None)[1]["components"]["securitySchemes"]
+    for scheme in schemes.values():
+        assert '403 {"message": "Forbidden"}' in scheme["description"] and "401" in scheme["description"]
+    status, refused = call("GET", "/api/assets", key=None)
+    assert (status, refused) == (403, {"message": "Forbidden"}), "the local gateway answers as API Gateway does"

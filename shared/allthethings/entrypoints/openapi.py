@@ -232,6 +232,11 @@ def _paths(search_keyed: bool) -> dict:
     }
 
 
+_KEY_HINT = ('An API key (`make run` prints the local one). Without a valid key an /api route answers 403 '
+             '{"message": "Forbidden"} (API Gateway\'s own answer, before any function runs); the /v1 routes '
+             'answer 401 invalid_api_key, as OpenAI does.')
+
+
 @cache
 def document(search_access: str = "key") -> dict:
     """The OpenAPI document; search carries no security requirement when search is public."""
@@ -243,8 +248,8 @@ def document(search_access: str = "key") -> dict:
         "security": _KEYED,
         "paths": _paths(search_access != "public"),
         "components": {"schemas": _schemas(), "securitySchemes": {
-            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            "bearer": {"type": "http", "scheme": "bearer"}}},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": _KEY_HINT},
+            "bearer": {"type": "http", "scheme": "bearer", "description": _KEY_HINT}}},
     }
 
 
