@@ -27,7 +27,8 @@ processor = AsyncBatchProcessor(event_type=EventType.SQS)
 async def record_handler(record: SQSRecord) -> None:
     task = from_message(json.loads(record.body))
     statuses = await asyncio.to_thread(run_task, task, bootstrap.deps())
-    logger.info("processed", extra={"kind": task.kind, "statuses": statuses})
+    logger.info("processed", extra={"kind": task.kind,
+                                    "statuses": {k: v.value if v else "deleted" for k, v in statuses.items()}})
 
 
 @logger.inject_lambda_context
