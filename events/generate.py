@@ -273,6 +273,9 @@ def samples(now: bool) -> dict[str, Sample]:
             extra_headers=posted)),
         "pages-home.json": Sample("PagesFunction", http_event(5, "GET", "/", "/", **page, extra_headers=browser,
                                                               keyed=True)),
+        "pages-asset.json": Sample("PagesFunction", http_event(
+            25, "GET", "/assets/{id}", f"/assets/{ASSET_ID}", path_parameters={"id": ASSET_ID}, **page,
+            extra_headers=browser, keyed=True)),
         "pages-process-form.json": Sample("PagesFunction", http_event(
             6, "POST", "/process", "/process", body=form, **form_post, extra_headers=posted, keyed=True)),
         "search-page.json": Sample("SearchFunction", http_event(

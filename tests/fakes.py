@@ -86,11 +86,12 @@ class FakeStore(AssetStore):
         self.search_meta[asset.id] = search_metadata(asset)
         return True
 
-    def list(self, limit, cursor):
+    def list(self, limit, cursor, listing_filter=None):
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None
         if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
             raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page")
-        newest = sorted((i for i in self.assets if before is None or self.seq[i] < before),
+        newest = sorted((i for i, a in self.assets.items() if (before is None or self.seq[i] < before)
+                         and (listing_filter is None or listing_filter.admits(a))),
                         key=lambda i: -self.seq[i])
         page = newest[:limit]
         next_cursor = cursors.encode({"seq": self.seq[page[-1]]}) if len(newest) > limit else None
@@ -120,8 +121,8 @@ class FakeStore(AssetStore):
             self.vectors.pop(asset_id, None)
             self.search_meta.pop(asset_id, None)
 
-    def chunks(self, asset_id):
-        return list(self.chunk_rows.get(asset_id, []))
+    def chunks(self, asset_id, limit=None):
+        return list(self.chunk_rows.get(asset_id, []))[:limit]
 
     def _chunk_count(self, asset_id):
         return len(self.chunk_rows.get(asset_id, []))

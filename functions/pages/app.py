@@ -1,11 +1,12 @@
 """Pages function. Trigger: HTTP API.
 
-The browser's side of the API, HTML with no JavaScript needed: GET / (the form and the
-assets), POST /process (the form's target: 303 home, or the page with the error),
-POST /assets/{id}/retry and POST /assets/{id}/delete (the row buttons), POST /session (sign in
-with an API key: an HttpOnly, SameSite=Strict cookie; then to `next`, a path of this site) and
-POST /signout. And the API's description: GET /api/openapi.json and Swagger UI at
-GET /api/docs. A page the authorizer marks "sign in" shows the sign-in form instead.
+The browser's side of the API, HTML with no JavaScript needed: GET /?status=&kind=&q=&cursor=
+(the form and a page of assets, filtered), GET /assets/{id} (one asset and its text),
+POST /process (the form's target: 303 home, or the page with the error), POST /assets/{id}/retry
+and POST /assets/{id}/delete (the buttons), POST /session (sign in with an API key: an HttpOnly,
+SameSite=Strict cookie; then to `next`, a path of this site) and POST /signout. And the API's
+description: GET /api/openapi.json and Swagger UI at GET /api/docs. A page the authorizer marks
+"sign in" shows the sign-in form instead.
 The flows live in `entrypoints/pages.py`; this module only routes.
 """
 
@@ -26,7 +27,13 @@ signin_required = pages.signin_required(app)
 @app.get("/")
 @signin_required
 def home():
-    return pages.home(bootstrap.deps())
+    return pages.home(bootstrap.deps(), params=app.current_event.query_string_parameters or {})
+
+
+@app.get("/assets/<asset_id>")
+@signin_required
+def asset(asset_id: str):
+    return pages.asset_page(asset_id, bootstrap.deps())
 
 
 @app.post("/process")

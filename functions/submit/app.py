@@ -1,7 +1,8 @@
 """Submit function. Trigger: HTTP API.
 
 Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset (or a failed one, fetched
-again), 200 known URL; GET /api/assets?limit=&cursor=; GET /api/assets/{id};
+again), 200 known URL; GET /api/assets?limit=&cursor=&status=&kind=&q= (newest first, filtered by
+status and kind, comma-separated, and by text in the URL or title); GET /api/assets/{id};
 POST /api/assets/{id}/retry {"refetch"?} -> 202 (409 unless failed); DELETE /api/assets/{id}
 -> 204. Every route but health needs an API key (the authorizer's work, before this runs).
 Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
@@ -12,6 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from pydantic import BaseModel, ConfigDict
 
 from allthethings import bootstrap
+from allthethings.domain.listing import parse_filter
 from allthethings.entrypoints import logs
 from allthethings.entrypoints.resolver import api, json_response, origin, text_body
 from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
@@ -44,7 +46,8 @@ def create():
 @app.get("/api/assets")
 def page() -> dict:
     params = app.current_event.query_string_parameters or {}
-    assets, cursor = list_assets(parse_limit(params.get("limit"), 20, MAX_PAGE), params.get("cursor"), bootstrap.deps())
+    assets, cursor = list_assets(parse_limit(params.get("limit"), 20, MAX_PAGE), params.get("cursor"), bootstrap.deps(),
+                                 parse_filter(params))
     return {"assets": [a.to_public() for a in assets], "next_cursor": cursor}
 
 

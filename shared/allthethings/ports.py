@@ -12,6 +12,7 @@ from typing import BinaryIO
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
 from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
+from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 
 
@@ -67,8 +68,12 @@ class AssetStore(abc.ABC):
         return asset if inserted else self._known(asset)
 
     @abc.abstractmethod
-    def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
-        """A page of assets, newest first, and an opaque cursor for the next page (or None)."""
+    def list(self, limit: int, cursor: str | None,
+             listing_filter: AssetFilter | None = None) -> tuple[list[Asset], str | None]:
+        """A page of assets, newest first, among those the filter admits (filtered in the store's
+        own query, never by fetching and dropping), and an opaque cursor for the next page (or
+        None). A cursor is a position in the newest-first order, so it pages correctly under the
+        filter it came with."""
 
     @abc.abstractmethod
     def stale(self, statuses: Sequence[Status], updated_before: datetime, limit: int) -> list[Asset]:
@@ -92,8 +97,8 @@ class AssetStore(abc.ABC):
         """Replace the asset's chunks (without vectors)."""
 
     @abc.abstractmethod
-    def chunks(self, asset_id: str) -> list[Chunk]:
-        """The asset's chunks in order (without vectors)."""
+    def chunks(self, asset_id: str, limit: int | None = None) -> list[Chunk]:
+        """The asset's chunks in order (without vectors); with `limit`, only the first `limit`."""
 
     def make_searchable(self, asset_id: str, vectors: Sequence[Sequence[float]]) -> bool:
         """Attach one vector to each stored chunk (in chunk order) and move the asset to SEARCHABLE,

@@ -154,3 +154,24 @@ def test_an_asset_is_deleted_from_its_row(browser, stack, fixture_server):
     row.find_element(By.XPATH, ".//button[text()='Delete']").click()
     wait_until(lambda: not browser.find_elements(By.CSS_SELECTOR, f"tr[data-id='{doc['id']}']"))
     assert stack.http.get(f"/api/assets/{doc['id']}").status_code == 404
+
+
+def test_the_list_filters_by_text_and_a_row_opens_its_asset_page(browser, stack, fixture_server):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, stack, stack.api_key)
+    doc = stack.http.post("/api/assets", json={"url": f"{fixture_server}/text/sourdough.md?row=2"}).json()
+    stack.wait_for(doc["id"])
+    browser.get(stack.url + "/")
+    box = browser.find_element(By.NAME, "q")
+    box.send_keys("SOURDOUGH.MD?ROW=2")
+    box.submit()
+    wait_until(lambda: "q=SOURDOUGH" in browser.current_url
+               and browser.execute_script("return document.readyState") == "complete")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr[data-id]")
+    assert [r.get_attribute("data-id") for r in rows] == [doc["id"]], "only the matching asset is listed"
+    rows[0].find_element(By.CSS_SELECTOR, f"a[href='/assets/{doc['id']}']").click()
+    wait_until(lambda: browser.current_url.endswith(f"/assets/{doc['id']}"))
+    assert browser.find_element(By.TAG_NAME, "h2").text == "Keeping a sourdough starter alive"
+    assert "Feed the starter once a day" in browser.page_source and "## Feeding" not in browser.page_source
+    browser.save_screenshot(str(ARTIFACTS / "asset.png"))

@@ -268,3 +268,51 @@ def test_pages_extracted_at_once_by_fresh_threads_do_not_corrupt_the_heap():
                          capture_output=True, text=True, timeout=600, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO / "shared")})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+MARKDOWN = FIXTURES / "markdown" / "onnxruntime-privacy.md"
+
+
+def test_markdown_is_extracted_as_its_words_without_the_markup_and_titled_by_its_first_heading(extractor):
+    result = extractor.extract(MARKDOWN.read_bytes(), "text/markdown; charset=utf-8", "https://example.org/p.md")
+    assert result.title == "Privacy"
+    text = result.text
+    assert "Telemetry is turned ON by default in the official builds (see here)." in text
+    assert "Pass --no_telemetry to build.py or build.sh." in text, "inline code keeps its words"
+    assert "Disabling Telemetry" in text and "Technical Details" in text, "headings keep their words"
+    for markup in ("##", "**", "](", "***", "`"):
+        assert markup not in text, f"{markup!r} is Markdown syntax, not text"
+    assert "../README.md" not in text, "link targets are not words a reader sees"
+
+
+def test_markdown_front_matter_gives_the_title_and_tables_and_code_keep_their_words(extractor):
+    body = (b"---\ntitle: \"Starter notes\"\ntags: [bread]\n---\n# Keeping a starter\n\n"
+            b"| Flour | Water |\n|---|---|\n| **100 g** | 100 g |\n\n```\nmix && wait\n```\n\n"
+            b"![a jar of starter](jar.png) and _rye_ works too.\n")
+    result = extractor.extract(body, "text/markdown", "https://example.org/s.md")
+    assert result.title == "Starter notes"
+    assert result.text.splitlines()[:3] == ["Keeping a starter", "", "Flour | Water"]
+    assert "100 g | 100 g" in result.text and "mix && wait" in result.text
+    assert "a jar of starter and rye works too." in result.text and "tags:" not in result.text
+
+
+def test_markdown_without_a_level_one_heading_has_no_title(extractor):
+    result = extractor.extract(b"## Feeding\n\nFeed it **daily**.\n", "text/markdown", "https://example.org/f.md")
+    assert result.title is None and result.text == "Feeding\n\nFeed it daily."
+
+
+def test_a_pdf_that_comes_out_one_word_to_a_line_is_joined_into_lines(extractor):
+    result = extractor.extract((PDF / "list-item-example.pdf").read_bytes(), "application/pdf", "https://example.org/l")
+    lines = [line for line in result.text.splitlines() if line.strip()]
+    assert sum(len(line.split()) == 1 for line in lines) < 0.2 * len(lines), "not a column of words"
+    assert "Module One - Introduction to Product Development and Quality Assurance This module" in result.text
+    assert "\n● What are product types?\n" in result.text, "a bullet still starts its own line"
+
+
+@pytest.mark.parametrize("name", ["fake-memo.pdf", "multi-column-2p.pdf"])
+def test_a_pdf_with_lines_of_several_words_keeps_its_lines(name, extractor):
+    from pypdf import PdfReader
+
+    result = extractor.extract((PDF / name).read_bytes(), "application/pdf", "https://example.org/p")
+    first_page = PdfReader(PDF / name).pages[0].extract_text()
+    assert first_page.splitlines()[:5] == result.text.splitlines()[:5]

@@ -28,6 +28,7 @@ from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import TRANSITIONS, Kind, Status
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
 from allthethings.services.search import MAX_CHUNKS
 from tests.fakes import FakeStore
@@ -314,6 +315,73 @@ class TestAssetStoreContract:
         forged = cursors.encode({key: "garbage" for key in position})
         with pytest.raises(InvalidInput):
             backend.store.list(1, forged)
+
+    # listing under a filter
+    def _listed(self, store, listing_filter, limit=50):
+        return [a.url for a in store.list(limit, None, listing_filter)[0]]
+
+    def test_a_listing_filter_admits_the_statuses_and_kinds_asked_for_and_they_combine(self, backend):
+        store = backend.store
+        for i, (status, kind) in enumerate([(Status.SEARCHABLE, Kind.TEXT), (Status.SEARCHABLE, Kind.PDF),
+                                            (Status.PROCESSING_ERROR, Kind.PDF), (Status.SUBMITTED, Kind.HTML)]):
+            store.add(dataclasses.replace(make_asset(url=f"https://example.com/{i}", created_at=at(i), status=status),
+                                          kind=kind))
+        assert self._listed(store, AssetFilter(statuses=(Status.SEARCHABLE,))) == [
+            "https://example.com/1", "https://example.com/0"]
+        assert self._listed(store, AssetFilter(kinds=(Kind.PDF,))) == ["https://example.com/2", "https://example.com/1"]
+        assert self._listed(store, AssetFilter(statuses=(Status.SEARCHABLE, Status.SUBMITTED),
+                                               kinds=(Kind.PDF, Kind.HTML))) == [
+            "https://example.com/3", "https://example.com/1"]
+        assert self._listed(store, AssetFilter(statuses=(Status.EMBEDDINGS_ERROR,))) == []
+        assert len(self._listed(store, AssetFilter())) == 4, "an empty filter admits everything"
+
+    def test_the_listing_text_is_a_case_insensitive_substring_of_the_url_or_the_title(self, backend):
+        store = backend.store
+        store.add(make_asset(url="https://Example.com/Lighthouses", created_at=at(0)))
+        store.add(make_asset(url="document:note-161", title="Keeper's LOG", created_at=at(1)))
+        store.add(make_asset(url="https://other.test/a", title=None, created_at=at(2)))
+        assert self._listed(store, AssetFilter(text="lighthouse")) == ["https://Example.com/Lighthouses"]
+        assert self._listed(store, AssetFilter(text="keeper's log")) == ["document:note-161"]
+        assert self._listed(store, AssetFilter(text="NOTE-16")) == ["document:note-161"]
+        assert self._listed(store, AssetFilter(text="EXAMPLE.COM")) == ["https://Example.com/Lighthouses"]
+        assert self._listed(store, AssetFilter(text="nowhere")) == []
+        assert self._listed(store, AssetFilter(text="log", kinds=(Kind.PDF,))) == [], "text and kind combine"
+
+    def test_non_ascii_listing_text_is_compared_without_regard_to_case(self, backend):
+        backend.store.add(make_asset(title="Über Leuchttürme", created_at=at(0)))
+        assert len(self._listed(backend.store, AssetFilter(text="über leuchttürme"))) == 1
+
+    @pytest.mark.parametrize("text", ["%", "_", "50%", "a_b", "\\", ".*", "(", "[x]", "a+", "^h", "$", "?", "|"])
+    def test_wildcards_and_regex_metacharacters_in_the_listing_text_match_only_themselves(self, backend, text):
+        store = backend.store
+        store.add(make_asset(url="https://example.com/plain-abc", title="Plain words", created_at=at(0)))
+        store.add(make_asset(url="https://example.com/holder", title=f"has {text} inside", created_at=at(1)))
+        assert self._listed(store, AssetFilter(text=text)) == ["https://example.com/holder"]
+
+    def test_cursor_paging_under_a_filter_visits_every_match_once_in_order(self, backend):
+        store = backend.store
+        wanted = []
+        for i in range(11):
+            status = Status.SEARCHABLE if i % 3 else Status.PROCESSING_ERROR
+            asset = store.add(make_asset(url=f"https://example.com/{i}", created_at=at(i), status=status))
+            if status is Status.SEARCHABLE:
+                wanted.append(asset.id)
+        searchable = AssetFilter(statuses=(Status.SEARCHABLE,))
+        seen, cursor, pages = [], None, []
+        while True:
+            page, cursor = store.list(3, cursor, searchable)
+            pages.append(len(page))
+            seen += [a.id for a in page]
+            if cursor is None:
+                break
+            assert len(pages) < 10, "the cursor never ran out"
+        assert seen == list(reversed(wanted)) and pages == [3, 3, 1]
+
+    def test_chunks_may_be_read_up_to_a_limit(self, backend):
+        asset = backend.store.add(make_asset())
+        backend.store.put_chunks(asset.id, make_chunks(asset.id, ["one", "two", "three"]))
+        assert [c.text for c in backend.store.chunks(asset.id, 2)] == ["one", "two"]
+        assert [c.text for c in backend.store.chunks(asset.id)] == ["one", "two", "three"]
 
     # moving between statuses
     @pytest.mark.parametrize("start", list(Status), ids=lambda s: s.value)

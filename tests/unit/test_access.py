@@ -221,6 +221,7 @@ def test_the_routes_let_through_to_refuse_themselves_are_exactly_the_html_and_op
 
 SELF_REFUSING = [
     ("GET", "/", None),
+    ("GET", f"/assets/{ASSET}", None),
     ("POST", "/process", "url=http%3A%2F%2Fx.test%2Fa.txt"),
     ("POST", f"/assets/{ASSET}/retry", None),
     ("POST", f"/assets/{ASSET}/delete", None),

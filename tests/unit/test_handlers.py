@@ -143,6 +143,88 @@ def test_assets_are_listed_newest_first_with_a_cursor(deps):
     assert call("GET", "/api/assets?cursor=garbage")[0] == 400
 
 
+def _listed_fixture(deps):
+    """Four assets: a searchable text, a failed PDF, a submitted HTML page and a document."""
+    for n, (media, body) in enumerate([("text/plain", b"words"), ("application/pdf", b"%PDF-1.4 x"),
+                                       ("text/html", b"<html><title>T</title><p>hi</p></html>")]):
+        deps.fetcher.pages[f"http://x.test/{n}_file"] = (media, body)
+        call("POST", "/api/assets", json.dumps({"url": f"http://x.test/{n}_file"}))
+    ids = {a.url: a.id for a in deps.store.assets.values()}
+    deps.store.assets[ids["http://x.test/0_file"]].status = Status.SEARCHABLE
+    deps.store.assets[ids["http://x.test/1_file"]].status = Status.PROCESSING_ERROR
+    status, _ = call("POST", "/api/documents", json.dumps({"documents": [
+        {"id": "note-161", "title": "Keeper's 50% log", "text": "The lamp was lit at dusk."}]}))
+    assert status == 202
+    return ids
+
+
+def test_assets_are_listed_filtered_by_status_kind_and_text_with_the_cursor_under_the_filter(deps):
+    _listed_fixture(deps)
+    urls = lambda page: [a["url"] for a in page["assets"]]  # noqa: E731
+    assert urls(call("GET", "/api/assets?status=SEARCHABLE")[1]) == ["http://x.test/0_file"]
+    assert urls(call("GET", "/api/assets?status=processing_error,searchable&kind=pdf")[1]) == ["http://x.test/1_file"]
+    assert urls(call("GET", "/api/assets?kind=html")[1]) == ["http://x.test/2_file"]
+    assert urls(call("GET", "/api/assets?q=NOTE-161")[1]) == ["document:note-161"]
+    assert urls(call("GET", "/api/assets?q=50%25")[1]) == ["document:note-161"], "% is literal"
+    assert urls(call("GET", "/api/assets?q=_file&limit=2")[1]) == ["http://x.test/2_file", "http://x.test/1_file"]
+    _, first = call("GET", "/api/assets?q=_file&limit=2")
+    _, rest = call("GET", f"/api/assets?q=_file&limit=2&cursor={first['next_cursor']}")
+    assert urls(rest) == ["http://x.test/0_file"] and rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize("query,name", [("status=DONE", "status"), ("kind=image", "kind"), ("q=" + "x" * 201, "q")])
+def test_a_bad_listing_filter_is_a_400_naming_the_parameter(deps, query, name):
+    status, body = call("GET", f"/api/assets?{query}")
+    assert status == 400 and body["error"]["message"].startswith(f"{name} must")
+
+
+def test_the_home_page_pages_and_filters_the_assets_with_a_get_form(deps, monkeypatch):
+    from allthethings.entrypoints import pages
+
+    monkeypatch.setattr(pages, "HOME_ROWS", 2)
+    _listed_fixture(deps)
+    status, html = call("GET", "/")
+    assert status == 200 and '<form action="/" method="get"' in html
+    assert "note-161" in html and "http://x.test/2_file" in html and "http://x.test/0_file" not in html
+    older = re.search(r'<a rel=next href="(/\?[^"]+)">', html).group(1).replace("&amp;", "&")
+    status, html = call("GET", older)
+    assert status == 200 and "http://x.test/0_file" in html and "note-161" not in html
+    assert re.search(r'<a href="/">Newest</a>', html)
+    status, html = call("GET", "/?status=PROCESSING_ERROR&kind=pdf&q=x.test")
+    assert "http://x.test/1_file" in html and "http://x.test/0_file" not in html and "rel=next" not in html
+    assert '<option value=PROCESSING_ERROR selected>' in html and 'value="x.test"' in html
+    status, html = call("GET", "/?kind=image")
+    assert status == 400 and "kind must be among" in html and "<form" in html
+
+
+def test_a_document_row_links_to_its_asset_page_and_a_web_row_also_to_its_source(deps):
+    ids = _listed_fixture(deps)
+    _, html = call("GET", "/")
+    doc = next(a for a in deps.store.assets.values() if a.url == "document:note-161")
+    assert f'<a href="/assets/{doc.id}">Keeper&#x27;s 50% log</a>' in html and 'href="document:' not in html
+    assert "note-161" in html
+    web = ids["http://x.test/0_file"]
+    assert f'<a href="/assets/{web}">' in html and '<a class=muted href="http://x.test/0_file">' in html
+
+
+def test_the_asset_page_shows_the_asset_its_chunks_and_its_buttons(deps):
+    _listed_fixture(deps)
+    doc = next(a for a in deps.store.assets.values() if a.url == "document:note-161")
+    deps.store.assets[doc.id].metadata = {"source": "<helpdesk>"}
+    status, html = call("GET", f"/assets/{doc.id}")
+    assert status == 200 and "Keeper&#x27;s 50% log" in html and "note-161" in html
+    assert "The lamp was lit at dusk." in html and "&lt;helpdesk&gt;" in html and "<helpdesk>" not in html
+    assert f'action="/assets/{doc.id}/delete"' in html
+    failed = next(a for a in deps.store.assets.values() if a.status is Status.PROCESSING_ERROR)
+    deps.store.assets[failed.id].error = "no text <here>"
+    status, html = call("GET", f"/assets/{failed.id}")
+    assert f'action="/assets/{failed.id}/retry"' in html and "no text &lt;here&gt;" in html
+    assert '<a class=muted href="http://x.test/1_file">' in html
+    assert call("GET", "/assets/" + "0" * 32)[0] == 404
+    assert call("GET", "/assets/nope")[0] == 400
+    assert call("GET", f"/assets/{doc.id}", key=None)[0] == 401
+
+
 def test_an_asset_is_found_by_id_and_unknown_or_malformed_ids_are_refused(deps):
     _, asset = call("POST", "/api/assets", json.dumps({"url": "http://x.test/a.txt"}))
     assert call("GET", f"/api/assets/{asset['id']}")[1]["url"] == "http://x.test/a.txt"

@@ -8,6 +8,7 @@ built once per container, on first use.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from allthethings.adapters.records import BSON, decode, encode, encode_changes, 
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import UpstreamUnavailable
+from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore
 
@@ -55,6 +57,22 @@ def mql_filter(search_filter: SearchFilter | None) -> dict:
     if search_filter.before:
         clauses.append({"created_at": {"$lt": search_filter.before}})
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def listing_conditions(listing_filter: AssetFilter | None) -> list[dict]:
+    """The listing filter as MQL conditions on `assets` (to be joined with `$and`); the text is a
+    case-insensitive regex of the escaped text, so its characters match only themselves."""
+    if listing_filter is None or listing_filter.is_empty:
+        return []
+    conditions: list[dict] = []
+    if listing_filter.statuses:
+        conditions.append({"status": {"$in": [s.value for s in listing_filter.statuses]}})
+    if listing_filter.kinds:
+        conditions.append({"kind": {"$in": [k.value for k in listing_filter.kinds]}})
+    if listing_filter.text:
+        pattern = {"$regex": re.escape(listing_filter.text), "$options": "i"}
+        conditions.append({"$or": [{"url": pattern}, {"title": pattern}]})
+    return conditions
 
 
 def search_filter_clauses(search_filter: SearchFilter | None) -> list[dict]:
@@ -243,8 +261,9 @@ class AtlasStore(AssetStore):
             .sort([("updated_at", 1), ("_id", 1)]).limit(limit)))
         return [decode(d, BSON) for d in docs]
 
-    def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
-        query: dict = {}
+    def list(self, limit: int, cursor: str | None,
+             listing_filter: AssetFilter | None = None) -> tuple[list[Asset], str | None]:
+        conditions = listing_conditions(listing_filter)
         if cursor:
             pos = cursors.decode(cursor, "t", "id")
             try:
@@ -253,7 +272,8 @@ class AtlasStore(AssetStore):
                 from allthethings.domain.errors import InvalidInput
 
                 raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page") from None
-            query = {"$or": [{"created_at": {"$lt": t}}, {"created_at": t, "_id": {"$lt": pos["id"]}}]}
+            conditions.append({"$or": [{"created_at": {"$lt": t}}, {"created_at": t, "_id": {"$lt": pos["id"]}}]})
+        query = {"$and": conditions} if conditions else {}
         docs = list(self._call(lambda: self.db.assets.find(query).sort(
             [("created_at", -1), ("_id", -1)]).limit(limit + 1)))
         page = [decode(d, BSON) for d in docs[:limit]]
@@ -284,8 +304,9 @@ class AtlasStore(AssetStore):
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
         self._call(self.db.chunks.delete_many, {"asset_id": asset_id, "index": {"$gte": len(chunks)}})
 
-    def chunks(self, asset_id: str) -> list[Chunk]:
-        docs = self._call(lambda: list(self.db.chunks.find({"asset_id": asset_id}).sort("index", 1)))
+    def chunks(self, asset_id: str, limit: int | None = None) -> list[Chunk]:
+        docs = self._call(lambda: list(self.db.chunks.find({"asset_id": asset_id}).sort("index", 1)
+                                       .limit(limit or 0)))  # 0: no limit
         return [Chunk(asset_id=asset_id, index=d["index"], text=d["text"], start_s=d.get("start_s"),
                       end_s=d.get("end_s")) for d in docs]
 

@@ -1,4 +1,5 @@
-"""Turning staged bytes into text: trafilatura for HTML main text, pypdf for PDF, decoding for text."""
+"""Turning staged bytes into text: trafilatura for HTML main text, pypdf for PDF, markdown-it for
+Markdown (plain text without its markup, the first `#` heading as title), decoding for text."""
 
 from __future__ import annotations
 
@@ -45,6 +46,85 @@ def decode_text(body: bytes, charset: str | None = None) -> str:
 
 
 
+# A page whose text comes out one word to a line (pypdf on PDFs that place each word by itself):
+# at least this many lines, nearly all of them a single word.
+WORD_LINES_MIN = 12
+WORD_LINES_SHARE = 0.8
+_BULLETS = "●•▪◦■‣∙"
+
+
+def join_word_lines(page: str) -> str:
+    """A page's text with its words joined into lines again when it came out one word to a
+    line (a snippet of such a page reads as a column of words); other pages unchanged. A bullet
+    still starts a line of its own."""
+    lines = [line.strip() for line in page.splitlines() if line.strip()]
+    single = sum(1 for line in lines if len(line.split()) == 1)
+    if len(lines) < WORD_LINES_MIN or single < WORD_LINES_SHARE * len(lines):
+        return page
+    joined = " ".join(lines)
+    return re.sub(rf"\s*([{_BULLETS}])\s+", r"\n\1 ", joined).strip()
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+
+
+def markdown_text(source: str) -> Extracted:
+    """Markdown as the words a reader sees: no `#`, `**`, link targets or table pipes, one block
+    (paragraph, heading, list item, table row, code block) per paragraph of the text. The title is
+    the front matter's `title:`, else the first level-one heading."""
+    from markdown_it import MarkdownIt
+
+    title = None
+    front = _FRONT_MATTER.match(source)
+    if front:
+        found = _FRONT_TITLE.search(front.group(1))
+        title = found.group(1).strip("'\"") if found else None
+        source = source[front.end():]
+    blocks: list[str] = []
+    row: list[str] | None = None
+    heading = None
+    for token in MarkdownIt("commonmark").enable("table").enable("strikethrough").parse(source):
+        if token.type == "heading_open":
+            heading = token.tag
+        elif token.type == "heading_close":
+            heading = None
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close" and row is not None:
+            blocks.append(" | ".join(cell for cell in row if cell))
+            row = None
+        elif token.type == "inline":
+            text = _inline_text(token.children or [])
+            if heading == "h1" and title is None and text:
+                title = text
+            if row is not None:
+                row.append(text)
+            elif text:
+                blocks.append(text)
+        elif token.type in ("fence", "code_block") and token.content.strip():
+            blocks.append(token.content.rstrip("\n"))
+        elif token.type == "html_block":
+            text = re.sub(r"<[^>]*>", " ", token.content).strip()
+            if text:
+                blocks.append(text)
+    return Extracted(title=title, text=_tidy("\n\n".join(blocks)))
+
+
+def _inline_text(children) -> str:
+    """The words of an inline run: text and code as written, an image as its alt text, a soft
+    line break as a space; emphasis, link targets and inline HTML tags dropped."""
+    parts = []
+    for child in children:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type == "image":
+            parts.append(_inline_text(child.children or []))
+        elif child.type == "softbreak":
+            parts.append(" ")
+        elif child.type == "hardbreak":
+            parts.append("\n")
+    return "".join(parts).strip()
 
 
 _lxml_thread = threading.local()
@@ -81,6 +161,8 @@ class DocumentExtractor(Extractor):
             extracted = self._pdf(body)
         elif media == "text/html":
             extracted = self._html(body, url)
+        elif media == "text/markdown":
+            extracted = markdown_text(decode_text(body, declared_charset(content_type)))
         else:
             extracted = Extracted(title=None, text=_tidy(decode_text(body, declared_charset(content_type))))
         if not extracted.text.strip():
@@ -110,7 +192,7 @@ class DocumentExtractor(Extractor):
             reader = PdfReader(io.BytesIO(body))
             if reader.is_encrypted and not reader.decrypt(""):
                 raise ExtractionFailed("the PDF is encrypted")
-            pages = [page.extract_text() or "" for page in reader.pages]
+            pages = [join_word_lines(page.extract_text() or "") for page in reader.pages]
             title = (reader.metadata.title if reader.metadata else None) or None
         except ExtractionFailed:
             raise

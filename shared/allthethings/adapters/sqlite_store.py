@@ -21,6 +21,7 @@ from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, e
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, query_terms
 from allthethings.ports import AssetStore
 
@@ -63,6 +64,8 @@ def _connect(path: str):
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     conn.enable_load_extension(False)
+    # SQLite's own lower() and LIKE fold ASCII letters only; listings compare as Python does.
+    conn.create_function("py_lower", 1, lambda v: v.lower() if isinstance(v, str) else v, deterministic=True)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -201,15 +204,16 @@ class SqliteStore(AssetStore):
             (*(s.value for s in statuses), updated_before.astimezone(UTC).isoformat(), limit)).fetchall()
         return [_asset(r) for r in rows]
 
-    def list(self, limit: int, cursor: str | None) -> tuple[list[Asset], str | None]:
+    def list(self, limit: int, cursor: str | None,
+             listing_filter: AssetFilter | None = None) -> tuple[list[Asset], str | None]:
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None
         if before is not None and (not isinstance(before, int) or isinstance(before, bool)):
             raise InvalidInput("cursor is not valid: pass back the next_cursor of a previous page")
-        sql = f"SELECT seq, {_COLUMNS} FROM assets"
-        args: tuple = ()
+        where, args = _listing_sql(listing_filter)
         if before is not None:
-            sql += " WHERE seq < ?"
-            args = (int(before),)
+            where.append("seq < ?")
+            args.append(int(before))
+        sql = f"SELECT seq, {_COLUMNS} FROM assets" + (f" WHERE {' AND '.join(where)}" if where else "")
         rows = self._conn().execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit + 1)).fetchall()
         page = rows[:limit]
         next_cursor = cursors.encode({"seq": page[-1][0]}) if len(rows) > limit else None
@@ -268,9 +272,10 @@ class SqliteStore(AssetStore):
                 "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
                 [(asset_id, c.index, c.text, c.start_s, c.end_s) for c in chunks])
 
-    def chunks(self, asset_id: str) -> list[Chunk]:
+    def chunks(self, asset_id: str, limit: int | None = None) -> list[Chunk]:
         rows = self._conn().execute(
-            "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx", (asset_id,))
+            "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx LIMIT ?",
+            (asset_id, -1 if limit is None else limit))
         return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3]) for r in rows]
 
     def _chunk_count(self, asset_id: str) -> int:
@@ -350,3 +355,27 @@ def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, li
         parts.append(f"{alias}.created_at < ?")
         args.append(search_filter.before.timestamp())
     return "AND " + " AND ".join(parts), args
+
+
+def _like_pattern(text: str) -> str:
+    """`%text%` with LIKE's own wildcards (and the escape character) in `text` taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _listing_sql(listing_filter: AssetFilter | None) -> tuple[list[str], list]:
+    """The listing filter as conditions on the assets table (a list scan: a substring has no index)."""
+    if listing_filter is None or listing_filter.is_empty:
+        return [], []
+    parts: list[str] = []
+    args: list = []
+    if listing_filter.statuses:
+        parts.append(f"status IN ({', '.join('?' * len(listing_filter.statuses))})")
+        args += [s.value for s in listing_filter.statuses]
+    if listing_filter.kinds:
+        parts.append(f"kind IN ({', '.join('?' * len(listing_filter.kinds))})")
+        args += [k.value for k in listing_filter.kinds]
+    if listing_filter.text:
+        pattern = _like_pattern(listing_filter.folded_text)
+        parts.append("(py_lower(url) LIKE ? ESCAPE '\\' OR py_lower(coalesce(title, '')) LIKE ? ESCAPE '\\')")
+        args += [pattern, pattern]
+    return parts, args

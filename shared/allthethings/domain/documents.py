@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from allthethings.domain.errors import InvalidInput
 
@@ -42,6 +42,11 @@ class Document:
     def digest(self) -> str:
         """What decides whether a document sent again has changed: its title, text and metadata."""
         return content_digest(self.title, self.text, self.metadata)
+
+
+def document_id(url: str) -> str | None:
+    """The caller's id of a document, from its asset's URL (`document:<id>`); None for a web URL."""
+    return unquote(url[len(SCHEME):]) if url.startswith(SCHEME) else None
 
 
 def content_digest(title: str | None, text: str, metadata: dict | None) -> str:

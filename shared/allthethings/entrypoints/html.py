@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
+from urllib.parse import urlencode
 
-from allthethings.domain.assets import RETRY_FROM, Asset
+from allthethings.domain.assets import RETRY_FROM, Asset, Chunk, Kind, Status
+from allthethings.domain.documents import document_id, shown_metadata
 from allthethings.domain.search import SearchResult
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 h1 a{color:inherit;text-decoration:none} form{display:flex;gap:.5rem;margin:1rem 0}
-input[type=text],input[type=url]{flex:1;padding:.5rem;font:inherit} button{padding:.5rem 1rem;font:inherit}
+input[type=text],input[type=url],input[type=search]{flex:1;padding:.5rem;font:inherit}
+button{padding:.5rem 1rem;font:inherit}
 table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.35rem;border-bottom:1px solid #ddd}
 .status{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#eee}
 .SEARCHABLE{background:#d4f7d4}.PROCESSING_ERROR,.EMBEDDINGS_ERROR{background:#fdd}
@@ -18,6 +22,8 @@ table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.35rem;
 mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#e6eefc}
 .badge.audio,.badge.video{background:#f6e3fb} .badge.pdf{background:#fde8e0}
 .player{display:block;margin:.3rem 0;max-width:100%}
+.chunk p{margin:.2rem 0 .8rem;white-space:pre-wrap} .facts{width:auto} .facts th{padding-right:1.5rem}
+pre{background:#f6f6f6;padding:.5rem;overflow:auto}
 .controls{flex-wrap:wrap} form.inline{display:inline-flex;margin:0 .2rem 0 0}
 .actions button{padding:.2rem .5rem;font-size:.85em} details{width:100%} details label{margin-right:1rem}
 """
@@ -57,24 +63,99 @@ def _actions(a: Asset) -> str:
     return buttons
 
 
-def home(assets: list[Asset], error: str | None = None) -> str:
+def _label(a: Asset) -> str:
+    """What a row or a page calls the asset: its title, else a document's id, else its URL."""
+    return a.title or document_id(a.url) or a.url
+
+
+def _origin(a: Asset) -> str:
+    """Where the asset came from: a link to a web URL's source, or the document's id."""
+    doc = document_id(a.url)
+    if doc is not None:
+        return f"<span class=muted>document {escape(doc)}</span>"
+    return f"<a class=muted href=\"{escape(a.url)}\">{escape(a.url)}</a>"
+
+
+def _listing_form(params: dict) -> str:
+    """The home page's filters: a GET form whose parameters are GET /api/assets's own."""
+    status, kind = (params.get("status") or "").upper(), (params.get("kind") or "").lower()
+    statuses = "".join(f"<option value={s.value}{' selected' if s.value == status else ''}>{s.value}</option>"
+                       for s in Status)
+    kinds = "".join(f"<option value={k.value}{' selected' if k.value == kind else ''}>{k.value}</option>"
+                    for k in Kind)
+    return (f'<form action="/" method="get" class=controls><input type=search name=q '
+            f'value="{escape(params.get("q") or "")}" placeholder="Find by URL or title" '
+            f'aria-label="Find by URL or title"><select name=status aria-label=Status>'
+            f'<option value="">any status</option>{statuses}</select><select name=kind aria-label=Kind>'
+            f'<option value="">any kind</option>{kinds}</select><button>Filter</button></form>')
+
+
+def _paging(params: dict, next_cursor: str | None) -> str:
+    keep = {k: params[k] for k in ("q", "status", "kind") if params.get(k)}
+    links = []
+    if params.get("cursor"):
+        links.append(f'<a href="{escape("/?" + urlencode(keep) if keep else "/")}">Newest</a>')
+    if next_cursor:
+        links.append(f'<a rel=next href="{escape("/?" + urlencode({**keep, "cursor": next_cursor}))}">Older</a>')
+    return f"<p class=paging>{' · '.join(links)}</p>" if links else ""
+
+
+def home(assets: list[Asset], error: str | None = None, params: dict | None = None,
+         next_cursor: str | None = None) -> str:
+    """The submission form, the filters, and a page of assets, each linked to its own page."""
+    params = params or {}
+    filtered = any(params.get(k) for k in ("q", "status", "kind", "cursor"))
     rows = "".join(
-        f"<tr data-id={a.id}><td><a href=\"{escape(a.url)}\">{escape(a.title or a.url)}</a>"
-        f"<div class=muted>{escape(a.content_type or '')}</div></td>"
+        f"<tr data-id={a.id}><td><a href=\"/assets/{a.id}\">{escape(_label(a))}</a>"
+        f"<div>{_origin(a)} <span class=muted>{escape(a.content_type or '')}</span></div></td>"
         f"<td class=state><span class=\"status {a.status.value}\">{a.status.value}</span>"
         + (f"<div class=error>{escape(a.error)}</div>" if a.error else "")
         + f"</td><td class=muted>{a.created_at:%Y-%m-%d %H:%M}</td><td class=actions>{_actions(a)}</td></tr>"
         for a in assets)
+    empty = "No assets match these filters." if filtered else "Nothing indexed yet."
     pending = any(not a.status.is_final for a in assets)
     notice = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     body = (f"{notice}<form action=\"/process\" method=\"post\"><input type=\"url\" name=\"url\" required "
             f"placeholder=\"https://example.com/article.html\" aria-label=\"URL to index\">"
-            f"<button>Index</button></form>"
+            f"<button>Index</button></form>{_listing_form(params)}"
             f"<table><thead><tr><th>Asset</th><th>Status</th><th>Submitted</th><th></th></tr></thead>"
-            f"<tbody>{rows or '<tr><td colspan=4>Nothing indexed yet.</td></tr>'}</tbody></table>"
+            f"<tbody>{rows or f'<tr><td colspan=4>{empty}</td></tr>'}</tbody></table>{_paging(params, next_cursor)}"
             f"<form action=/signout method=post class=inline><button>Sign out</button></form>"
             f" <a class=muted href=/api/docs>API</a>")
     return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending)
+
+
+def _span(chunk: Chunk) -> str:
+    if chunk.start_s is None:
+        return ""
+    return f" · {_clock(chunk.start_s)}–{_clock(chunk.end_s if chunk.end_s is not None else chunk.start_s)}"
+
+
+def asset(a: Asset, chunks: list[Chunk]) -> str:
+    """One asset's page: what is known of it, its first chunks' text, and its buttons."""
+    facts = [("Status", f"<span class=\"status {a.status.value}\">{a.status.value}</span>"),
+             ("Kind", escape(a.kind.value if a.kind else "")), ("Content type", escape(a.content_type or "")),
+             ("Size", f"{a.size_bytes:,} bytes" if a.size_bytes is not None else ""),
+             ("Chunks", str(a.chunk_count) if a.chunk_count is not None else ""),
+             ("Submitted", f"{a.created_at:%Y-%m-%d %H:%M}"), ("Updated", f"{a.updated_at:%Y-%m-%d %H:%M}")]
+    table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in facts if value)
+    error = f"<p class=error role=alert>{escape(a.error)}</p>" if a.error else ""
+    metadata = shown_metadata(a.metadata)
+    meta = (f"<h3>Metadata</h3><pre>{escape(json.dumps(metadata, indent=2, ensure_ascii=False))}</pre>"
+            if metadata is not None else "")
+    total = a.chunk_count if a.chunk_count is not None else len(chunks)
+    texts = "".join(f"<div class=chunk><div class=muted>chunk {c.index + 1}{_span(c)}</div>"
+                    f"<p>{escape(c.text)}</p></div>" for c in chunks)
+    shown = ("<h3>Text</h3>" + (f"<p class=muted>The first {len(chunks)} of {total} chunks.</p>"
+                                 if total > len(chunks) else "") + texts) if chunks else "<p>No text yet.</p>"
+    body = (f"<h2>{escape(_label(a))}</h2><p>{_origin(a)}</p>{error}<table class=facts>{table}</table>"
+            f"<p class=actions>{_actions(a)}</p>{meta}{shown}")
+    return _page(f"{_label(a)} · allthethings", body, refresh=not a.status.is_final)
+
+
+def message(title: str, text: str) -> str:
+    """A page that only says what went wrong (an unknown or malformed asset id)."""
+    return _page(f"{title} · allthethings", f"<h2>{escape(title)}</h2><p class=error role=alert>{escape(text)}</p>")
 
 
 # With JavaScript, statuses update in place (without it, the page refreshes itself every 3 s).
@@ -82,7 +163,9 @@ _LIVE_STATUS = """<script>
 (function () {
   function esc(s) { var d = document.createElement("div"); d.textContent = s; return d.innerHTML; }
   function poll() {
-    fetch("/api/assets?limit=50").then(function (r) { return r.json(); }).then(function (page) {
+    var params = new URLSearchParams(location.search);  // the page's own filters and cursor
+    params.set("limit", "50");
+    fetch("/api/assets?" + params.toString()).then(function (r) { return r.json(); }).then(function (page) {
       var pending = false;
       page.assets.forEach(function (a) {
         var row = document.querySelector("tr[data-id='" + a.id + "'] td.state");

@@ -12,6 +12,7 @@ from functools import cache
 
 from allthethings.domain.assets import Kind, Status
 from allthethings.domain.documents import MAX_TITLE_CHARS
+from allthethings.domain.listing import MAX_TEXT_CHARS
 from allthethings.services.assets import MAX_PAGE
 from allthethings.services.search import MAX_LIMIT, MAX_QUERY_CHARS
 
@@ -161,7 +162,14 @@ def _paths(search_keyed: bool) -> dict:
             "get": {"summary": "List assets, newest first", "tags": ["assets"], "parameters": [
                 _query("limit", f"Page size, 1 to {MAX_PAGE} (20).", {"type": "integer", "minimum": 1,
                                                                        "maximum": MAX_PAGE}),
-                _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
+                _query("cursor", "The next_cursor of the previous page (with the same filters).",
+                       {"type": "string"}),
+                _query("status", "Only assets in these statuses, comma-separated.",
+                       {"type": "string", "examples": ["SEARCHABLE", "PROCESSING_ERROR,EMBEDDINGS_ERROR"]}),
+                _query("kind", "Only these kinds, comma-separated.", {"type": "string", "examples": ["pdf,html"]}),
+                _query("q", "Only assets whose URL or title holds this text (case-insensitive, taken literally; "
+                            "a document's URL is document:<id>).",
+                       {"type": "string", "maxLength": MAX_TEXT_CHARS})],
                 "responses": {"200": _json(_ref("AssetPage"), "A page of assets."), **_errors(400, 403)}}},
         "/api/assets/{id}": {
             "get": {"summary": "One asset", "tags": ["assets"], "parameters": [_ASSET_ID],

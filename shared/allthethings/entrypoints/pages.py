@@ -14,7 +14,8 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from allthethings.domain.errors import DomainError
+from allthethings.domain.errors import DomainError, InvalidInput
+from allthethings.domain.listing import parse_filter
 from allthethings.entrypoints import html
 from allthethings.entrypoints.resolver import (
     html_response,
@@ -26,7 +27,7 @@ from allthethings.entrypoints.resolver import (
 )
 from allthethings.services import Deps
 from allthethings.services.access import configured_keys, safe_next_path
-from allthethings.services.assets import list_assets
+from allthethings.services.assets import list_assets, view_asset
 from allthethings.services.search import parse_request, search
 
 HOME_ROWS = 50
@@ -61,9 +62,25 @@ def form(app: APIGatewayHttpResolver) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(text_body(app)).items()}
 
 
-def home(deps: Deps, status: int = 200, error: str | None = None) -> Response:
-    """The submission form and the newest assets, with an error above them if one is given."""
-    return html_response(status, html.home(list_assets(HOME_ROWS, None, deps)[0], error=error))
+def home(deps: Deps, status: int = 200, error: str | None = None, params: dict | None = None) -> Response:
+    """The submission form and a page of assets, newest first, filtered by the query's `status`,
+    `kind` and `q` and paged by its `cursor` (GET /api/assets's parameters), with an error above
+    them if one is given."""
+    params = params or {}
+    try:
+        assets, next_cursor = list_assets(HOME_ROWS, params.get("cursor"), deps, parse_filter(params))
+    except InvalidInput as exc:  # a bad filter or cursor in the address
+        return html_response(400, html.home([], error=exc.message, params=params))
+    return html_response(status, html.home(assets, error=error, params=params, next_cursor=next_cursor))
+
+
+def asset_page(asset_id: str, deps: Deps) -> Response:
+    """One asset's page (its first chunks' text among it), or a page saying why there is none."""
+    try:
+        view = view_asset(asset_id, deps)
+    except DomainError as exc:
+        return html_response(status_of(exc), html.message("No such asset", exc.message))
+    return html_response(200, html.asset(view.asset, view.chunks))
 
 
 def then_home(action: Callable[[], object], deps: Deps, *, error_status: int | None = None) -> Response:

@@ -116,7 +116,7 @@ class Decision:
 # routes (they answer OpenAI's 401, which its clients raise as AuthenticationError). Named one by
 # one: a route added later is refused by the gateway unless it is listed here (fail closed:
 # /v1/embeddings once slipped through a "not /api/" rule).
-PAGE_ROUTES = frozenset({"GET /", "POST /process", "POST /assets/{id}/retry",
+PAGE_ROUTES = frozenset({"GET /", "GET /assets/{id}", "POST /process", "POST /assets/{id}/retry",
                          "POST /assets/{id}/delete", "GET /search"})
 OPENAI_ROUTES = frozenset({"POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model+}"})
 

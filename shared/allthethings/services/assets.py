@@ -1,12 +1,25 @@
-"""Reading assets (one by id, or a page of them newest first), and failing one with its reason."""
+"""Reading assets (one by id with its first chunks, or a page of them newest first, filtered),
+and failing one with its reason."""
 
 from __future__ import annotations
 
-from allthethings.domain.assets import Asset, Status, check_asset_id, without_paths
+import dataclasses
+
+from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id, without_paths
 from allthethings.domain.errors import InvalidInput, NotFound
+from allthethings.domain.listing import AssetFilter
 from allthethings.services import Deps
 
 MAX_PAGE = 100
+SHOWN_CHUNKS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class AssetView:
+    """An asset with the text of its first chunks (the rest are counted by `asset.chunk_count`)."""
+
+    asset: Asset
+    chunks: list[Chunk]
 
 
 def get_asset(asset_id: str, deps: Deps) -> Asset:
@@ -24,8 +37,14 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     return int(raw)
 
 
-def list_assets(limit: int, cursor: str | None, deps: Deps) -> tuple[list[Asset], str | None]:
-    return deps.store.list(limit, cursor or None)
+def view_asset(asset_id: str, deps: Deps, chunks: int = SHOWN_CHUNKS) -> AssetView:
+    asset = get_asset(asset_id, deps)
+    return AssetView(asset, deps.store.chunks(asset.id, chunks))
+
+
+def list_assets(limit: int, cursor: str | None, deps: Deps,
+                listing_filter: AssetFilter | None = None) -> tuple[list[Asset], str | None]:
+    return deps.store.list(limit, cursor or None, listing_filter)
 
 
 def fail_asset(asset_id: str, status: Status, reason: str, deps: Deps) -> bool:
