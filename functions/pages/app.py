@@ -6,16 +6,14 @@ POST /process (the form's target: 303 home, or the page with the error), POST /a
 and POST /assets/{id}/delete (the buttons), POST /session (sign in with an API key: an HttpOnly,
 SameSite=Strict cookie; then to `next`, a path of this site) and POST /signout. And the API's
 description: GET /api/openapi.json and Swagger UI at GET /api/docs. A page the authorizer marks
-"sign in" shows the sign-in form instead.
-The flows live in `entrypoints/pages.py`; this module only routes.
+"sign in" shows the sign-in form instead. The flows live in `entrypoints/pages.py`.
 """
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
 from allthethings import bootstrap
 from allthethings.entrypoints import logs, openapi, pages
-from allthethings.entrypoints.resolver import api, origin, redirect, session_cookie
+from allthethings.entrypoints.resolver import api, html_response, origin, redirect, session_cookie
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
 
@@ -47,15 +45,13 @@ def submit_form():
 @app.post("/assets/<asset_id>/retry")
 @signin_required
 def retry(asset_id: str):
-    deps = bootstrap.deps()
-    return pages.then_home(lambda: retry_asset(asset_id, deps, webhook_base=origin(app)), deps)
+    return pages.then_home(lambda: retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app)), bootstrap.deps())
 
 
 @app.post("/assets/<asset_id>/delete")
 @signin_required
 def delete(asset_id: str):
-    deps = bootstrap.deps()
-    return pages.then_home(lambda: delete_asset(asset_id, deps), deps)
+    return pages.then_home(lambda: delete_asset(asset_id, bootstrap.deps()), bootstrap.deps())
 
 
 @app.post("/session")
@@ -75,7 +71,7 @@ def description() -> dict:
 
 @app.get("/api/docs")
 def docs():
-    return Response(200, content_types.TEXT_HTML, openapi.swagger_page("/api/openapi.json"))
+    return html_response(200, openapi.swagger_page("/api/openapi.json"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
