@@ -147,8 +147,8 @@ class FakeStore(AssetStore):
             yield from zip(self.chunk_rows.get(asset_id, []), vecs)
 
     def search(self, vector, limit, search_filter=None):
-        hits = [ChunkHit(c.asset_id, c.index, c.text, _cosine(vector, v), c.start_s, c.end_s)
-                for c, v in self._searchable(search_filter)]
+        hits = [ChunkHit(c.asset_id, c.index, c.text, _cosine(vector, v), c.start_s, c.end_s,
+                         similarity=_cosine(vector, v)) for c, v in self._searchable(search_filter)]
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 
@@ -159,7 +159,7 @@ class FakeStore(AssetStore):
             words = re.findall(r"\w+", c.text.lower())
             score = sum(words.count(t) for t in terms)
             if score:
-                hits.append(ChunkHit(c.asset_id, c.index, c.text, float(score), c.start_s, c.end_s))
+                hits.append(ChunkHit(c.asset_id, c.index, c.text, float(score), c.start_s, c.end_s, keyword=True))
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 

@@ -124,6 +124,9 @@ class Settings:
     size_limits: SizeLimits = _setting(SizeLimits())
     fetch_timeout_s: float = _setting(20.0, "FETCH_TIMEOUT_S")
     query_cache_ttl_s: float = _setting(600.0, "QUERY_CACHE_TTL_S")
+    # A vector hit less similar to the query (cosine) than this is no match; None: the model's
+    # calibrated floor (domain/embedding.py's catalog, bench/similarity_floor.py), -1: no floor.
+    search_min_similarity: float | None = _setting(None, "SEARCH_MIN_SIMILARITY")
     chunk_tokens: int = _setting(200, "CHUNK_TOKENS", positive=True)
     chunk_overlap: int = _setting(40, "CHUNK_OVERLAP")
 
@@ -181,6 +184,8 @@ def _out_of_range(field: dataclasses.Field, value: Any) -> str | None:
         return f"{_variable(field)} must be one of {', '.join(typing.get_args(kind))}, not {value!r}"
     if field.metadata.get("positive") and value is not None and value <= 0:
         return f"{_variable(field)} must be a positive number, not {str(value)!r}"
+    if field.name == "search_min_similarity" and value is not None and not -1.0 <= value <= 1.0:
+        return f"{_variable(field)} must be a cosine similarity between -1 and 1, not {str(value)!r}"
     return None
 
 

@@ -181,11 +181,34 @@ def test_every_mode_finds_the_document_and_marks_the_query_words(stack, indexed)
                              for a, b in spans)
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "keyword"])
+def test_a_query_about_nothing_indexed_finds_nothing_while_a_real_question_still_finds_its_document(
+        stack, indexed, mode):
+    for nonsense in ("zzqxj flurble", "xkcd blorptang vrrm"):
+        body = stack.http.get("/api/search", params={"q": nonsense, "mode": mode}).json()
+        assert body == {"results": [], "next_cursor": None}, (nonsense, [r["relevance"] for r in body["results"]])
+    question = "How many laptops and blankets were handed out?"
+    first = stack.http.get("/api/search", params={"q": question, "mode": mode}).json()["results"][0]
+    assert first["asset"]["id"] == indexed["pdf/fake-memo.pdf"]["id"]
+    # By words alone the level is weak: the snippet holds some of the question's words, not all.
+    assert first["relevance"]["level"] in (("strong", "good") if mode != "keyword" else ("good", "weak"))
+
+
+def test_the_search_page_says_nothing_matched_and_what_to_try(stack, indexed):
+    page = stack.http.get("/search", params={"query": "zzqxj flurble", "kind": "pdf"})
+    assert page.status_code == 200
+    assert "Nothing matched “zzqxj flurble”" in page.text and "fewer filters" in page.text
+    found = stack.http.get("/search", params={"query": "How many laptops and blankets were handed out?"})
+    assert " match</span>" in found.text and "score 0." not in found.text
+
+
 def test_filters_narrow_before_ranking_and_pages_follow_the_cursor(stack, indexed):
     pdfs = {indexed[p]["id"] for p in ("pdf/fake-memo.pdf", "pdf/multi-column-2p.pdf")}
-    only_pdf = stack.http.get("/api/search", params={"q": "gun laws", "kind": "pdf", "limit": 10}).json()
+    # Each PDF holds one of the words ("water", "retrieval"), and the text files more of them:
+    # filtered before ranking, the PDFs are found however far down the unfiltered list they are.
+    only_pdf = stack.http.get("/api/search", params={"q": "water retrieval", "kind": "pdf", "limit": 10}).json()
     found = {r["asset"]["id"] for r in only_pdf["results"]}
-    assert pdfs <= found, "a filter that admits them finds the PDFs however poorly they match"
+    assert pdfs <= found, "a filter that admits them finds the PDFs however far down they would rank"
     assert all(r["asset"]["kind"] == "pdf" for r in only_pdf["results"])
     nobody = stack.http.get("/api/search", params={"q": "gun laws", "host": "no-such-host.example"}).json()
     assert nobody == {"results": [], "next_cursor": None}
@@ -194,7 +217,7 @@ def test_filters_narrow_before_ranking_and_pages_follow_the_cursor(stack, indexe
 
     seen, cursor, pages = [], None, 0
     while True:
-        params = {"q": "news", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        params = {"q": "were more", "limit": 2, **({"cursor": cursor} if cursor else {})}  # words in 6 documents
         page = stack.http.get("/api/search", params=params).json()
         seen += [r["asset"]["id"] for r in page["results"]]
         pages += 1
@@ -207,7 +230,7 @@ def test_filters_narrow_before_ranking_and_pages_follow_the_cursor(stack, indexe
 
 
 def page_cursor_of(stack) -> str:
-    return stack.http.get("/api/search", params={"q": "news", "limit": 1}).json()["next_cursor"]
+    return stack.http.get("/api/search", params={"q": "were more", "limit": 1}).json()["next_cursor"]
 
 
 @pytest.mark.parametrize("params, named", [

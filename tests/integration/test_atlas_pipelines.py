@@ -350,9 +350,11 @@ def test_atlas_search_sends_exactly_our_pipeline_and_drops_hits_of_unsearchable_
     found = mock_store.search(vector, 5)
 
     assert calls == [(vector_search_pipeline(INDEX, vector, 5), (), {})]
+    # Atlas scores a cosine hit (1 + cosine) / 2: the similarity is the cosine, as on every store.
     assert found == [
-        ChunkHit(asset_id=searchable.id, index=2, text="best", score=0.9, start_s=1.0, end_s=2.5),
-        ChunkHit(asset_id=searchable.id, index=0, text="next", score=0.7),
+        ChunkHit(asset_id=searchable.id, index=2, text="best", score=0.9, start_s=1.0, end_s=2.5,
+                 similarity=pytest.approx(0.8)),
+        ChunkHit(asset_id=searchable.id, index=0, text="next", score=0.7, similarity=pytest.approx(0.4)),
     ]
     assert all(type(h.score) is float for h in found)
 
@@ -436,6 +438,38 @@ def test_the_hybrid_pipeline_is_rank_fusion_over_a_vector_and_a_text_pipeline():
         "compound"]
     assert fusion["combination"]["weights"] == {"vector": 1, "text": 1}
     assert pipeline[1] == {"$limit": 30} and pipeline[2]["$project"]["score"] == {"$meta": "score"}
+    # Which pipelines found each chunk, and the vector one's score, for the similarity floor.
+    assert fusion["scoreDetails"] is True and pipeline[2]["$project"]["details"] == {"$meta": "scoreDetails"}
+
+
+@pytest.mark.parametrize("details, expected", [
+    # As MongoDB documents it: one entry per input pipeline, by name, with its rank and score.
+    ({"value": 0.032, "details": [{"inputPipelineName": "vector", "rank": 2, "weight": 1, "value": 0.9},
+                                  {"inputPipelineName": "text", "rank": 1, "weight": 1, "value": 3.2}]}, (0.8, True)),
+    ({"value": 0.016, "details": [{"inputPipelineName": "vector", "rank": 3, "weight": 1, "value": 0.6},
+                                  {"inputPipelineName": "text", "rank": 0, "weight": 1}]}, (0.2, False)),
+    ({"value": 0.016, "details": [{"inputPipelineName": "text", "rank": 1, "weight": 1, "value": 3.2}]}, (None, True)),
+    # The earlier shape, a document keyed by pipeline name (SERVER-100107).
+    ({"value": 0.03, "details": {"text": {"rank": 2, "value": 0.7}, "vector": {"rank": 9, "value": 0.75}}},
+     (0.5, True)),
+    (None, (None, False)),
+])
+def test_rank_fusion_score_details_say_the_similarity_and_whether_words_matched(details, expected):
+    from allthethings.adapters.atlas_store import fused_matches
+
+    similarity, keyword = fused_matches(details)
+    assert (similarity, keyword) == (pytest.approx(expected[0]) if expected[0] is not None else None, expected[1])
+
+
+def test_atlas_hybrid_hits_carry_the_similarity_of_the_vector_pipeline(mock_store, monkeypatch):
+    asset = make_asset(status=Status.SEARCHABLE)
+    mock_store.add(asset)
+    mock_store.rank_fusion = "server"
+    rows = [{"asset_id": asset.id, "index": 0, "text": "t", "score": 0.016,
+             "details": {"value": 0.016, "details": [{"inputPipelineName": "vector", "rank": 1, "value": 0.55}]}}]
+    monkeypatch.setattr(mock_store.db.chunks, "aggregate", lambda pipeline, *a, **k: iter(copy.deepcopy(rows)))
+    [hit] = mock_store.hybrid_search([1.0] + [0.0] * 7, "t", 5)
+    assert hit.similarity == pytest.approx(0.1) and hit.keyword is False and hit.score == 0.016
 
 
 class _SearchIndexes:

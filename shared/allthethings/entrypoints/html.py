@@ -210,8 +210,39 @@ def _result(r: SearchResult) -> str:
                   f"<div class=muted>from {_clock(r.start_s)} to {_clock(r.end_s or r.start_s)}</div>")
     return (f"<div class=result><span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
             f"<a href=\"{escape(asset.url)}\">{escape(asset.title or asset.url)}</a>"
-            f"<div class=muted>{escape(asset.url)} · score {r.score:.3f}</div>"
+            f"<div class=muted>{escape(asset.url)}{_relevance(r)}</div>"
             f"<p>{_marked(shown, spans)}</p>{player}</div>")
+
+
+_LEVELS = {"weak": 1, "good": 2, "strong": 3}
+
+
+def _relevance(r: SearchResult) -> str:
+    """The result's relevance in words and a three-step bar (a fused score means nothing to a
+    reader); nothing when the model is not calibrated and no word matched."""
+    if r.relevance is None:
+        return ""
+    level = r.relevance.level.value
+    why = [w for w, on in (("close in meaning", r.relevance.similarity is not None), ("has your words",
+                                                                                       r.relevance.keyword)) if on]
+    return (f" · <span class=\"relevance {level}\" title=\"{escape(', '.join(why))}\">"
+            f"<meter min=0 max=3 low=1.5 high=2.5 optimum=3 value={_LEVELS[level]}></meter> {level} match</span>")
+
+
+def _nothing_matched(query: str, params: dict) -> str:
+    """What to say when nothing matched, with what to try next given the mode and filters."""
+    mode = params.get("mode") or "hybrid"
+    tries = []
+    if any(params.get(f) for f in ("kind", "host", "after", "before")):
+        tries.append("fewer filters")
+    tries.append({"keyword": "hybrid or vector mode, which also search by meaning",
+                  "vector": "hybrid or keyword mode, which also match your words"}.get(mode, "other words"))
+    if mode != "hybrid":
+        tries.append("other words")
+    tries.append("a question in plain words" if len(query.split()) < 3 else "fewer, plainer words")
+    return (f"<p class=empty role=status><strong>Nothing matched “{escape(query)}”.</strong> No text in the index "
+            f"is close enough in meaning{'' if mode == 'vector' else ' or holds these words'}. "
+            f"Try {', or '.join(tries)}.</p>")
 
 
 def _controls(params: dict) -> str:
@@ -245,7 +276,7 @@ def results(params: dict, found: list[SearchResult], next_cursor: str | None, er
     if error:
         body = f"<p class=error role=alert>{escape(error)}</p>"
     else:
-        body = "".join(_result(r) for r in found) or f"<p>No results for “{escape(query)}”.</p>"
+        body = "".join(_result(r) for r in found) or _nothing_matched(query, params)
         if next_cursor:
             keep = {k: v for k, v in params.items() if k != "cursor" and v}
             more = escape(urlencode({**keep, "cursor": next_cursor}))

@@ -81,9 +81,17 @@ def _schemas() -> dict:
                 "id": {"type": "string"}, "url": {"type": "string"}, "content_type": nullable_string,
                 "kind": nullable_string, "title": nullable_string,
                 "created_at": {"type": "string", "format": "date-time"}, "metadata": {"type": "object"}}},
-            "score": {"type": "number"}, "snippet": {"type": "string"},
+            "score": {"type": "number", "description": "Orders the results; in hybrid mode a reciprocal rank "
+                                                      "score, not a measure of relevance (see relevance)."},
+            "snippet": {"type": "string"},
             "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"},
                                                       "minItems": 2, "maxItems": 2}},
+            "relevance": {"type": "object", "required": ["level", "similarity", "keyword"], "description": (
+                "How well the result matches: level strong, good or weak, from the best chunk's cosine similarity "
+                "to the query (null when no vector search found it) and whether it holds the query's words. "
+                "Absent when the model's similarities are not calibrated and no word matched."), "properties": {
+                    "level": {"type": "string", "enum": ["strong", "good", "weak"]},
+                    "similarity": {"type": ["number", "null"]}, "keyword": {"type": "boolean"}}},
             "start_s": {"type": "number"}, "end_s": {"type": "number"}}},
         "SearchPage": {"type": "object", "required": ["results", "next_cursor"], "properties": {
             "results": {"type": "array", "items": _ref("SearchResult")}, "next_cursor": nullable_string}},

@@ -8,7 +8,8 @@ from allthethings.domain.search import SearchPage, SearchResult
 
 def search_result(result: SearchResult) -> dict:
     """A result as GET /api/search shows it: the asset's public summary, the score, the snippet
-    with its highlights and, for a recording, the snippet's start and end in seconds."""
+    with its highlights, the relevance (when known) and, for a recording, the snippet's start and
+    end in seconds."""
     asset = result.asset
     body = {
         "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
@@ -19,6 +20,9 @@ def search_result(result: SearchResult) -> dict:
         "snippet": result.snippet,
         "highlights": [list(span) for span in result.highlights],
     }
+    if result.relevance is not None:
+        body["relevance"] = {"level": result.relevance.level.value, "similarity": result.relevance.similarity,
+                             "keyword": result.relevance.keyword}
     if result.start_s is not None:
         body["start_s"], body["end_s"] = result.start_s, result.end_s
     return body

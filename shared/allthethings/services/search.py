@@ -2,6 +2,12 @@
 (hybrid, the default); filtered before ranking; one result per asset, scored by its best chunk,
 which is the snippet, with the query's words marked and, for audio and video, its start and end.
 
+A hit is shown only if it is a match: it holds the query's words, or its cosine similarity to the
+query reaches the model's similarity floor (calibrated per model, SEARCH_MIN_SIMILARITY overrides
+it). So a query about nothing the index holds finds nothing, instead of the nearest noise: every
+vector search has nearest neighbours, however far. The floor decides what is shown, not the
+order: ranks (and hybrid's fusion of them) are the stores' as before.
+
 Pages are asked for with an opaque cursor. A keyword search costs no embedding; a repeated
 query's embedding comes from a cache.
 """
@@ -12,7 +18,8 @@ import dataclasses
 import time
 from collections.abc import Mapping
 
-from allthethings.domain.assets import Kind
+from allthethings.domain.assets import ChunkHit, Kind
+from allthethings.domain.embedding import CATALOG
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import (
     Mode,
@@ -22,10 +29,12 @@ from allthethings.domain.search import (
     best_per_asset,
     fingerprint,
     highlights,
+    is_match,
     page_cursor,
     page_offset,
     parse_instant,
     query_terms,
+    relevance,
 )
 from allthethings.services import Deps
 from allthethings.services.assets import parse_limit
@@ -93,21 +102,41 @@ def _search(request: SearchRequest, deps: Deps) -> SearchPage:
     offset = page_offset(request.cursor, key)
     want = offset + request.limit + 1  # one more than the page, to know whether another follows
     vector = deps.embedder.embed([request.query])[0] if request.mode is not Mode.KEYWORD else None
+    floor, strong = similarity_scale(deps)
     k = min(want * CHUNKS_PER_RESULT, MAX_CHUNKS)
     while True:
         hits = _ranked_chunks(request, vector, k, deps)
-        groups = best_per_asset(hits)
-        if len(groups) >= want or len(hits) < k or k >= MAX_CHUNKS:
+        matches = [hit for hit in hits if is_match(hit, floor)]
+        groups = best_per_asset(matches)
+        if len(groups) >= want or len(hits) < k or k >= MAX_CHUNKS or _no_more_matches(hits, matches):
             break
         k = min(k * 4, MAX_CHUNKS)
     page = groups[offset:offset + request.limit]
     terms = query_terms(request.query)
     assets = deps.store.get_many([hit.asset_id for hit in page])  # one read for the page
     results = [SearchResult(asset=assets[hit.asset_id], score=round(hit.score, 6), snippet=hit.text,
-                            highlights=tuple(highlights(hit.text, terms)), start_s=hit.start_s, end_s=hit.end_s)
+                            highlights=tuple(highlights(hit.text, terms)), start_s=hit.start_s, end_s=hit.end_s,
+                            relevance=relevance(hit, terms, floor, strong))
                for hit in page if hit.asset_id in assets]  # an asset deleted since the search is left out
     more = len(groups) > offset + request.limit
     return SearchPage(results, page_cursor(key, offset + request.limit) if more else None)
+
+
+def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:
+    """(floor, strong similarity) of the model that embeds the queries: SEARCH_MIN_SIMILARITY or
+    the model's calibrated floor (-1 or an uncalibrated model: no floor), and its strong level."""
+    spec = CATALOG.get(deps.embedder.model)
+    floor = deps.settings.search_min_similarity
+    if floor is None:
+        floor = spec.similarity_floor if spec else None
+    return (None if floor is not None and floor <= -1 else floor), (spec.strong_similarity if spec else None)
+
+
+def _no_more_matches(hits: list[ChunkHit], matches: list[ChunkHit]) -> bool:
+    """Whether a longer list could hold no further match: the floor cut a vector hit (the vector
+    list is best first, so all that follow are below it too) and no hit matched by words (a
+    keyword list with any hit would have placed one in the fused list, at rank 1 or near it)."""
+    return len(matches) < len(hits) and not any(hit.keyword for hit in hits)
 
 
 def _ranked_chunks(request: SearchRequest, vector, k: int, deps: Deps):
