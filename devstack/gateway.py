@@ -122,7 +122,7 @@ class Containers:
 
 
 def _pattern(path: str) -> re.Pattern:
-    regex = re.sub(r"\{([A-Za-z0-9_]+)\+\}", r"(?P<\1>.+)", path)
+    regex = re.sub(r"\{([A-Za-z0-9_]+)\+\}", r"(?P<\1>[\\s\\S]+)", path)  # greedy: any character, newlines too
     regex = re.sub(r"\{([A-Za-z0-9_]+)\}", r"(?P<\1>[^/]+)", regex)
     return re.compile(f"^{regex}$")
 

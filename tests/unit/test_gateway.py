@@ -45,3 +45,11 @@ def test_a_private_file_is_written_for_its_owner_only_even_over_a_wider_one(tmp_
     write_private(path, '{"token": "t"}')
     assert path.read_text() == '{"token": "t"}'
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_greedy_path_parameter_takes_any_character_as_api_gateway_does():
+    from devstack.gateway import _pattern
+
+    match = _pattern("/v1/models/{model+}").match("/v1/models/owner/na\nme")
+    assert match and match["model"] == "owner/na\nme"
+    assert _pattern("/api/assets/{id}").match("/api/assets/a\nb")["id"] == "a\nb"
