@@ -2,11 +2,13 @@
 (hybrid, the default); filtered before ranking; one result per asset, scored by its best chunk,
 which is the snippet, with the query's words marked and, for audio and video, its start and end.
 
-A hit is shown only if it is a match: it holds the query's words, or its cosine similarity to the
-query reaches the model's similarity floor (calibrated per model, SEARCH_MIN_SIMILARITY overrides
-it). So a query about nothing the index holds finds nothing, instead of the nearest noise: every
-vector search has nearest neighbours, however far. The floor decides what is shown, not the
-order: ranks (and hybrid's fusion of them) are the stores' as before.
+A query finds something only if something matches it: a chunk that holds its words, or one whose
+cosine similarity to it reaches the model's similarity floor (calibrated per model,
+SEARCH_MIN_SIMILARITY overrides it). So a query about nothing the index holds finds nothing,
+instead of the nearest noise: every vector search has nearest neighbours, however far. When
+something matches, the ranking is the stores' as before, weaker neighbours included (each
+result says how strong a match it is): the floor decides whether there is an answer, not its
+order, so it costs a query that has one nothing of what it used to find.
 
 Pages are asked for with an opaque cursor. A keyword search costs no embedding; a repeated
 query's embedding comes from a cache.
@@ -18,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 
-from allthethings.domain.assets import ChunkHit, Kind
+from allthethings.domain.assets import Kind
 from allthethings.domain.embedding import CATALOG
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import (
@@ -106,9 +108,13 @@ def _search(request: SearchRequest, deps: Deps) -> SearchPage:
     k = min(want * CHUNKS_PER_RESULT, MAX_CHUNKS)
     while True:
         hits = _ranked_chunks(request, vector, k, deps)
-        matches = [hit for hit in hits if is_match(hit, floor)]
-        groups = best_per_asset(matches)
-        if len(groups) >= want or len(hits) < k or k >= MAX_CHUNKS or _no_more_matches(hits, matches):
+        if not any(is_match(hit, floor) for hit in hits):
+            # The best of each list is in `hits`: when none of them matches, nothing further down
+            # can (a vector list is best first, and any keyword hit is a match).
+            groups = []
+            break
+        groups = best_per_asset(hits)
+        if len(groups) >= want or len(hits) < k or k >= MAX_CHUNKS:
             break
         k = min(k * 4, MAX_CHUNKS)
     page = groups[offset:offset + request.limit]
@@ -130,13 +136,6 @@ def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:
     if floor is None:
         floor = spec.similarity_floor if spec else None
     return (None if floor is not None and floor <= -1 else floor), (spec.strong_similarity if spec else None)
-
-
-def _no_more_matches(hits: list[ChunkHit], matches: list[ChunkHit]) -> bool:
-    """Whether a longer list could hold no further match: the floor cut a vector hit (the vector
-    list is best first, so all that follow are below it too) and no hit matched by words (a
-    keyword list with any hit would have placed one in the fused list, at rank 1 or near it)."""
-    return len(matches) < len(hits) and not any(hit.keyword for hit in hits)
 
 
 def _ranked_chunks(request: SearchRequest, vector, k: int, deps: Deps):
