@@ -58,14 +58,12 @@ def one(asset_id: str) -> dict:
 
 class Retry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
     refetch: bool = False  # fetch the URL again even when the staged body could be reused
 
 
 @app.post("/api/assets/<asset_id>/retry")
 def retry(asset_id: str):
-    body = text_body(app).strip()
-    options = Retry.model_validate_json(body) if body else Retry()
+    options = Retry.model_validate_json(text_body(app).strip() or "{}")  # no body: the defaults
     asset = retry_asset(asset_id, bootstrap.deps(), webhook_base=origin(app), refetch=options.refetch)
     return json_response(202, asset.to_public())
 
