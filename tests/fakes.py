@@ -358,7 +358,7 @@ def fake_deps(**overrides) -> Deps:
     settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
-                 transcriber=FakeTranscriber(), webhooks=FakeQueue(), predictions=FakePredictions(),
+                 transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(), predictions=FakePredictions(),
                  metrics=FakeMetrics(), secrets=FakeSecrets(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)

@@ -96,6 +96,7 @@ class Settings:
 
     staging_bucket: str = _setting("allthethings-staging", "STAGING_BUCKET")
     process_queue_url: str | None = _setting(None, "PROCESS_QUEUE_URL")
+    fetch_queue_url: str | None = _setting(None, "FETCH_QUEUE_URL")
     webhook_queue_url: str | None = _setting(None, "WEBHOOK_QUEUE_URL")
     # Which signature a webhook must carry: Replicate's own (Standard Webhooks), or Hookdeck's
     # when Replicate's deliveries are routed through a Hookdeck connection.
@@ -123,12 +124,30 @@ class Settings:
     # One MAX_BYTES_<KIND> per field of SizeLimits (MAX_BYTES_PDF=50MiB), sizes like 20MiB.
     size_limits: SizeLimits = _setting(SizeLimits())
     fetch_timeout_s: float = _setting(20.0, "FETCH_TIMEOUT_S")
+    # Submission reads a body whole, and stages it at once, only while it takes under
+    # inline_fetch_s and inline_fetch_bytes; anything larger or slower is fetched behind the
+    # fetch queue, in multipart parts of fetch_part_bytes, for up to fetch_slice_s per
+    # invocation, then continued with an HTTP Range request in the next.
+    inline_fetch_s: float = _setting(1.0, "INLINE_FETCH_S")
+    inline_fetch_bytes: int = _setting(8 * 1024 * 1024, "INLINE_FETCH_BYTES", positive=True)
+    fetch_part_bytes: int = _setting(8 * 1024 * 1024, "FETCH_PART_BYTES", positive=True)
+    fetch_slice_s: float = _setting(840.0, "FETCH_SLICE_S", positive=True)
+    # A queued message or webhook delivery larger than this travels by claim check: its body is
+    # stored in the staging bucket and the message carries a pointer (SQS takes at most 1 MiB,
+    # and a Lambda batch of ten at most 6 MB).
+    claim_check_bytes: int = _setting(192 * 1024, "CLAIM_CHECK_BYTES", positive=True)
+    # At most this many chunks per embedding prediction, so that no webhook body (about 16.6 KB
+    # of JSON per 768-d vector) comes near API Gateway's 6 MB or SQS's 1 MiB.
+    embedding_group_chunks: int = _setting(48, "EMBEDDING_GROUP_CHUNKS", positive=True)
     query_cache_ttl_s: float = _setting(600.0, "QUERY_CACHE_TTL_S")
     # A vector hit less similar to the query (cosine) than this is no match; None: the model's
     # calibrated floor (domain/embedding.py's catalog, bench/similarity_floor.py), -1: no floor.
     search_min_similarity: float | None = _setting(None, "SEARCH_MIN_SIMILARITY")
     chunk_tokens: int = _setting(200, "CHUNK_TOKENS", positive=True)
     chunk_overlap: int = _setting(40, "CHUNK_OVERLAP")
+    # A chunk of a transcript spans at most this many seconds of speech, whatever its tokens,
+    # so a result's start_s/end_s bound where the words are said.
+    chunk_max_seconds: float = _setting(30.0, "CHUNK_MAX_SECONDS", positive=True)
 
     def __post_init__(self) -> None:
         if self.sqlite_path is None:

@@ -125,8 +125,8 @@ def test_a_sent_task_is_received_as_the_same_json(queues):
 
 def test_sending_to_a_missing_queue_raises_upstream_unavailable(moto_endpoint):
     url = f"{moto_endpoint}/123456789012/no-such-queue-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(UpstreamUnavailable, match="queueing the asset"):
-        SqsQueue(url).send({"asset_id": "x"})
+    with pytest.raises(UpstreamUnavailable, match="sending to the webhook queue failed"):
+        SqsQueue(url, "the webhook queue").send({"asset_id": "x"})
 
 
 # -- the local event-source mapping ----------------------------------------------------------------

@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_status_only_moves_forward():
-    order = [Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS,
+    order = [Status.FETCHING, Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS,
              Status.SEARCHABLE]
     for i, current in enumerate(order):
         for earlier in order[:i]:
@@ -27,9 +27,11 @@ def test_status_only_moves_forward():
 
 def test_a_searchable_asset_never_moves_and_a_failed_one_only_by_a_retry_to_the_step_that_failed():
     assert TRANSITIONS[Status.SEARCHABLE] == frozenset()
-    assert TRANSITIONS[Status.PROCESSING_ERROR] == {RETRY_FROM[Status.PROCESSING_ERROR]} == {Status.SUBMITTED}
+    assert RETRY_FROM[Status.PROCESSING_ERROR] == Status.SUBMITTED
+    assert TRANSITIONS[Status.PROCESSING_ERROR] == {Status.SUBMITTED, Status.FETCHING}, "FETCHING: fetched again"
     assert RETRY_FROM[Status.EMBEDDINGS_ERROR] == Status.PROCESSED
-    assert TRANSITIONS[Status.EMBEDDINGS_ERROR] == {Status.PROCESSED, Status.SUBMITTED}, "SUBMITTED: fetched again"
+    assert TRANSITIONS[Status.EMBEDDINGS_ERROR] == {Status.PROCESSED, Status.SUBMITTED, Status.FETCHING}, \
+        "SUBMITTED, FETCHING: fetched again"
     assert {s for s in Status if s.is_final} == {Status.SEARCHABLE, *RETRY_FROM}
 
 

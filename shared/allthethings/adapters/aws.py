@@ -74,11 +74,12 @@ class S3BlobStore(BlobStore):
 
 
 class SqsQueue(TaskQueue):
-    def __init__(self, url: str):
+    def __init__(self, url: str, name: str = "the queue"):
         self.url = url
+        self.name = name  # what an error says failed: "sending to the webhook queue failed"
 
     def send(self, message: dict) -> None:
-        _wrap("queueing the asset", client("sqs").send_message, QueueUrl=self.url,
+        _wrap(f"sending to {self.name}", client("sqs").send_message, QueueUrl=self.url,
               MessageBody=json.dumps(message, separators=(",", ":")))
 
 

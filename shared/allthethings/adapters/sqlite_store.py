@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS assets (
     status TEXT NOT NULL,
     content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
     size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT, metadata TEXT
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT, metadata TEXT,
+    fetched_bytes INTEGER, embedded_chunks INTEGER
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY,
@@ -116,6 +117,9 @@ class SqliteStore(AssetStore):
             conn.execute("ALTER TABLE assets ADD COLUMN sha256 TEXT")  # a file made before content reuse
         if "metadata" not in columns:
             conn.execute("ALTER TABLE assets ADD COLUMN metadata TEXT")  # a file made before documents
+        for column in ("fetched_bytes", "embedded_chunks"):  # a file made before fetching and embedding in steps
+            if column not in columns:
+                conn.execute(f"ALTER TABLE assets ADD COLUMN {column} INTEGER")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()

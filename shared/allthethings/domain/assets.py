@@ -15,6 +15,7 @@ from allthethings.domain.network import canonical_host
 
 
 class Status(str, enum.Enum):
+    FETCHING = "FETCHING"  # recorded; its body is being fetched behind the queue (fetched_bytes shows how far)
     SUBMITTED = "SUBMITTED"
     PROCESSING = "PROCESSING"
     PROCESSED = "PROCESSED"
@@ -33,18 +34,23 @@ class Status(str, enum.Enum):
 
 
 # Status only moves forward. PROCESSING -> PROCESSING is allowed so that a queue
-# message redelivered after a crash mid-processing can pick the work up again. The one way
+# message redelivered after a crash mid-processing can pick the work up again, FETCHING ->
+# FETCHING so that a fetch records its progress. A fetch ends staged (SUBMITTED), failed, or
+# SEARCHABLE at once when the body is one already indexed behind another URL. The one way
 # back is a user's retry of a failed asset, to the step that failed: a failed processing
 # starts again from SUBMITTED (the staged bytes), failed embeddings from PROCESSED (the
-# stored chunks); a retry that fetches the URL again starts any failed asset from SUBMITTED.
+# stored chunks); a retry that fetches the URL again starts any failed asset from SUBMITTED
+# (fetched at once) or FETCHING (fetched behind the queue).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.FETCHING: frozenset({Status.FETCHING, Status.SUBMITTED, Status.SEARCHABLE, Status.PROCESSING_ERROR}),
     Status.SUBMITTED: frozenset({Status.PROCESSING, Status.PROCESSING_ERROR}),
     Status.PROCESSING: frozenset({Status.PROCESSING, Status.PROCESSED, Status.PROCESSING_ERROR}),
     Status.PROCESSED: frozenset({Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
     Status.GENERATING_EMBEDDINGS: frozenset({Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
     Status.SEARCHABLE: frozenset(),
-    Status.PROCESSING_ERROR: frozenset({Status.SUBMITTED}),
-    Status.EMBEDDINGS_ERROR: frozenset({Status.PROCESSED, Status.SUBMITTED}),  # SUBMITTED: fetched again
+    Status.PROCESSING_ERROR: frozenset({Status.SUBMITTED, Status.FETCHING}),
+    # SUBMITTED, FETCHING: fetched again
+    Status.EMBEDDINGS_ERROR: frozenset({Status.PROCESSED, Status.SUBMITTED, Status.FETCHING}),
 }
 
 # Where a retry of each failed status restarts.
@@ -165,6 +171,8 @@ class Asset:
     prediction_id: str | None = None
     sha256: str | None = None  # of the fetched body: the same bytes behind another URL reuse this work
     metadata: dict | None = None  # a document's own fields, given at ingestion; shown with every result
+    fetched_bytes: int | None = None  # while FETCHING: how much of the body is staged (size_bytes: the total, if known)
+    embedded_chunks: int | None = None  # while GENERATING_EMBEDDINGS in groups: how many chunks have vectors
 
     @classmethod
     def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int,
@@ -201,6 +209,10 @@ class Asset:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+        if self.fetched_bytes is not None and self.status is Status.FETCHING:
+            body["fetched_bytes"] = self.fetched_bytes
+        if self.embedded_chunks is not None and self.status is Status.GENERATING_EMBEDDINGS:
+            body["embedded_chunks"] = self.embedded_chunks
         if self.metadata is not None:
             body["metadata"] = shown_metadata(self.metadata)
         if self.error:

@@ -146,8 +146,8 @@ class SizeLimits:
     text: int = 10 * 1024 * 1024
     html: int = 10 * 1024 * 1024
     pdf: int = 50 * 1024 * 1024
-    audio: int = 200 * 1024 * 1024
-    video: int = 500 * 1024 * 1024
+    audio: int = 1024 * 1024 * 1024
+    video: int = 4 * 1024 * 1024 * 1024
 
     @property
     def ceiling(self) -> int:

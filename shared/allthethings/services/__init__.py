@@ -40,6 +40,7 @@ class Deps:
     verifier: WebhookVerifier
     predictions: Predictions
     secrets: Secrets
+    fetches: TaskQueue  # the fetch queue: bodies too large or too slow to fetch inside a request
     metrics: Metrics = dataclasses.field(default_factory=NoMetrics)
     # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
     served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)
