@@ -9,7 +9,7 @@ from allthethings.adapters.models import packaged_tokenizer
 from allthethings.config import load_settings
 from allthethings.domain import cursor
 from allthethings.domain.assets import RETRY_FROM, TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
-from allthethings.domain.chunking import chunk_spans, chunk_text
+from allthethings.domain.chunking import Segment, chunk_segments, chunk_spans, chunk_text
 from allthethings.domain.content import SizeLimits, decide, sniff
 from allthethings.domain.errors import InvalidInput, UnsupportedContentType
 from allthethings.domain.network import ipv4_spelling
@@ -190,6 +190,69 @@ def test_bad_chunking_parameters_are_refused():
         chunk_spans("abc", [(0, 3)], max_tokens=4, overlap=0)
     with pytest.raises(ValueError):
         chunk_spans("abc", [(0, 3)], max_tokens=40, overlap=20)
+
+
+WORDS = ("harbour lantern keeper tide storm vessel rope signal shore beacon fog island cliff wave "
+         "gull anchor").split()
+
+
+def spoken(n: int, seconds_each: float, words_each: int = 8) -> list[Segment]:
+    """`n` consecutive segments of `words_each` distinct words, `seconds_each` seconds long."""
+    return [Segment(k * seconds_each, (k + 1) * seconds_each,
+                    " ".join(f"{WORDS[(k + w) % len(WORDS)]}{k}" for w in range(words_each)) + ".")
+            for k in range(n)]
+
+
+def test_a_transcript_chunk_never_spans_more_than_the_maximum_seconds(minilm):
+    segments = spoken(60, 4.0, words_each=4)
+    token_only = chunk_segments(segments, minilm.spans, 200, 40)
+    timed = chunk_segments(segments, minilm.spans, 200, 40, max_seconds=30)
+    assert max(c.end_s - c.start_s for c in token_only) > 60, "the token budget alone allows long chunks"
+    assert all(c.end_s - c.start_s <= 30 for c in timed)
+    assert all(len(minilm.spans(c.text)) <= 200 for c in timed)
+    assert [c.start_s for c in timed] == sorted({c.start_s for c in timed})
+    assert timed[0].start_s == 0.0 and timed[-1].end_s == 240.0
+
+
+def test_every_segment_is_in_a_timed_chunk_whose_times_bound_it(minilm):
+    segments = spoken(40, 3.5)
+    timed = chunk_segments(segments, minilm.spans, 200, 40, max_seconds=30)
+    for seg in segments:
+        holders = [c for c in timed if seg.text in c.text]
+        assert holders, seg.text
+        assert all(c.start_s <= seg.start_s and seg.end_s <= c.end_s for c in holders)
+
+
+def test_consecutive_timed_chunks_share_a_short_segment(minilm):
+    timed = chunk_segments(spoken(30, 4.0, words_each=3), minilm.spans, 200, 40, max_seconds=30)
+    for before, after in zip(timed, timed[1:]):
+        assert after.start_s < before.end_s, "no overlap between consecutive chunks"
+        assert before.text.rsplit(". ", 1)[-1] == after.text.split(". ", 1)[0] + "."
+
+
+def test_a_segment_longer_than_the_maximum_seconds_is_split_between_words_with_shared_out_times(minilm):
+    text = " ".join(f"{WORDS[k % len(WORDS)]}{k}" for k in range(60))
+    timed = chunk_segments([Segment(10.0, 105.0, text)], minilm.spans, 200, 40, max_seconds=30)
+    assert len(timed) >= 4
+    assert all(c.end_s - c.start_s <= 30 for c in timed)
+    assert " ".join(c.text for c in timed) == text, "every word once, none cut"
+    assert timed[0].start_s == 10.0 and abs(timed[-1].end_s - 105.0) < 1e-9
+    assert all(a.end_s <= b.start_s for a, b in zip(timed, timed[1:]))
+
+
+def test_a_short_segment_is_not_repeated_alone_when_the_next_one_does_not_fit_beside_it(minilm):
+    segments = [Segment(0, 10, "alpha beta gamma."), Segment(10, 25, "delta epsilon zeta."),
+                Segment(25, 28, "eta theta."), Segment(28, 57, "iota kappa lambda mu.")]
+    timed = chunk_segments(segments, minilm.spans, 200, 40, max_seconds=30)
+    assert [c.text for c in timed] == ["alpha beta gamma. delta epsilon zeta. eta theta.", "iota kappa lambda mu."]
+    assert [(c.start_s, c.end_s) for c in timed] == [(0, 28), (28, 57)]
+
+
+def test_without_a_maximum_duration_transcript_chunks_are_bounded_by_tokens_alone(minilm):
+    timed = chunk_segments(spoken(20, 4.6, words_each=4), minilm.spans, 200, 40)
+    assert len(timed) == 1 and (timed[0].start_s, timed[0].end_s) == (0.0, 92.0)
+    with pytest.raises(ValueError):
+        chunk_segments(spoken(2, 1.0), minilm.spans, 200, 40, max_seconds=0)
 
 
 def test_cursors_round_trip_and_refuse_tampering():

@@ -52,7 +52,7 @@ def apply_transcription_prediction(asset_id: str, prediction: dict, deps: Deps,
     except ValueError as exc:
         fail_asset(asset_id, Status.PROCESSING_ERROR, f"transcription output unusable: {exc}", deps)
         return deps.store.get(asset_id)
-    timed = chunk_segments(segments, deps.tokenizer.spans, *chunk_window(deps))
+    timed = chunk_segments(segments, deps.tokenizer.spans, *chunk_window(deps), deps.settings.chunk_max_seconds)
     if not timed:
         fail_asset(asset_id, Status.PROCESSING_ERROR, "no speech was found in the recording", deps)
         return deps.store.get(asset_id)
