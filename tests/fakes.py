@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import io
 import math
 import re
 import threading
@@ -20,10 +19,10 @@ from allthethings.domain.search import query_terms
 from allthethings.ports import (
     AssetStore,
     BlobStore,
+    Download,
     Embedder,
     Extracted,
     Extractor,
-    Fetched,
     Fetcher,
     Metrics,
     Pending,
@@ -32,6 +31,7 @@ from allthethings.ports import (
     TaskQueue,
     Tokenizer,
     Transcriber,
+    Validator,
 )
 from allthethings.services import Deps
 
@@ -81,10 +81,13 @@ class FakeStore(AssetStore):
     def _copy(self, asset, source_id):
         if not self._insert(asset):
             return False
+        self._copy_chunks(asset, source_id)
+        return True
+
+    def _copy_chunks(self, asset, source_id):
         self.chunk_rows[asset.id] = [dataclasses.replace(c, asset_id=asset.id) for c in self.chunks(source_id)]
         self.vectors[asset.id] = [list(v) for v in self.vectors.get(source_id, [])]
         self.search_meta[asset.id] = search_metadata(asset)
-        return True
 
     def list(self, limit, cursor, listing_filter=None):
         before = cursors.decode(cursor, "seq")["seq"] if cursor else None
@@ -172,6 +175,7 @@ def _cosine(a, b) -> float:
 class FakeBlobs(BlobStore):
     def __init__(self):
         self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[int, bytes]] = {}  # unfinished multipart uploads: their parts by number
 
     def put(self, key, body, content_type):
         self.objects[key] = body.read()
@@ -189,6 +193,27 @@ class FakeBlobs(BlobStore):
 
     def presigned_url(self, key, expires_s):
         return f"https://staging.test/{key}?expires={expires_s}"
+
+    def start_upload(self, key, content_type):
+        upload_id = f"upload-{len(self.uploads) + 1}"
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    def put_part(self, key, upload_id, number, data):
+        if upload_id not in self.uploads:
+            raise NotFound("no such upload")
+        self.uploads[upload_id][number] = bytes(data)
+        return f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324 - S3's part ETag
+
+    def complete_upload(self, key, upload_id, etags):
+        parts = self.uploads.pop(upload_id)
+        self.objects[key] = b"".join(parts[n] for n in range(1, len(etags) + 1))
+
+    def abort_upload(self, key, upload_id):
+        self.uploads.pop(upload_id, None)
+
+    def sha256(self, key):
+        return hashlib.sha256(self.get(key)).hexdigest()
 
 
 class FakeQueue(TaskQueue):
@@ -209,15 +234,21 @@ class FakeFetcher(Fetcher):
         self.pages = pages or {}
         self.calls: list[str] = []
 
-    def fetch(self, url, limits):
+    piece_bytes = 64 * 1024
+
+    def open(self, url, limits, *, start=0, validator=None, limit=None):
         self.calls.append(url)
         if url not in self.pages:
             raise UnreachableUrl("the URL answered HTTP 404")
         declared, body = self.pages[url]
-        if len(body) > limits.for_body(body[:1445], declared, url):
+        served = body[start:]
+        limit = limits.for_body(served[:1445], declared, url) if limit is None else limit
+        if len(body) > limit:
             raise ContentTooLarge("the body is larger than the limit")
-        return Fetched(url=url, final_url=url, declared_type=declared, body=io.BytesIO(body), size=len(body),
-                       head=body[:1445], sha256=hashlib.sha256(body).hexdigest())
+        pieces = (served[i:i + self.piece_bytes] for i in range(0, len(served), self.piece_bytes))
+        return Download(url=url, final_url=url, declared_type=declared, head=served[:1445], start=start,
+                        total=len(body), validator=Validator(etag=f'"{hashlib.md5(body).hexdigest()}"'),  # noqa: S324
+                        resumable=True, pieces=pieces)
 
 
 class FakeExtractor(Extractor):
@@ -358,8 +389,8 @@ def fake_deps(**overrides) -> Deps:
     settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
-                 transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(), predictions=FakePredictions(),
-                 metrics=FakeMetrics(), secrets=FakeSecrets(),
+                 transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(),
+                 predictions=FakePredictions(), metrics=FakeMetrics(), secrets=FakeSecrets(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)
     return Deps(**parts)

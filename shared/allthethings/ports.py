@@ -5,7 +5,10 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
@@ -66,6 +69,25 @@ class AssetStore(abc.ABC):
                 return None
             inserted = self._copy(asset, source_id)
         return asset if inserted else self._known(asset)
+
+    def become_copy(self, asset_id: str, source_id: str, **fields) -> bool:
+        """Make the FETCHING asset `asset_id` a SEARCHABLE copy of the SEARCHABLE asset `source_id`
+        (its body turned out to be the same bytes): copies of the source's chunks and vectors, their
+        count, the source's title, and `fields`. Return whether it happened (False: either asset moved
+        on or is gone, and nothing changed)."""
+        unknown = set(fields) - self.SETTABLE
+        if unknown:
+            raise ValueError(f"unknown asset fields {sorted(unknown)}")
+        with self._transaction():
+            found = self.get_many([asset_id, source_id])
+            target, source = found.get(asset_id), found.get(source_id)
+            if target is None or target.status is not Status.FETCHING or source is None \
+                    or source.status is not Status.SEARCHABLE:
+                return False
+            # Chunks first, status second: search drops the chunks of an asset not yet SEARCHABLE.
+            self._copy_chunks(target, source_id)
+            changes = {"chunk_count": self._chunk_count(asset_id), "title": source.title, **fields}
+            return self._update_if(asset_id, frozenset({Status.FETCHING}), self._changes(Status.SEARCHABLE, changes))
 
     @abc.abstractmethod
     def list(self, limit: int, cursor: str | None,
@@ -168,6 +190,11 @@ class AssetStore(abc.ABC):
         inserted. All or nothing: nothing of the copy survives a refusal or a failure."""
 
     @abc.abstractmethod
+    def _copy_chunks(self, asset: Asset, source_id: str) -> None:
+        """Replace the stored `asset`'s chunks with copies of the chunks and vectors of `source_id`,
+        carrying `asset`'s search metadata (a repeated call writes the same rows again)."""
+
+    @abc.abstractmethod
     def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
         """Set `changes` (asset fields, domain values) on the asset if its status is in `sources`,
         in one conditional write; return whether it matched."""
@@ -202,6 +229,29 @@ class BlobStore(abc.ABC):
     def presigned_url(self, key: str, expires_s: int) -> str:
         """A time-limited GET URL of the staged bytes, for a model to fetch them itself."""
 
+    # -- staging a body too large for one request: a multipart upload, part by part --------------
+    @abc.abstractmethod
+    def start_upload(self, key: str, content_type: str) -> str:
+        """Begin a multipart upload to `key`; its upload id."""
+
+    @abc.abstractmethod
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Store part `number` (from 1; every part but the last at least 5 MiB); its ETag. Storing a
+        part number again replaces it."""
+
+    @abc.abstractmethod
+    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        """Join the parts, numbered 1..len(etags), into the object at `key`."""
+
+    @abc.abstractmethod
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts (an unknown or finished one: nothing happens)."""
+
+    @abc.abstractmethod
+    def sha256(self, key: str) -> str:
+        """The SHA-256 of the stored object, read back as a stream (for a body fetched in several
+        invocations, whose hash could not be carried from one to the next)."""
+
 
 class TaskQueue(abc.ABC):
     """A durable queue: between submission and processing, and between webhooks and their consumer."""
@@ -223,12 +273,88 @@ class Fetched:
     sha256: str  # of the whole body
 
 
+@dataclasses.dataclass(frozen=True)
+class Validator:
+    """What identifies one version of a body (RFC 9110 validators): a Range continuation must be
+    of the same version, or the parts would splice two bodies together."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def if_range(self) -> str | None:
+        """The If-Range header: a strong ETag, else the Last-Modified date (a weak ETag may not be used)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def differs_from(self, other: Validator) -> bool:
+        """Whether the two certainly name different versions (what neither names cannot tell)."""
+        if self.etag and other.etag:
+            return self.etag != other.etag
+        if self.last_modified and other.last_modified:
+            return self.last_modified != other.last_modified
+        return False
+
+    def to_message(self) -> dict:
+        return {"etag": self.etag, "last_modified": self.last_modified}
+
+
+@dataclasses.dataclass
+class Download:
+    """An open response: what the origin said about the body, its first bytes, and the body
+    itself as `pieces` from byte `start` on (the first bytes included). Reading `pieces` past
+    the size limit raises ContentTooLarge; an origin that stops sending or drops the connection
+    part-way raises Interrupted. Close it (or use it in a `with`) to give the connection back."""
+
+    url: str
+    final_url: str
+    declared_type: str | None
+    head: bytes  # the first bytes of what is served (SNIFF_BYTES, fewer for a shorter body)
+    start: int  # the offset the served bytes begin at: 0 unless a Range request was honoured
+    total: int | None  # the whole body's size, when the origin says it
+    validator: Validator
+    resumable: bool  # the origin takes Range requests (it said so, or honoured one)
+    pieces: Iterator[bytes]
+    close: Callable[[], None] = lambda: None
+
+    def __enter__(self) -> Download:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Fetcher(abc.ABC):
     @abc.abstractmethod
-    def fetch(self, url: str, limits: SizeLimits) -> Fetched:
-        """GET the URL, following redirects, and hash the body; raise UnreachableUrl,
-        ContentTooLarge (over the limit for the body's kind), UnsupportedContentType, or
-        InvalidInput (a URL or a redirect leading somewhere it may not go)."""
+    def open(self, url: str, limits: SizeLimits, *, start: int = 0, validator: Validator | None = None,
+             limit: int | None = None) -> Download:
+        """GET the URL (from byte `start` with a Range request, If-Range `validator`), following
+        redirects; read the first bytes. The body's limit is `limit` if given, else the one for
+        the kind its first bytes show. Raise UnreachableUrl (no answer, an HTTP error),
+        ContentTooLarge (the declared size over the limit), UnsupportedContentType (no limit
+        applies: a type we cannot index), or InvalidInput (a URL or a redirect leading somewhere
+        it may not go)."""
+
+    def read(self, download: Download, *, until: float | None = None, max_bytes: int | None = None,
+             spool_bytes: int = 8 * 1024 * 1024) -> Fetched | None:
+        """The whole body of an open download, spooled and hashed; None if it is not all there by
+        `until` (a time.monotonic() value) or is longer than `max_bytes`."""
+        body = tempfile.SpooledTemporaryFile(max_size=spool_bytes)
+        digest, size = hashlib.sha256(), 0
+        try:
+            for piece in download.pieces:
+                size += len(piece)
+                if (max_bytes is not None and size > max_bytes) or (until is not None and time.monotonic() > until):
+                    body.close()
+                    return None
+                digest.update(piece)
+                body.write(piece)
+        except BaseException:
+            body.close()
+            raise
+        body.seek(0)
+        return Fetched(url=download.url, final_url=download.final_url, declared_type=download.declared_type,
+                       body=body, size=size, head=download.head, sha256=digest.hexdigest())
 
 
 @dataclasses.dataclass(frozen=True)

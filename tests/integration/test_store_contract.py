@@ -775,6 +775,32 @@ class TestSameBytesContract:
         assert store.add_copy(copy, waiting.id) is None
         assert store.get_by_url("https://mirror.example/none") is None and store.chunks(copy.id) == []
 
+    def test_a_fetched_asset_whose_body_is_known_becomes_a_searchable_copy_in_place(self, backend):
+        store, digest = backend.store, uuid.uuid4().hex * 2
+        source = searchable(store, [("epsilon waves", axis(4)), ("zeta function", axis(5))], sha256=digest)
+        fetching = store.add(make_asset(status=Status.FETCHING, url=f"https://slow.example/{digest[:8]}",
+                                        fetched_bytes=0))
+        assert store.move(fetching.id, Status.FETCHING, fetched_bytes=8 * 1024 * 1024)
+        assert store.get(fetching.id).fetched_bytes == 8 * 1024 * 1024
+        assert store.become_copy(fetching.id, source.id, sha256=digest, size_bytes=123)
+        kept = store.get(fetching.id)
+        assert kept.status is Status.SEARCHABLE and kept.sha256 == digest and kept.size_bytes == 123
+        assert kept.chunk_count == 2 and [c.text for c in store.chunks(kept.id)] == ["epsilon waves", "zeta function"]
+        assert not store.become_copy(fetching.id, source.id), "only a FETCHING asset becomes a copy"
+        assert [c.text for c in store.chunks(kept.id)] == ["epsilon waves", "zeta function"]
+        if backend.can_search:
+            backend.settle()
+            slow = SearchFilter(host="slow.example")
+            assert {h.asset_id for h in store.search(axis(5), 10, slow)} == {fetching.id}
+
+    def test_nothing_becomes_a_copy_of_an_asset_that_is_not_searchable(self, backend):
+        store = backend.store
+        waiting = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+        store.put_chunks(waiting.id, make_chunks(waiting.id, ["eta"]))
+        fetching = store.add(make_asset(status=Status.FETCHING))
+        assert not store.become_copy(fetching.id, waiting.id)
+        assert store.get(fetching.id).status is Status.FETCHING and store.chunks(fetching.id) == []
+
 
 # -- assets stuck in a step (issue 5's sweeper) --------------------------------------------------
 

@@ -255,10 +255,7 @@ class AtlasStore(AssetStore):
         the chunks taken back if the asset cannot be inserted: no half-written copy survives."""
         from pymongo.errors import DuplicateKeyError
 
-        meta = search_metadata(asset)._asdict()
-        source = self._call(lambda: list(self.db.chunks.find({"asset_id": source_id}).sort("index", 1)))
-        copies = [{**{k: v for k, v in doc.items() if k != "_id"}, **meta, "_id": f"{asset.id}:{doc['index']}",
-                   "asset_id": asset.id} for doc in source]
+        copies = self._chunk_copies(asset, source_id)
         try:
             if copies:
                 self._call(self.db.chunks.insert_many, copies, ordered=False)
@@ -271,6 +268,19 @@ class AtlasStore(AssetStore):
         if not inserted:
             self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
         return inserted
+
+    def _chunk_copies(self, asset: Asset, source_id: str) -> list[dict]:
+        """The source's chunk documents, vectors included, as `asset`'s, with its search metadata."""
+        meta = search_metadata(asset)._asdict()
+        source = self._call(lambda: list(self.db.chunks.find({"asset_id": source_id}).sort("index", 1)))
+        return [{**{k: v for k, v in doc.items() if k != "_id"}, **meta, "_id": f"{asset.id}:{doc['index']}",
+                 "asset_id": asset.id} for doc in source]
+
+    def _copy_chunks(self, asset: Asset, source_id: str) -> None:
+        copies = self._chunk_copies(asset, source_id)
+        self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
+        if copies:
+            self._call(self.db.chunks.insert_many, copies, ordered=False)
 
     def get_by_url(self, url: str) -> Asset | None:
         doc = self._call(self.db.assets.find_one, {"url": url})

@@ -5,7 +5,9 @@ Locally the same code talks to moto: boto3 honours AWS_ENDPOINT_URL.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
@@ -30,7 +32,7 @@ def _wrap(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchUpload", "404"):
             raise NotFound(f"{what} failed: the object does not exist") from exc
         raise UpstreamUnavailable(f"{what} failed ({type(exc).__name__})") from exc
     except BotoCoreError as exc:
@@ -71,6 +73,35 @@ class S3BlobStore(BlobStore):
     def presigned_url(self, key: str, expires_s: int) -> str:
         return _wrap("signing a URL of the staged body", client("s3").generate_presigned_url, "get_object",
                      Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)
+
+    def start_upload(self, key: str, content_type: str) -> str:
+        return _wrap("starting a multipart upload to S3", client("s3").create_multipart_upload,
+                     Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
+
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        return _wrap(f"uploading part {number} to S3", client("s3").upload_part, Bucket=self.bucket, Key=key,
+                     UploadId=upload_id, PartNumber=number, Body=data)["ETag"]
+
+    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+        _wrap("completing a multipart upload to S3", client("s3").complete_multipart_upload, Bucket=self.bucket,
+              Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            _wrap("aborting a multipart upload to S3", client("s3").abort_multipart_upload, Bucket=self.bucket,
+                  Key=key, UploadId=upload_id)
+        except NotFound:  # NoSuchUpload: finished or aborted already
+            pass
+
+    def sha256(self, key: str) -> str:
+        def digest() -> str:
+            hashed = hashlib.sha256()
+            for piece in client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].iter_chunks(1024 * 1024):
+                hashed.update(piece)
+            return hashed.hexdigest()
+
+        return _wrap("reading the staged body back from S3", digest)
 
 
 class SqsQueue(TaskQueue):

@@ -11,17 +11,17 @@ still verifies the certificate against the URL's host name.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import itertools
 import socket
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
 from allthethings.domain.content import SNIFF_BYTES, SizeLimits
-from allthethings.domain.errors import ContentTooLarge, InvalidInput, UnreachableUrl
+from allthethings.domain.errors import ContentTooLarge, Interrupted, InvalidInput, UnreachableUrl
 from allthethings.domain.network import is_public_address, literal_address
-from allthethings.ports import Fetched, Fetcher
+from allthethings.ports import Download, Fetched, Fetcher, Validator
 
 MAX_REDIRECTS = 5
 # The whole download may take this many read timeouts: a server trickling bytes just under the
@@ -110,59 +110,127 @@ class HttpFetcher(Fetcher):
         return self._http
 
     def fetch(self, url: str, limits: SizeLimits) -> Fetched:
-        import httpx
+        """The whole body, within TOTAL_TIMEOUTS read timeouts (a body fetched in one go)."""
+        seconds = self.timeout_s * TOTAL_TIMEOUTS
+        until = time.monotonic() + seconds
+        with self.open(url, limits) as download:
+            fetched = self.read(download, until=until, spool_bytes=self.spool_bytes)
+        if fetched is None:
+            raise UnreachableUrl(f"the URL did not finish sending within {seconds:.0f} s")
+        return fetched
 
-        body = tempfile.SpooledTemporaryFile(max_size=self.spool_bytes)
+    def open(self, url: str, limits: SizeLimits, *, start: int = 0, validator: Validator | None = None,
+             limit: int | None = None) -> Download:
+        headers = {}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+            if validator is not None and validator.if_range():
+                headers["If-Range"] = validator.if_range()
+        # The first bytes must come within the same few read timeouts as a whole body fetched in one go.
+        head_until = time.monotonic() + self.timeout_s * TOTAL_TIMEOUTS
+        stream = self._client().stream("GET", url, headers=headers)
+        with _translated():
+            response = stream.__enter__()
         try:
-            with self._client().stream("GET", url) as response:
-                if response.status_code >= 400:
-                    raise UnreachableUrl(f"the URL answered HTTP {response.status_code}")
-                declared_type = response.headers.get("content-type")
-                final_url = str(response.url)
-                declared = response.headers.get("content-length", "")
-                declared_size = int(declared) if declared.isdigit() else None
-                limit = limits.ceiling
-                if declared_size is not None and declared_size > limit:
-                    raise ContentTooLarge(f"the body is {declared_size} bytes; the limit is {limit}")
-                size, head, digest, known = 0, b"", hashlib.sha256(), False
-                deadline = time.monotonic() + self.timeout_s * TOTAL_TIMEOUTS
-                for piece in response.iter_bytes():
-                    if time.monotonic() > deadline:
-                        raise UnreachableUrl(
-                            f"the URL did not finish sending within {self.timeout_s * TOTAL_TIMEOUTS:.0f} s")
-                    if len(head) < SNIFF_BYTES:
-                        head += piece[:SNIFF_BYTES - len(head)]
-                    if not known and len(head) >= SNIFF_BYTES:
-                        limit, known = limits.for_body(head, declared_type, final_url), True
-                        if declared_size is not None and declared_size > limit:
-                            raise ContentTooLarge(f"the body is {declared_size} bytes; the limit for it is {limit}")
-                    size += len(piece)
-                    if size > limit:
-                        raise ContentTooLarge(f"the body is larger than the limit of {limit} bytes")
-                    digest.update(piece)
-                    body.write(piece)
-                if not known:  # a body shorter than the sniffing window
-                    limit = limits.for_body(head, declared_type, final_url)
-                    if size > limit:
-                        raise ContentTooLarge(f"the body is larger than the limit of {limit} bytes")
-                body.seek(0)
-                return Fetched(url=url, final_url=final_url, declared_type=declared_type,
-                               body=body, size=size, head=head, sha256=digest.hexdigest())
-        except httpx.TooManyRedirects:
-            body.close()
-            raise UnreachableUrl(f"the URL redirected more than {MAX_REDIRECTS} times") from None
-        except httpx.InvalidURL as exc:
-            body.close()
-            raise InvalidInput(f"url is malformed: {exc}") from None
-        except UnicodeError as exc:  # idna.IDNAError: a host name no encoding accepts, here or in a redirect
-            body.close()
-            raise InvalidInput(f"the URL's host name is not a valid internationalised name ({exc})") from None
-        except httpx.UnsupportedProtocol:
-            body.close()
-            raise InvalidInput("the URL redirected to a scheme other than http or https") from None
-        except httpx.HTTPError as exc:
-            body.close()
-            raise UnreachableUrl(f"the URL could not be fetched ({type(exc).__name__}: {exc})") from None
+            return self._opened(url, response, stream, limits, start, limit, head_until)
         except BaseException:
-            body.close()
+            stream.__exit__(None, None, None)
             raise
+
+    def _opened(self, url, response, stream, limits: SizeLimits, start: int, limit: int | None,
+                head_until: float) -> Download:
+        if response.status_code >= 400:
+            raise UnreachableUrl(f"the URL answered HTTP {response.status_code}")
+        declared_type = response.headers.get("content-type")
+        final_url = str(response.url)
+        length = _number(response.headers.get("content-length"))
+        served_from, total = 0, length
+        if response.status_code == 206:
+            served_from, total = _content_range(response.headers.get("content-range"), start)
+        ceiling = limit if limit is not None else limits.ceiling
+        if total is not None and total > ceiling:
+            raise ContentTooLarge(f"the body is {total} bytes; the limit is {ceiling}")
+        pieces = _guarded(response.iter_bytes(), served_from)
+        head, rest = b"", []
+        with _translated(served_from):
+            for piece in pieces:
+                rest.append(piece)
+                head += piece[:SNIFF_BYTES - len(head)]
+                if len(head) >= SNIFF_BYTES:
+                    break
+                if time.monotonic() > head_until:
+                    raise UnreachableUrl(f"the URL did not send its first {SNIFF_BYTES} bytes within "
+                                         f"{self.timeout_s * TOTAL_TIMEOUTS:.0f} s")
+        if limit is None:
+            limit = limits.for_body(head, declared_type, final_url)
+        if total is not None and total > limit:
+            raise ContentTooLarge(f"the body is {total} bytes; the limit for it is {limit}")
+        return Download(
+            url=url, final_url=final_url, declared_type=declared_type, head=head, start=served_from, total=total,
+            validator=Validator(response.headers.get("etag"), response.headers.get("last-modified")),
+            resumable=response.status_code == 206 or response.headers.get("accept-ranges", "").lower() == "bytes",
+            pieces=_capped(rest, pieces, served_from, total, limit), close=lambda: stream.__exit__(None, None, None))
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value and value.isascii() and value.isdigit() else None
+
+
+def _content_range(value: str | None, asked: int) -> tuple[int, int | None]:
+    """(first byte, whole size or None) of a 206's `Content-Range: bytes a-b/size`; a range that
+    does not start where it was asked for is refused (the parts would not join up)."""
+    unit, _, spec = (value or "").partition(" ")
+    span, _, size = spec.partition("/")
+    first = _number(span.partition("-")[0])
+    if unit.lower() != "bytes" or first is None:
+        raise UnreachableUrl(f"the URL answered a Range request with an unreadable Content-Range ({value!r})")
+    if first != asked:
+        raise UnreachableUrl(f"the URL answered a Range request for byte {asked} with bytes from {first}")
+    return first, _number(size)
+
+
+def _guarded(pieces: Iterator[bytes], start: int) -> Iterator[bytes]:
+    """The response's pieces, a failure part-way through translated (an Interrupted, with how far it got)."""
+    received = 0
+    with _translated(start, lambda: received):
+        for piece in pieces:
+            received += len(piece)
+            yield piece
+
+
+def _capped(first: list[bytes], rest: Iterator[bytes], start: int, total: int | None, limit: int) -> Iterator[bytes]:
+    """The body's pieces (those read for the head, then the rest), refused past `limit` and
+    checked against the size the origin announced."""
+    position = start
+    for piece in itertools.chain(first, rest):
+        position += len(piece)
+        if position > limit:
+            raise ContentTooLarge(f"the body is larger than the limit of {limit} bytes")
+        yield piece
+    if total is not None and position != total:
+        raise Interrupted(f"the URL sent {position} bytes of the {total} it announced", received=position - start)
+
+
+@contextlib.contextmanager
+def _translated(start: int | None = None, received: Callable[[], int] = lambda: 0):
+    """httpx's errors as the domain's. With `start` (the body has begun), a broken or stalled
+    transfer is Interrupted, which a fetch may resume."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TooManyRedirects:
+        raise UnreachableUrl(f"the URL redirected more than {MAX_REDIRECTS} times") from None
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"url is malformed: {exc}") from None
+    except UnicodeError as exc:  # idna.IDNAError: a host name no encoding accepts, here or in a redirect
+        raise InvalidInput(f"the URL's host name is not a valid internationalised name ({exc})") from None
+    except httpx.UnsupportedProtocol:
+        raise InvalidInput("the URL redirected to a scheme other than http or https") from None
+    except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        if start is None:
+            raise UnreachableUrl(f"the URL could not be fetched ({type(exc).__name__}: {exc})") from None
+        at = start + received()
+        raise Interrupted(f"the URL stopped sending at byte {at} ({type(exc).__name__})", received=received()) from None
+    except httpx.HTTPError as exc:
+        raise UnreachableUrl(f"the URL could not be fetched ({type(exc).__name__}: {exc})") from None

@@ -181,7 +181,13 @@ class SqliteStore(AssetStore):
         # Inside add_copy's transaction: the asset and every copied row commit together.
         if not self._insert(asset):
             return False
+        self._copy_chunks(asset, source_id)
+        return True
+
+    def _copy_chunks(self, asset: Asset, source_id: str) -> None:
+        # Inside a transaction (add_copy's, become_copy's), with the asset's own write.
         conn = self._conn()
+        self._delete_chunks(conn, asset.id)
         meta = _search_columns(search_metadata(asset))
         rows = conn.execute(
             "SELECT c.idx, c.text, c.start_s, c.end_s, v.embedding FROM chunks c "
@@ -195,7 +201,6 @@ class SqliteStore(AssetStore):
                          "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
             conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
                          (rowid, text, *meta))
-        return True
 
     def get_by_url(self, url: str) -> Asset | None:
         return self._select("url = ?", (url,))

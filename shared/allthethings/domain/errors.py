@@ -24,6 +24,15 @@ class UnreachableUrl(DomainError):
     code = "unreachable_url"
 
 
+class Interrupted(UnreachableUrl):
+    """The origin stopped sending part-way through a body (a stall, a dropped connection, fewer
+    bytes than it announced): worth resuming with a Range request where the origin allows it."""
+
+    def __init__(self, message: str, *, received: int = 0):
+        super().__init__(message)
+        self.received = received  # bytes of the body received before it stopped
+
+
 class UnsupportedContentType(DomainError):
     code = "unsupported_content_type"
 
