@@ -37,6 +37,8 @@ from allthethings.adapters.replicate import (
 from allthethings.adapters.signatures import ReplicateVerifier
 from allthethings.config import Settings
 from allthethings.domain.errors import Unauthorized
+from bench.common import serve
+from bench.recording import TEST_FILLER, TEST_MARKERS, build_recording
 from devstack.replicate import EMBEDDING_MODEL, WHISPER_MODEL, LocalReplicate
 
 TOKEN = "r8_test"
@@ -460,6 +462,30 @@ def test_whisper_transcribes_the_english_speech_of_a_video(api, fixture_server):
     assert prediction["status"] == "succeeded", prediction["error"]
     assert "video for testing" in words(prediction["output"]["transcription"])
     assert segments_from_output(prediction["output"])
+
+
+def test_a_recording_longer_than_a_window_keeps_increasing_segment_times_offset_by_each_window(
+        api, replicate, monkeypatch, tmp_path):
+    monkeypatch.setattr(replicate, "whisper_window_s", 50.0)
+    (marker,) = build_recording(tmp_path / "long.wav", 2.5, markers=TEST_MARKERS, filler=TEST_FILLER, at=[100.0])
+    base, server = serve(tmp_path)
+    try:
+        prediction = transcribe(api, f"{base}/long.wav")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert prediction["status"] == "succeeded", prediction["error"]
+    segments = segments_from_output(prediction["output"])
+    starts = [s.start_s for s in segments]
+    assert starts == sorted(starts), "segment times go back at a window boundary"
+    assert all(a.end_s <= b.start_s + 0.5 for a, b in zip(segments, segments[1:]))
+    assert 140 <= segments[-1].end_s <= 150.5, "the last window was not transcribed, or not offset"
+    assert [item["id"] for item in prediction["output"]["segments"]] == list(range(len(segments)))
+    # Whisper may split the phrase over two segments: it is found where its first words start.
+    (found,) = [a for a, b in zip(segments, segments[1:] + segments[-1:])
+                if words(a.text).startswith("ask") and "ask not what your country" in words(f"{a.text} {b.text}")]
+    assert 100 <= marker.offset_s < 112
+    assert abs(found.start_s - marker.offset_s) < 2.0, (found, marker)
 
 
 def test_an_audio_url_that_answers_404_fails_the_prediction_with_an_error(api, fixture_server):
