@@ -14,7 +14,14 @@ from allthethings.adapters.records import SearchMetadata, search_metadata
 from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
-from allthethings.domain.errors import ContentTooLarge, InvalidInput, NotFound, UnreachableUrl, UpstreamUnavailable
+from allthethings.domain.errors import (
+    ContentTooLarge,
+    Interrupted,
+    InvalidInput,
+    NotFound,
+    UnreachableUrl,
+    UpstreamUnavailable,
+)
 from allthethings.domain.search import query_terms
 from allthethings.ports import (
     AssetStore,
@@ -233,22 +240,39 @@ class FakeFetcher(Fetcher):
     def __init__(self, pages: dict[str, tuple[str | None, bytes]] | None = None):
         self.pages = pages or {}
         self.calls: list[str] = []
+        self.starts: list[int] = []  # the byte each request asked to start at
+        self.interrupt_at = {}
 
     piece_bytes = 64 * 1024
+    ranges = True  # whether Range requests are honoured (False: the whole body again, with 200)
+    # url -> the byte after which the origin stops sending, once (Interrupted)
+    interrupt_at: dict[str, int]
 
     def open(self, url, limits, *, start=0, validator=None, limit=None):
         self.calls.append(url)
+        self.starts.append(start)
         if url not in self.pages:
             raise UnreachableUrl("the URL answered HTTP 404")
         declared, body = self.pages[url]
+        tag = Validator(etag=f'"{hashlib.md5(body).hexdigest()}"')  # noqa: S324
+        if not self.ranges or (validator is not None and validator.if_range() != tag.etag):
+            start = 0  # If-Range: another version is served whole
         served = body[start:]
         limit = limits.for_body(served[:1445], declared, url) if limit is None else limit
         if len(body) > limit:
             raise ContentTooLarge("the body is larger than the limit")
-        pieces = (served[i:i + self.piece_bytes] for i in range(0, len(served), self.piece_bytes))
         return Download(url=url, final_url=url, declared_type=declared, head=served[:1445], start=start,
-                        total=len(body), validator=Validator(etag=f'"{hashlib.md5(body).hexdigest()}"'),  # noqa: S324
-                        resumable=True, pieces=pieces)
+                        total=len(body), validator=tag, resumable=self.ranges,
+                        pieces=self._pieces(url, served, start))
+
+    def _pieces(self, url, served, start):
+        stop = self.interrupt_at.pop(url, None)
+        for i in range(0, len(served), self.piece_bytes):
+            piece = served[i:i + self.piece_bytes]
+            if stop is not None and start + i + len(piece) > stop:
+                yield piece[:stop - start - i]
+                raise Interrupted(f"the URL stopped sending at byte {stop}", received=stop - start)
+            yield piece
 
 
 class FakeExtractor(Extractor):
@@ -283,6 +307,7 @@ class FakeEmbedder(Embedder):
 
     def __init__(self, pending: bool = False, fail_times: int = 0):
         self.pending = pending
+        self.asynchronous = pending  # as a real backend says: its submit() answers with a Pending job
         self.fail_times = fail_times
         self.calls: list[list[str]] = []
         self.submitted: list[tuple[list[str], str]] = []

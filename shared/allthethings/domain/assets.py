@@ -35,8 +35,9 @@ class Status(str, enum.Enum):
 
 # Status only moves forward. PROCESSING -> PROCESSING is allowed so that a queue
 # message redelivered after a crash mid-processing can pick the work up again, FETCHING ->
-# FETCHING so that a fetch records its progress. A fetch ends staged (SUBMITTED), failed, or
-# SEARCHABLE at once when the body is one already indexed behind another URL. The one way
+# FETCHING so that a fetch records its progress, GENERATING_EMBEDDINGS -> GENERATING_EMBEDDINGS
+# so that embeddings requested in groups move on to the next group's prediction. A fetch ends
+# staged (SUBMITTED), failed, or SEARCHABLE at once when the body is one already indexed behind another URL. The one way
 # back is a user's retry of a failed asset, to the step that failed: a failed processing
 # starts again from SUBMITTED (the staged bytes), failed embeddings from PROCESSED (the
 # stored chunks); a retry that fetches the URL again starts any failed asset from SUBMITTED
@@ -46,7 +47,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.SUBMITTED: frozenset({Status.PROCESSING, Status.PROCESSING_ERROR}),
     Status.PROCESSING: frozenset({Status.PROCESSING, Status.PROCESSED, Status.PROCESSING_ERROR}),
     Status.PROCESSED: frozenset({Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
-    Status.GENERATING_EMBEDDINGS: frozenset({Status.SEARCHABLE, Status.EMBEDDINGS_ERROR}),
+    Status.GENERATING_EMBEDDINGS: frozenset({Status.GENERATING_EMBEDDINGS, Status.SEARCHABLE,
+                                             Status.EMBEDDINGS_ERROR}),
     Status.SEARCHABLE: frozenset(),
     Status.PROCESSING_ERROR: frozenset({Status.SUBMITTED, Status.FETCHING}),
     # SUBMITTED, FETCHING: fetched again
@@ -175,12 +177,14 @@ class Asset:
     embedded_chunks: int | None = None  # while GENERATING_EMBEDDINGS in groups: how many chunks have vectors
 
     @classmethod
-    def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int,
-            asset_id: str | None = None, sha256: str | None = None) -> Asset:
+    def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int | None,
+            asset_id: str | None = None, sha256: str | None = None, status: Status = Status.SUBMITTED) -> Asset:
+        """A submitted asset: SUBMITTED with its body staged, or FETCHING (its body on its way)."""
         stamp = now()
-        return cls(id=asset_id or new_asset_id(), url=url, status=Status.SUBMITTED,
+        return cls(id=asset_id or new_asset_id(), url=url, status=status,
                    created_at=stamp, updated_at=stamp, content_type=content_type, kind=kind,
-                   staged_key=staged_key, size_bytes=size_bytes, sha256=sha256)
+                   staged_key=staged_key, size_bytes=size_bytes, sha256=sha256,
+                   fetched_bytes=0 if status is Status.FETCHING else None)
 
     def copied_to(self, url: str, *, size_bytes: int, content_type: str) -> Asset:
         """A new SEARCHABLE asset for `url` whose body is byte for byte this one's: it shares this

@@ -1,6 +1,7 @@
-"""The messages on the processing queue, each of a declared kind: process one submitted asset,
-or embed the stored chunks of documents sent together. A message is a small JSON object;
-`webhook_base` is where a remote model's webhooks for it should go."""
+"""The messages on the queues, each of a declared kind: on the processing queue, process one
+submitted asset, or embed the stored chunks of documents sent together; on the fetch queue,
+fetch (or go on fetching) one asset's body. A message is a small JSON object; `webhook_base` is
+where a remote model's webhooks for it should go."""
 
 from __future__ import annotations
 
@@ -25,14 +26,39 @@ class EmbedDocuments:
     kind = "embed_documents"
 
 
-Task = ProcessAsset | EmbedDocuments
-_KINDS = {cls.kind: cls for cls in (ProcessAsset, EmbedDocuments)}
+@dataclasses.dataclass(frozen=True)
+class FetchAsset:
+    """Fetch a FETCHING asset's body into the staging bucket, from byte `offset` on.
+
+    A fetch that runs out of its invocation's time hands over to the next with a message that
+    carries where it got to: the multipart upload, the ETags of its parts (each `part_bytes`
+    long, so `offset` is their sum), and the validators of the version being fetched, so the
+    next one asks for the rest with a Range request and refuses another version of the body.
+    `restarts` counts fetches begun again from zero (the body changed), `resumes` Range
+    continuations after the origin stopped sending part-way."""
+
+    asset_id: str
+    webhook_base: str | None = None
+    offset: int = 0
+    upload_id: str | None = None
+    etags: tuple[str, ...] = ()
+    etag: str | None = None
+    last_modified: str | None = None
+    restarts: int = 0
+    resumes: int = 0
+    kind = "fetch_asset"
+
+
+Task = ProcessAsset | EmbedDocuments | FetchAsset
+_KINDS = {cls.kind: cls for cls in (ProcessAsset, EmbedDocuments, FetchAsset)}
 
 
 def to_message(task: Task) -> dict:
     fields = dataclasses.asdict(task)
     if isinstance(task, EmbedDocuments):
         fields["asset_ids"] = list(task.asset_ids)
+    if isinstance(task, FetchAsset):
+        fields["etags"] = list(task.etags)
     return {"kind": task.kind, **fields}
 
 
@@ -51,6 +77,31 @@ def from_message(message: object) -> Task:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ValueError("an embed_documents message needs asset_ids, a list of asset ids")
         return EmbedDocuments(tuple(ids), base)
+    if kind == "fetch_asset":
+        return _fetch_asset(message, base)
     if not isinstance(message.get("asset_id"), str):
         raise ValueError("a process_asset message needs an asset_id")
     return ProcessAsset(message["asset_id"], base)
+
+
+def _fetch_asset(message: dict, base: str | None) -> FetchAsset:
+    def text(name: str) -> str | None:
+        value = message.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"a fetch_asset message's {name} must be a string")
+        return value
+
+    def count(name: str) -> int:
+        value = message.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"a fetch_asset message's {name} must be a count")
+        return value
+
+    etags = message.get("etags", [])
+    if not isinstance(etags, list) or not all(isinstance(e, str) for e in etags):
+        raise ValueError("a fetch_asset message's etags must be a list of strings")
+    if not isinstance(message.get("asset_id"), str):
+        raise ValueError("a fetch_asset message needs an asset_id")
+    return FetchAsset(message["asset_id"], base, offset=count("offset"), upload_id=text("upload_id"),
+                      etags=tuple(etags), etag=text("etag"), last_modified=text("last_modified"),
+                      restarts=count("restarts"), resumes=count("resumes"))
