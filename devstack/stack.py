@@ -166,6 +166,11 @@ class LocalStack:
         ordered = sorted(self.template.queues.values(), key=lambda q: q.dead_letter is not None)
         for queue in ordered:
             attributes = {"VisibilityTimeout": str(queue.visibility_timeout)}
+            # The template's message size limit, enforced by the emulator as SQS does (without one,
+            # the emulator's default: 1 MiB, the most SQS allows).
+            properties = self.template.raw["Resources"][queue.logical_id].get("Properties") or {}
+            if "MaximumMessageSize" in properties:
+                attributes["MaximumMessageSize"] = str(properties["MaximumMessageSize"])
             if queue.dead_letter:
                 dlq_arn = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue.dead_letter],
                                                    AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -271,7 +276,8 @@ class LocalStack:
         write_private(self.data_dir / "local-stack.json", json.dumps(manifest, indent=2))
 
     def _resume_unfinished(self) -> None:
-        """Assets a previous run left half-done: resume those whose chunks are stored, fail the rest.
+        """Assets a previous run left half-done: resume those whose chunks are stored and fetch
+        again those being fetched, fail the rest.
 
         The emulator keeps staged bodies and queue messages in memory only, and the local
         Replicate its predictions, so after a restart an asset waiting on any of them cannot
@@ -279,14 +285,16 @@ class LocalStack:
         """
         from allthethings import bootstrap
         from allthethings.domain.assets import Status
-        from allthethings.domain.tasks import ProcessAsset, to_message
+        from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
 
         deps = bootstrap.deps()
         cursor = None
         while True:
             assets, cursor = deps.store.list(100, cursor)
             for asset in assets:
-                if asset.status in (Status.SUBMITTED, Status.PROCESSING):
+                if asset.status is Status.FETCHING:  # its upload's parts died with the emulator: from zero
+                    deps.fetches.send(to_message(FetchAsset(asset.id, self.url)))
+                elif asset.status in (Status.SUBMITTED, Status.PROCESSING):
                     deps.store.move(asset.id, Status.PROCESSING_ERROR,
                                     error="the local stack stopped before this asset was processed; retry it "
                                           "(its URL is fetched again)")

@@ -224,3 +224,20 @@ def test_a_fetch_message_for_an_asset_already_staged_only_makes_sure_it_is_proce
     deps.queue.messages.clear()
     assert fetch_asset(task, deps, until=forever()) is Status.SUBMITTED  # a duplicate delivery
     assert [from_message(m) for m in deps.queue.messages] == [ProcessAsset(asset.id)]
+
+
+def test_a_fetch_that_stopped_moving_is_fetched_again_from_zero_by_the_sweeper_then_given_up():
+    from datetime import timedelta
+
+    from allthethings.services.sweeper import sweep
+
+    deps = deps_for(mp3(6 * PART), stuck_after_s=900, give_up_after_s=6 * 3600, api_url="https://api.test")
+    asset, _ = submit_asset(URL, deps)
+    deps.fetches.messages.clear()  # the fetch message was lost (or dead-lettered)
+    stamp = deps.store.get(asset.id).updated_at
+    assert sweep(deps, at=stamp + timedelta(seconds=899)).requeued == []
+    assert sweep(deps, at=stamp + timedelta(seconds=901)).requeued == [asset.id]
+    assert [from_message(m) for m in deps.fetches.messages] == [FetchAsset(asset.id, "https://api.test")]
+    assert sweep(deps, at=stamp + timedelta(hours=7)).failed == [asset.id]
+    failed = deps.store.get(asset.id)
+    assert failed.status is Status.PROCESSING_ERROR and "fetching did not finish" in failed.error

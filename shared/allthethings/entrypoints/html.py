@@ -108,7 +108,7 @@ def home(assets: list[Asset], error: str | None = None, params: dict | None = No
     rows = "".join(
         f"<tr data-id={a.id}><td><a href=\"/assets/{a.id}\">{escape(_label(a))}</a>"
         f"<div>{_origin(a)} <span class=muted>{escape(a.content_type or '')}</span></div></td>"
-        f"<td class=state><span class=\"status {a.status.value}\">{a.status.value}</span>"
+        f"<td class=state><span class=\"status {a.status.value}\">{a.status.value}</span>{_progress(a)}"
         + (f"<div class=error>{escape(a.error)}</div>" if a.error else "")
         + f"</td><td class=muted>{a.created_at:%Y-%m-%d %H:%M}</td><td class=actions>{_actions(a)}</td></tr>"
         for a in assets)
@@ -125,6 +125,22 @@ def home(assets: list[Asset], error: str | None = None, params: dict | None = No
     return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending)
 
 
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _progress(a: Asset) -> str:
+    """How far a long step has got: the bytes of a body being fetched, the chunks of one being embedded."""
+    if a.status is Status.FETCHING and a.fetched_bytes is not None:
+        if a.size_bytes:
+            return (f"<div class=muted><progress max={a.size_bytes} value={a.fetched_bytes}></progress> "
+                    f"{_megabytes(a.fetched_bytes)} of {_megabytes(a.size_bytes)}</div>")
+        return f"<div class=muted>{_megabytes(a.fetched_bytes)} fetched</div>"
+    if a.status is Status.GENERATING_EMBEDDINGS and a.embedded_chunks is not None and a.chunk_count:
+        return f"<div class=muted>{a.embedded_chunks:,} of {a.chunk_count:,} chunks embedded</div>"
+    return ""
+
+
 def _span(chunk: Chunk) -> str:
     if chunk.start_s is None:
         return ""
@@ -133,7 +149,7 @@ def _span(chunk: Chunk) -> str:
 
 def asset(a: Asset, chunks: list[Chunk]) -> str:
     """One asset's page: what is known of it, its first chunks' text, and its buttons."""
-    facts = [("Status", f"<span class=\"status {a.status.value}\">{a.status.value}</span>"),
+    facts = [("Status", f"<span class=\"status {a.status.value}\">{a.status.value}</span>{_progress(a)}"),
              ("Kind", escape(a.kind.value if a.kind else "")), ("Content type", escape(a.content_type or "")),
              ("Size", f"{a.size_bytes:,} bytes" if a.size_bytes is not None else ""),
              ("Chunks", str(a.chunk_count) if a.chunk_count is not None else ""),
@@ -162,6 +178,17 @@ def message(title: str, text: str) -> str:
 _LIVE_STATUS = """<script>
 (function () {
   function esc(s) { var d = document.createElement("div"); d.textContent = s; return d.innerHTML; }
+  function mb(n) { return (n / 1e6).toFixed(1) + " MB"; }
+  function progress(a) {  // as _progress draws it
+    if (a.status === "FETCHING" && typeof a.fetched_bytes === "number") {
+      if (a.size_bytes) return "<div class=muted><progress max=" + a.size_bytes + " value=" + a.fetched_bytes +
+        "></progress> " + mb(a.fetched_bytes) + " of " + mb(a.size_bytes) + "</div>";
+      return "<div class=muted>" + mb(a.fetched_bytes) + " fetched</div>";
+    }
+    if (a.status === "GENERATING_EMBEDDINGS" && typeof a.embedded_chunks === "number" && a.chunk_count)
+      return "<div class=muted>" + a.embedded_chunks + " of " + a.chunk_count + " chunks embedded</div>";
+    return "";
+  }
   function poll() {
     var params = new URLSearchParams(location.search);  // the page's own filters and cursor
     params.set("limit", "50");
@@ -170,7 +197,7 @@ _LIVE_STATUS = """<script>
       page.assets.forEach(function (a) {
         var row = document.querySelector("tr[data-id='" + a.id + "'] td.state");
         if (row) row.innerHTML = '<span class="status ' + esc(a.status) + '">' + esc(a.status) + "</span>" +
-          (a.error ? '<div class=error>' + esc(a.error) + "</div>" : "");
+          progress(a) + (a.error ? '<div class=error>' + esc(a.error) + "</div>" : "");
         if (["SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"].indexOf(a.status) < 0) pending = true;
       });
       if (pending) setTimeout(poll, 1500);

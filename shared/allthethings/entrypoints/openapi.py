@@ -71,6 +71,11 @@ def _schemas() -> dict:
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "metadata": {"type": "object", "description": "A document's own fields, as ingested."},
+            "fetched_bytes": {"type": "integer", "description": (
+                "While FETCHING: how many bytes of the body are staged so far (size_bytes is the whole, "
+                "when the origin declared it).")},
+            "embedded_chunks": {"type": "integer", "description": (
+                "While GENERATING_EMBEDDINGS in groups: how many of chunk_count chunks have their vectors.")},
             "error": {"type": "string", "description": "Why the asset failed (error statuses only)."}}},
         "AssetPage": {"type": "object", "required": ["assets", "next_cursor"], "properties": {
             "assets": {"type": "array", "items": _ref("Asset")}, "next_cursor": nullable_string}},
@@ -161,10 +166,15 @@ def _paths(search_keyed: bool) -> dict:
             "200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "The API answers.")}}},
         "/api/assets": {
             "post": {"summary": "Index a URL", "tags": ["assets"], "description": (
-                "Fetches the URL (public addresses only), stages it and queues it for indexing. A URL already "
-                "known answers 200 with its asset; bytes already indexed under another URL are reused."),
+                "Opens the URL (public addresses only) and answers within seconds whatever the body's size: "
+                "an unreachable URL, an HTTP error (422), a type that cannot be indexed (415) or a declared "
+                "size over the limit (413) is refused at once. A body that arrives within about a second is "
+                "staged now (status SUBMITTED); a larger or slower one is fetched behind the queue (status "
+                "FETCHING, with fetched_bytes and size_bytes showing progress; a body too large for one "
+                "invocation continues with HTTP Range requests). A URL already known answers 200 with its "
+                "asset; bytes already indexed under another URL are reused."),
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Submission")}}},
-                "responses": {"202": _json(_ref("Asset"), "A new asset, queued."),
+                "responses": {"202": _json(_ref("Asset"), "A new asset, queued (SUBMITTED or FETCHING)."),
                               "200": _json(_ref("Asset"), "The asset this URL already has."),
                               **_errors(400, 403, 413, 415, 422, 503)}},
             "get": {"summary": "List assets, newest first", "tags": ["assets"], "parameters": [
