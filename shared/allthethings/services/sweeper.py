@@ -1,7 +1,7 @@
 """Moving on assets stuck in a step: what the scheduled sweeper does.
 
-An unfinished asset waits on something outside its record: a queue message (SUBMITTED,
-PROCESSED, or PROCESSING without a prediction), or a Replicate prediction whose webhook
+An unfinished asset waits on something outside its record: a queue message (FETCHING,
+SUBMITTED, PROCESSED, or PROCESSING without a prediction), or a Replicate prediction whose webhook
 should come (PROCESSING with one: a transcription; GENERATING_EMBEDDINGS). Webhooks get
 lost and messages get dead-lettered, so an asset not updated for `stuck_after_s` is looked at:
 
@@ -10,7 +10,10 @@ lost and messages get dead-lettered, so an asset not updated for `stuck_after_s`
   status with the reason). Unknown to the API: an error status. Still running: left alone
   until `give_up_after_s`, then an error status.
 - Without one, its processing message is sent again (every step is idempotent, so a
-  duplicate costs nothing), until `give_up_after_s`, then an error status.
+  duplicate costs nothing), until `give_up_after_s`, then an error status. A FETCHING asset
+  records its progress after every part, so one not updated has lost its fetch: it is fetched
+  again from zero (should the lost one come back, the first to finish moves the asset on and
+  the other stops at its next part).
 
 Every error status says why and can be retried. When the model API cannot answer, the
 asset is left for the next sweep.
@@ -24,14 +27,14 @@ from datetime import datetime, timedelta
 
 from allthethings.domain.assets import Asset, Status, now
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
-from allthethings.domain.tasks import ProcessAsset, to_message
+from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
 from allthethings.ports import PREDICTION_FINISHED
 from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.transcription import apply_transcription_prediction
 
-STUCK = (Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
+STUCK = (Status.FETCHING, Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
 BATCH = 200
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
             _give_up(asset, deps, report)
         elif asset.status is Status.GENERATING_EMBEDDINGS:
             report.waiting.append(asset.id)  # created through a queue, its id unknown: only its webhook can tell
+        elif asset.status is Status.FETCHING:  # a fetch records progress part by part: this one stopped
+            deps.fetches.send(to_message(FetchAsset(asset.id, settings.api_url)))  # from zero, a new upload
+            report.requeued.append(asset.id)
         else:
             deps.queue.send(to_message(ProcessAsset(asset.id, settings.api_url)))
             report.requeued.append(asset.id)
@@ -100,6 +106,6 @@ def _give_up(asset: Asset, deps: Deps, report: SweepReport) -> None:
 
 
 def _fail(asset: Asset, reason: str, deps: Deps) -> None:
-    target = Status.PROCESSING_ERROR if asset.status in (Status.SUBMITTED, Status.PROCESSING) \
+    target = Status.PROCESSING_ERROR if asset.status in (Status.FETCHING, Status.SUBMITTED, Status.PROCESSING) \
         else Status.EMBEDDINGS_ERROR
     fail_asset(asset.id, target, reason, deps)
