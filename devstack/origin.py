@@ -49,21 +49,21 @@ class Body:
     def last_modified(self) -> str:
         return formatdate(1_700_000_000 + self.version, usegmt=True)
 
-    def read(self, start: int, end: int):
+    def read(self, start: int, end: int, piece: int = PIECE):
         """The bytes from start to end (exclusive), in pieces."""
         if self.data is not None:
-            for i in range(start, end, PIECE):
-                yield self.data[i:min(i + PIECE, end)]
+            for i in range(start, end, piece):
+                yield self.data[i:min(i + piece, end)]
             return
         with open(self.path, "rb") as fh:
             fh.seek(start)
             left = end - start
             while left > 0:
-                piece = fh.read(min(PIECE, left))
-                if not piece:
+                chunk = fh.read(min(piece, left))
+                if not chunk:
                     return
-                left -= len(piece)
-                yield piece
+                left -= len(chunk)
+                yield chunk
 
 
 class Origin:
@@ -165,7 +165,9 @@ class Origin:
                 stall_at = int(query["stall_at"]) if query.get("stall_at") else None
                 began, sent = time.monotonic(), start
                 try:
-                    for piece in body.read(start, body.size):
+                    # Throttled, a twentieth of a second's worth at a time, so the rate holds within a second.
+                    size = max(1024, min(PIECE, int(rate / 20))) if rate else PIECE
+                    for piece in body.read(start, body.size, size):
                         for cut in (drop_at, stall_at):
                             if cut is not None and sent + len(piece) > cut:
                                 piece = piece[:max(0, cut - sent)]

@@ -216,6 +216,52 @@ def test_a_bad_body_is_refused_or_ends_in_an_error_status(deps, public, name):
     assert asset.error or name == "mp3-garbage"
 
 
+# Origins that misbehave part-way through a body too large to fetch inside the request, fetched
+# behind the queue by the fetch function (in parts of 16 KiB; an invocation fetches for at least 1 s).
+ORIGIN_FAULTS = {
+    "drops the connection, then serves the rest": ("drop_at=20000", "staged"),
+    "announces more than it sends": ("declare=60000", "error"),
+    "grows past the limit, with no length": ("chunked=1&size=80000", "error"),
+    "answers a Range request with the whole body": ("ranges=0&rate=20000", "error"),
+    "is slow but takes Range requests": ("rate=30000", "staged"),
+}
+
+
+@pytest.fixture
+def origin():
+    from devstack.origin import Origin
+
+    with Origin() as server:
+        yield server
+
+
+@pytest.mark.parametrize("fault", sorted(ORIGIN_FAULTS))
+def test_an_origin_that_misbehaves_part_way_ends_staged_or_in_an_error_never_stuck(deps, origin, fault):
+    import dataclasses
+
+    from allthethings.domain.assets import Status
+    from tests.unit.test_handlers import drain
+
+    query, expected = ORIGIN_FAULTS[fault]
+    size = int(query.split("size=")[1]) if "size=" in query else 50_000
+    deps.settings = dataclasses.replace(deps.settings, inline_fetch_bytes=4 * KiB, fetch_part_bytes=16 * KiB,
+                                        fetch_slice_s=0.001)
+    body = (b"ID3" + bytes(range(256)) * (size // 256 + 1))[:size]
+    origin.put("/long.mp3", body, "audio/mpeg")
+    status, got = submit(f"http://public.test:{origin.base.rsplit(':', 1)[1]}/long.mp3?{query}")
+    assert status == 202 and got["status"] == "FETCHING", got
+    for _ in range(30):
+        if not deps.fetches.messages:
+            break
+        assert drain(deps.fetches, "FetchFunction") == {"batchItemFailures": []}
+    asset = deps.store.get(got["id"])
+    if expected == "staged":
+        assert asset.status is Status.SUBMITTED and deps.blobs.objects[asset.staged_key] == body
+    else:
+        assert asset.status is Status.PROCESSING_ERROR and asset.error.startswith("fetching the URL failed"), asset
+    assert not deps.blobs.uploads, "no unfinished upload is left behind"
+
+
 @pytest.mark.parametrize("code", [404, 410, 500, 503])
 def test_a_url_answering_an_error_is_a_422(deps, public, code):
     status, body = submit(f"http://public.test:{public.server_address[1]}/status-{code}")
