@@ -256,6 +256,17 @@ def samples(now: bool) -> dict[str, Sample]:
         "submit-get-asset.json": Sample("SubmitFunction", http_event(
             4, "GET", "/api/assets/{id}", f"/api/assets/{ASSET_ID}", **asset, keyed=True)),
         "process-sqs.json": Sample("ProcessFunction", sqs_event()),
+        # A body too large or too slow to read inside the submission: the fetch queue's message, and
+        # the hand-over an invocation that ran out of time queues (the rest by a Range request).
+        "fetch-sqs.json": Sample("FetchFunction", sqs_event(
+            {"kind": "fetch_asset", "asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}", "offset": 0},
+            queue="allthethings-FetchQueue-Hn4sW8cE2rQz", sender="allthethings-SubmitFunction-Lp2xR7nK4vTu")),
+        "fetch-continue-sqs.json": Sample("FetchFunction", sqs_event(
+            {"kind": "fetch_asset", "asset_id": ASSET_ID, "webhook_base": f"https://{DOMAIN}",
+             "offset": 8388608, "upload_id": "VXBsb2FkIElEIGZvciBhbGx0aGV0aGluZ3M",
+             "etags": ['"5f363e0e58a95f06cbe9bbc662c5dfb6"'], "etag": '"a3f9-5d41402abc4b"',
+             "last_modified": "Tue, 14 Nov 2023 22:13:20 GMT", "restarts": 0, "resumes": 0},
+            queue="allthethings-FetchQueue-Hn4sW8cE2rQz", sender="allthethings-FetchFunction-Qe8vN3tJ6wYb")),
         "webhook-embedding.json": Sample("WebhookEmbeddingFunction", webhook_event(
             9, "embedding", embedding, "msg_2pQzE0fTg7dKx1VbN8cHs4YwLm", now)),
         "webhook-audio.json": Sample("WebhookAudioFunction", webhook_event(
