@@ -1,10 +1,13 @@
 """Webhook consumer function. Trigger: the SQS webhook queue (batches, ReportBatchItemFailures).
 
 Each message is a verified delivery {"kind": "audio"|"embedding", "asset_id", "delivery_id",
-"webhook_base", "body"}: a finished transcription becomes timed chunks and an embedding
-request; finished embeddings make the asset SEARCHABLE; a failed or canceled prediction sets
-the asset's error status with Replicate's reason. Applying twice changes nothing. A record
-that raises is retried by SQS and, after maxReceiveCount, kept in the dead-letter queue.
+"webhook_base", "body"}, or, for a body too large for the queue, a claim check that names it in
+the staging bucket ("body_key" instead of "body"; read here, deleted once applied): a finished
+transcription becomes timed chunks and an embedding request; a finished group of embeddings
+is kept and the next group requested, and the last makes the asset SEARCHABLE; a failed or
+canceled prediction sets the asset's error status with Replicate's reason. Applying twice
+changes nothing. A record that raises (a claimed body missing while its delivery is still due,
+for one) is retried by SQS and, after maxReceiveCount, kept in the dead-letter queue.
 """
 
 import json
@@ -25,6 +28,7 @@ def record_handler(record: SQSRecord) -> None:
     asset = apply_webhook(message, bootstrap.deps())
     logger.info("webhook applied", extra={"asset_id": message["asset_id"], "kind": message["kind"],
                                           "delivery_id": message.get("delivery_id"),
+                                          "claim_check": message.get("body_key"),
                                           "status": asset.status if asset else "deleted"})
 
 

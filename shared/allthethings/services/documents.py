@@ -2,7 +2,8 @@
 
 Ingestion chunks each document, stores it as a PROCESSED asset with its chunks, and queues
 one message for the whole request; the processing step then embeds every chunk of the batch
-in one model call (or, with a backend that answers by webhook, one prediction per document).
+in one model call (or, with a backend that answers by webhook, one prediction per group of at
+most `embedding_group_chunks` chunks of each document, never more chunks in one prediction).
 Sending a document again is idempotent on its id: unchanged (the same title, text and
 metadata) does nothing; changed replaces the indexed version; failed is indexed again.
 Either every new record of a request is stored and queued, or (the queue refusing) none is.
@@ -92,7 +93,7 @@ def _store(doc: Document, deps: Deps) -> Ingested:
 
 def embed_documents(asset_ids: Sequence[str], deps: Deps, *, webhook_base: str | None = None) -> dict[str, Status]:
     """Embed the PROCESSED assets among `asset_ids`: all their chunks in one call of a synchronous
-    backend, or one prediction each with a webhook backend. Raises (to be retried) if the model
+    backend, or each in groups of predictions with a webhook backend. Raises (to be retried) if the model
     fails; assets that moved on or are gone are skipped. Returns each asset's status."""
     statuses: dict[str, Status] = {}
     waiting = []

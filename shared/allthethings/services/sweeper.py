@@ -87,10 +87,16 @@ def _ask_the_model_api(asset: Asset, overdue: bool, deps: Deps, report: SweepRep
         report.unreachable.append(asset.id)
         return
     if prediction.get("status") in PREDICTION_FINISHED:
-        if asset.status is Status.PROCESSING:
-            after = apply_transcription_prediction(asset.id, prediction, deps, deps.settings.api_url)
-        else:
-            after = apply_embedding_prediction(asset.id, prediction, deps)
+        # Applying may request the next prediction (the embeddings of the next group of chunks, or
+        # of a finished transcript): when the model API refuses that, the asset waits for the next sweep.
+        try:
+            if asset.status is Status.PROCESSING:
+                after = apply_transcription_prediction(asset.id, prediction, deps, deps.settings.api_url)
+            else:
+                after = apply_embedding_prediction(asset.id, prediction, deps, deps.settings.api_url)
+        except UpstreamUnavailable:
+            report.unreachable.append(asset.id)
+            return
         (report.failed if after.status.is_error else report.finished).append(asset.id)
     elif overdue:
         _give_up(asset, deps, report)

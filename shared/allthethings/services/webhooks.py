@@ -6,21 +6,29 @@ delivery is this asset's prediction (409 otherwise, nothing changes), and puts t
 a durable queue, so the sender gets its 2xx within a second whatever the store
 or the model API are doing. Applying happens in the queue's consumer: a failure there is
 retried and, after the queue's maxReceiveCount, kept in the dead-letter queue to redrive.
+
+A delivery whose queued message would be larger than `claim_check_bytes` travels by claim
+check: its body is stored in the staging bucket (`deliveries/{asset_id}/...`) and the message
+carries the key. The consumer reads the body back and deletes it once the delivery is applied;
+a body missing when its delivery is still due fails the message (retried, then dead-lettered).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from allthethings.domain.assets import Asset, Kind, Status
-from allthethings.domain.errors import Conflict, InvalidInput, NotFound
+from allthethings.domain.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
-from allthethings.services.embeddings import apply_embedding_prediction
+from allthethings.services.embeddings import apply_embedding_prediction, current_group
 from allthethings.services.transcription import apply_transcription_prediction
 
 KINDS = ("audio", "embedding")
@@ -42,10 +50,38 @@ def receive_webhook(kind: str, asset_id: str, body: bytes, headers: Mapping[str,
     foreign = foreign_delivery(kind, asset, prediction, deps)
     if foreign:
         raise Conflict(f"this delivery is not for asset {asset.id}: {foreign}")
-    deps.webhooks.send({"kind": kind, "asset_id": asset.id, "delivery_id": delivery_id,
-                        "webhook_base": webhook_base, "body": body.decode("utf-8", errors="replace"),
-                        "received_at": time.time()})
+    message = {"kind": kind, "asset_id": asset.id, "delivery_id": delivery_id, "webhook_base": webhook_base,
+               "body": body.decode("utf-8", errors="replace"), "received_at": time.time()}
+    _queue(message, body, prediction, deps)
     return asset
+
+
+class MissingDelivery(RuntimeError):
+    """A claim-checked delivery whose body is no longer in the staging bucket while it is still due."""
+
+
+def _queue(message: dict, body: bytes, prediction: dict, deps: Deps) -> None:
+    """Queue the delivery, by claim check when the message would be over `claim_check_bytes`
+    (measured as the queue adapter writes it: compact JSON, non-ASCII escaped)."""
+    if len(json.dumps(message, separators=(",", ":"))) <= deps.settings.claim_check_bytes:
+        deps.webhooks.send(message)
+        return
+    # One object per received delivery, so a duplicate's body is never deleted under it.
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(message["delivery_id"]))[:64]
+    key = f"deliveries/{message['asset_id']}/{name}-{uuid.uuid4().hex}"
+    deps.blobs.put(key, io.BytesIO(body), "application/json")
+    pointer = {k: v for k, v in message.items() if k != "body"}
+    prediction_id = prediction.get("id")
+    pointer.update(body_key=key, body_bytes=len(body),
+                   prediction_id=prediction_id if isinstance(prediction_id, str) else None)
+    try:
+        deps.webhooks.send(pointer)
+    except BaseException:
+        try:
+            deps.blobs.delete(key)
+        except (NotFound, UpstreamUnavailable):
+            log.warning("could not delete %s after the queue refused its delivery", key)
+        raise
 
 
 def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> str | None:
@@ -70,8 +106,11 @@ def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> s
         if not audio or not staged or not unquote(urlsplit(audio).path).endswith(staged):
             return "it transcribed another recording"
         return None
+    # Embeddings come in groups: the delivery must have embedded the chunks of the group the
+    # asset waits for, from its first chunk on (however many the group holds).
     texts = deps.embedder.texts_of(prediction)
-    if texts is None or texts != [c.text for c in deps.store.chunks(asset.id)]:
+    start = current_group(asset)
+    if not texts or texts != [c.text for c in deps.store.chunks(asset.id)[start:start + len(texts)]]:
         return "it embedded other texts than the asset's chunks"
     return None
 
@@ -81,24 +120,65 @@ def apply_webhook(message: dict, deps: Deps) -> Asset | None:
     A delivery for an asset deleted since it was queued has nothing left to do (None)."""
     if message.get("kind") not in KINDS:
         raise ValueError(f"unknown webhook kind {message.get('kind')!r}")
-    prediction = json.loads(message["body"])
-    if not isinstance(prediction, dict):
-        raise ValueError("the webhook body is not a prediction object")
     try:
+        body = _body_of(message, deps)
+        if body is None:
+            return deps.store.get(message["asset_id"])
+        prediction = json.loads(body)
+        if not isinstance(prediction, dict):
+            raise ValueError("the webhook body is not a prediction object")
         asset = get_asset(message["asset_id"], deps)
         foreign = foreign_delivery(message["kind"], asset, prediction, deps)
         if foreign:  # queued before deliveries were checked on arrival, or the asset moved on since
             log.warning("ignoring a %s delivery for asset %s: %s", message["kind"], asset.id, foreign)
+            _forget_body(message, deps)
             return asset
         before = asset.status
         if message["kind"] == "audio":
             asset = apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
         else:
-            asset = apply_embedding_prediction(message["asset_id"], prediction, deps)
+            asset = apply_embedding_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
     except NotFound:
         log.warning("asset %s no longer exists; dropping its %s webhook", message["asset_id"], message["kind"])
+        _forget_body(message, deps)
         return None
+    _forget_body(message, deps)
     received_at = message.get("received_at")
     if asset.status is Status.SEARCHABLE and before is not Status.SEARCHABLE and isinstance(received_at, float):
         deps.metrics.latency("webhook_to_searchable", max(0.0, time.time() - received_at))
     return asset
+
+
+def _body_of(message: dict, deps: Deps) -> str | bytes | None:
+    """The delivery's body: in the message, or in the staging bucket under its claim check. None:
+    the claimed body is gone because the delivery was applied already (a redelivered message),
+    so there is nothing left to do. MissingDelivery: it is gone while the asset still waits."""
+    key = message.get("body_key")
+    if key is None:
+        return message["body"]
+    try:
+        return deps.blobs.get(key)
+    except NotFound:
+        pass
+    asset = get_asset(message["asset_id"], deps)  # NotFound: deleted, and the caller drops the delivery
+    if asset.status not in WAITING[message["kind"]] \
+            or (asset.prediction_id and message.get("prediction_id") != asset.prediction_id):
+        log.warning("the claimed body %s is gone and asset %s has moved on; dropping the %s delivery",
+                    key, asset.id, message["kind"])
+        return None
+    log.error("the claimed body %s of the %s delivery %s for asset %s is missing from the staging bucket",
+              key, message["kind"], message.get("delivery_id"), asset.id)
+    raise MissingDelivery(f"the body of the {message['kind']} delivery {message.get('delivery_id')} for asset "
+                          f"{asset.id} is missing from the staging bucket ({key})")
+
+
+def _forget_body(message: dict, deps: Deps) -> None:
+    """Delete a claim-checked body once its delivery is applied (a failed delete is left to the
+    bucket's lifecycle; a redelivered message then finds the asset moved on)."""
+    key = message.get("body_key")
+    if key is None:
+        return
+    try:
+        deps.blobs.delete(key)
+    except (NotFound, UpstreamUnavailable) as exc:
+        log.warning("could not delete the applied delivery's body %s (%s)", key, exc)
