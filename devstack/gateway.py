@@ -49,6 +49,10 @@ def isolate_requests() -> None:
 
 isolate_requests()
 
+# What Lambda accepts as a synchronous invocation's payload: API Gateway answers 413 for a request
+# whose event (the body, base64-encoded when binary, with everything else) would be larger.
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+
 _TEXTUAL = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml",
             "application/javascript")
 
@@ -275,5 +279,10 @@ def gateway(request):
     if found is None:
         return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
     route, fn, params = found
+    # A body alone over the limit makes an event over it: refused before it is read into memory.
+    if (request.content_length or 0) > LAMBDA_PAYLOAD_BYTES:
+        return to_response(_gateway_error(413, "Request Entity Too Large"))
     event = build_event(request, route, params)
+    if len(json.dumps(event, ensure_ascii=False).encode("utf-8")) > LAMBDA_PAYLOAD_BYTES:
+        return to_response(_gateway_error(413, "Request Entity Too Large"))
     return to_response(dispatch(route, fn, event, _router.template.functions, _containers.invoke))
