@@ -91,9 +91,9 @@ def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> s
     URL it was posted to is not signed. So the body itself must belong to the asset: its
     prediction id, once stored, or else (the id is stored only after the prediction is
     created, and never when predictions go through Hookdeck) the input the prediction echoes,
-    which the signature does cover: the asset's own staged recording for a transcription, the
-    asset's own chunk texts for embeddings. A replay against another or a later asset fails
-    either way."""
+    which the signature does cover: for a transcription the asset's own staged recording, for
+    embeddings the texts of the group of chunks the asset waits for. A replay against another
+    or a later asset, or of an earlier group, fails either way."""
     if kind == "audio" and asset.kind not in (Kind.AUDIO, Kind.VIDEO):
         return f"a transcription, but the asset is {asset.kind.value if asset.kind else 'not a recording'}"
     if asset.status not in WAITING[kind]:
