@@ -7,7 +7,7 @@ does), transcribes a constructed recording (bench/recording.py) and reports its 
 the segments found.
 
     python -m bench.whisper_memory                        # 30 and 60 minutes, both ways
-    python -m bench.whisper_memory --minutes 60 --modes windowed --window 300
+    python -m bench.whisper_memory --minutes 60 --modes windowed --window 600
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.common import machine
 from bench.recording import build_recording
+from devstack.replicate import WHISPER_WINDOW_S
 
 
 def _child(mode: str, path: str, window_s: float) -> dict:
@@ -58,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, nargs="+", default=[30, 60])
     parser.add_argument("--modes", nargs="+", default=["whole", "windowed"], choices=["whole", "windowed"])
-    parser.add_argument("--window", type=float, default=600.0)
+    parser.add_argument("--window", type=float, default=WHISPER_WINDOW_S)
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"))
     args = parser.parse_args()
     if args.child:

@@ -36,7 +36,7 @@ TERMINAL = ("succeeded", "failed", "canceled")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 WHISPER_MODEL = "openai/whisper"
 EMBEDDING_MODEL = "replicate/all-mpnet-base-v2"
-WHISPER_WINDOW_S = 600.0
+WHISPER_WINDOW_S = 300.0  # peak RSS is about 0.85 MB a second of window above the model (BENCHMARKS.md)
 SAMPLE_RATE = 16000
 
 
@@ -51,10 +51,13 @@ def transcribe_in_windows(whisper, path: str, window_s: float = WHISPER_WINDOW_S
     for offset, samples in pcm_windows(path, window_s):
         segments, info = whisper.transcribe(samples, beam_size=1, temperature=0, condition_on_previous_text=False)
         language = language or info.language
-        start_s = offset / SAMPLE_RATE
+        start_s, length_s = offset / SAMPLE_RATE, len(samples) / SAMPLE_RATE
         for s in segments:
+            # Whisper's last timestamp can pass the audio's end; a window's segments stay inside it,
+            # so the next window's never start before them.
+            start, end = min(s.start, length_s) + start_s, min(s.end, length_s) + start_s
             items.append({"id": len(items), "seek": s.seek + offset * 100 // SAMPLE_RATE,
-                          "start": round(s.start + start_s, 3), "end": round(s.end + start_s, 3), "text": s.text,
+                          "start": round(start, 3), "end": round(end, 3), "text": s.text,
                           "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
                           "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob})
     return items, language or "en"
@@ -72,6 +75,8 @@ def pcm_windows(path: str, window_s: float):
     pending: list = []
     size = offset = 0
     with av.open(path) as container:
+        if not container.streams.audio:
+            raise ValueError("the file has no audio stream")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the resampler

@@ -479,7 +479,7 @@ def test_a_recording_longer_than_a_window_keeps_increasing_segment_times_offset_
     starts = [s.start_s for s in segments]
     assert starts == sorted(starts), "segment times go back at a window boundary"
     assert all(a.end_s <= b.start_s + 0.5 for a, b in zip(segments, segments[1:]))
-    assert 140 <= segments[-1].end_s <= 150.5, "the last window was not transcribed, or not offset"
+    assert 140 <= segments[-1].end_s <= 150.0, "the last window was not transcribed, or not offset"
     assert [item["id"] for item in prediction["output"]["segments"]] == list(range(len(segments)))
     # Whisper may split the phrase over two segments: it is found where its first words start.
     (found,) = [a for a, b in zip(segments, segments[1:] + segments[-1:])
