@@ -26,7 +26,7 @@ query's words cluster in its text, in proportion to the characters before them
 
 Transcripts are kept in bench/.cache (by length and seed), so a second run only chunks and embeds.
 
-    python -m bench.time_precision [--minutes 20] [--seeds 0 1 2] [--models all-MiniLM-L6-v2 all-mpnet-base-v2]
+    python -m bench.time_precision [--minutes 20] [--seeds 0 1 2 3 4 5] [--models all-MiniLM-L6-v2 all-mpnet-base-v2]
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def evaluate(recordings, model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=20)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--models", nargs="+", default=["all-MiniLM-L6-v2", "all-mpnet-base-v2"])
     args = parser.parse_args()
     print(json.dumps({"machine": machine(), "minutes": args.minutes, "seeds": args.seeds}), flush=True)
