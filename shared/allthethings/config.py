@@ -146,8 +146,9 @@ class Settings:
     chunk_tokens: int = _setting(200, "CHUNK_TOKENS", positive=True)
     chunk_overlap: int = _setting(40, "CHUNK_OVERLAP")
     # A chunk of a transcript spans at most this many seconds of speech, whatever its tokens,
-    # so a result's start_s/end_s bound where the words are said.
-    chunk_max_seconds: float = _setting(30.0, "CHUNK_MAX_SECONDS", positive=True)
+    # so a result's start_s/end_s bound where the words are said (BENCHMARKS.md: 20 s puts the
+    # median error of start_s under 10 s by chunks alone; 30 s does not).
+    chunk_max_seconds: float = _setting(20.0, "CHUNK_MAX_SECONDS", positive=True)
 
     def __post_init__(self) -> None:
         if self.sqlite_path is None:

@@ -323,3 +323,18 @@ def test_a_message_for_the_user_keeps_urls_and_loses_server_file_paths(message, 
     from allthethings.domain.assets import without_paths
 
     assert without_paths(message) == shown
+
+
+# -- where in a timed chunk the query's words are said (issue 14 item 3) ---------------------------
+
+def test_a_recordings_result_starts_where_the_querys_words_are_said_not_at_the_chunks_start():
+    from allthethings.domain.search import highlights, passage_start
+
+    text = "the weather was fine that morning and then he said ask not what your country can do for you"
+    spans = highlights(text, ["ask", "country"])
+    at = passage_start(text, 100.0, 120.0, spans)
+    said = 100.0 + 20.0 * text.index("ask") / len(text)
+    assert said - 1.0 - 0.01 <= at <= said, "a second of lead-in before the first word of the cluster"
+    assert passage_start(text, 100.0, 120.0, []) == 100.0, "a match by meaning alone keeps the chunk's start"
+    assert passage_start("ask " + text, 100.0, 120.0, highlights("ask " + text, ["ask", "country"])) >= 100.0
+    assert passage_start(text, 100.0, 100.0, spans) == 100.0

@@ -135,3 +135,4 @@ def test_the_page_shows_relevance_in_words_not_the_fused_score():
                         search(parse_request({"q": "lighthouse keepers"}), deps).results, None)
     assert "strong match" in page and "<meter" in page
     assert "score" not in page
+

@@ -94,6 +94,28 @@ def highlights(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
     return [m.span() for m in pattern.finditer(text)]
 
 
+# How many characters of a transcript around a query word count as one place it is said, and how
+# many seconds before that place a player starts (a word's first syllable is not cut off).
+_PASSAGE_REACH = 200
+_PASSAGE_LEAD_S = 1.0
+
+
+def passage_start(text: str, start_s: float, end_s: float, spans: Sequence[tuple[int, int]]) -> float:
+    """Where in a timed chunk the query's words are said: the chunk's start moved to the place its
+    text holds the most distinct query words (`spans`, the highlights), in proportion to the
+    characters before it, less a second of lead-in; the chunk's own start when no word matched
+    (a match by meaning alone). Never before the chunk's start nor after its end."""
+    if not spans or not text or end_s <= start_s:
+        return start_s
+
+    def held(at: int) -> int:
+        return len({text[a:b].lower() for a, b in spans if at <= a < at + _PASSAGE_REACH})
+
+    densest = max(spans, key=lambda span: (held(span[0]), -span[0]))[0]
+    moved = start_s + (end_s - start_s) * densest / len(text) - _PASSAGE_LEAD_S
+    return round(min(max(start_s, moved), end_s), 2)
+
+
 def fingerprint(query: str, mode: Mode, search_filter: SearchFilter) -> str:
     raw = json.dumps([query, mode.value, search_filter.fingerprint()], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]

@@ -1,6 +1,7 @@
 """Searching: by meaning (vector), by words (keyword, BM25), or both fused by reciprocal rank
 (hybrid, the default); filtered before ranking; one result per asset, scored by its best chunk,
-which is the snippet, with the query's words marked and, for audio and video, its start and end.
+which is the snippet, with the query's words marked and, for audio and video, its start and end
+(the start moved to where the query's words are said in it, when they are).
 
 A query finds something only if something matches it: a chunk that holds its words, or one whose
 cosine similarity to it reaches the model's similarity floor (calibrated per model,
@@ -20,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 
-from allthethings.domain.assets import Kind
+from allthethings.domain.assets import Asset, ChunkHit, Kind
 from allthethings.domain.embedding import CATALOG
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.search import (
@@ -35,6 +36,7 @@ from allthethings.domain.search import (
     page_cursor,
     page_offset,
     parse_instant,
+    passage_start,
     query_terms,
     relevance,
 )
@@ -120,12 +122,19 @@ def _search(request: SearchRequest, deps: Deps) -> SearchPage:
     page = groups[offset:offset + request.limit]
     terms = query_terms(request.query)
     assets = deps.store.get_many([hit.asset_id for hit in page])  # one read for the page
-    results = [SearchResult(asset=assets[hit.asset_id], score=round(hit.score, 6), snippet=hit.text,
-                            highlights=tuple(highlights(hit.text, terms)), start_s=hit.start_s, end_s=hit.end_s,
-                            relevance=relevance(hit, terms, floor, strong))
+    results = [_result(assets[hit.asset_id], hit, terms, floor, strong)
                for hit in page if hit.asset_id in assets]  # an asset deleted since the search is left out
     more = len(groups) > offset + request.limit
     return SearchPage(results, page_cursor(key, offset + request.limit) if more else None)
+
+
+def _result(asset: Asset, hit: ChunkHit, terms: list[str], floor: float | None, strong: float | None) -> SearchResult:
+    marks = tuple(highlights(hit.text, terms))
+    start_s = hit.start_s
+    if hit.start_s is not None and hit.end_s is not None:  # a recording: start where the words are said
+        start_s = passage_start(hit.text, hit.start_s, hit.end_s, marks)
+    return SearchResult(asset=asset, score=round(hit.score, 6), snippet=hit.text, highlights=marks,
+                        start_s=start_s, end_s=hit.end_s, relevance=relevance(hit, terms, floor, strong))
 
 
 def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:
