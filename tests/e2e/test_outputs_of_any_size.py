@@ -15,18 +15,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import threading
 import time
-import uuid
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.conftest import RunningStack
-from tests.e2e.test_replicate_path import SECRET
+from tests.e2e.test_replicate_path import SECRET, FakeReplicate
 from tests.fakes import word_vector
 
 pytestmark = pytest.mark.e2e
@@ -63,62 +57,14 @@ def dense_vector(text: str) -> list[float]:
     return [x / norm for x in vector]
 
 
-class LongReplicate:
-    """A Replicate-speaking server: text_batch predictions get dense_vector()s, Whisper ones
-    whisper_output(); results are delivered to the prediction's webhook, signed."""
+class LongReplicate(FakeReplicate):
+    """The Replicate-speaking server of test_replicate_path, with outputs of real sizes:
+    text_batch predictions get dense_vector()s, Whisper ones whisper_output()."""
 
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.deliveries: list[tuple[str, int, int]] = []  # (url, bytes, HTTP status)
-        self.predictions: dict[str, dict] = {}
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append({"headers": dict(self.headers), "body": body})
-                prediction = {"id": uuid.uuid4().hex[:20], "version": body["version"], "input": body["input"],
-                              "status": "starting", "output": None, "error": None,
-                              "created_at": datetime.now(UTC).isoformat()}
-                if "text_batch" in body["input"]:
-                    output = [{"embedding": dense_vector(t)} for t in json.loads(body["input"]["text_batch"])]
-                else:
-                    output = whisper_output()
-                done = dict(prediction, status="succeeded", output=output)
-                owner.predictions[prediction["id"]] = done
-                if "webhook" in body:
-                    self._reply(201, prediction)
-                    threading.Thread(target=owner.deliver, args=(body["webhook"], done), daemon=True).start()
-                else:
-                    self._reply(201, done if self.headers.get("Prefer", "").startswith("wait") else prediction)
-
-            def do_GET(self):  # noqa: N802
-                self._reply(200, owner.predictions[self.path.rsplit("/", 1)[1]])
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def deliver(self, url: str, prediction: dict) -> None:
-        payload = json.dumps(prediction)
-        msg_id = f"msg_{uuid.uuid4().hex}"
-        stamp = datetime.now(UTC)
-        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
-                   "webhook-signature": Webhook(SECRET).sign(msg_id, stamp, payload),
-                   "content-type": "application/json"}
-        status = httpx.post(url, content=payload, headers=headers, timeout=60).status_code
-        self.deliveries.append((url, len(payload), status))
+    def output(self, inputs: dict) -> object:
+        if "text_batch" in inputs:
+            return [{"embedding": dense_vector(t)} for t in json.loads(inputs["text_batch"])]
+        return whisper_output()
 
     def embedding_groups(self, asset_id: str, since: int = 0) -> list[list[str]]:
         return [json.loads(r["body"]["input"]["text_batch"]) for r in self.requests[since:]
@@ -185,7 +131,7 @@ def test_a_document_of_500_chunks_is_embedded_in_groups_and_found(remote_stack, 
     assert asset["chunk_count"] >= 500
     assert_grouped(replicate, asset_id, asset["chunk_count"], before)
     assert len(progress) > 1, f"the API showed how many chunks have vectors: {sorted(progress)}"
-    sizes = [size for url, size, status in replicate.deliveries if url.endswith(asset_id) and status == 202]
+    sizes = [len(d.payload) for d in replicate.deliveries if d.url.endswith(asset_id) and d.status == 202]
     assert len(sizes) == math.ceil(asset["chunk_count"] / GROUP)
     assert min(sizes) > 256 * 1024, "every delivery is over the webhook queue's 256 KiB: it went by claim check"
 
@@ -201,8 +147,8 @@ def test_a_recording_whose_transcript_is_over_a_mebibyte_is_indexed_and_found_at
     asset_id = answer.json()["id"]
     asset, _ = finish(remote_stack, asset_id)
     assert asset["status"] == "SEARCHABLE", asset
-    (transcript,) = [size for url, size, status in replicate.deliveries if url.endswith(f"/audio/{asset_id}")
-                     and status == 202]
+    (transcript,) = [len(d.payload) for d in replicate.deliveries if d.url.endswith(f"/audio/{asset_id}")
+                     and d.status == 202]
     assert transcript > 1024 * 1024, "the Whisper delivery is over SQS's 1 MiB"
     assert_grouped(replicate, asset_id, asset["chunk_count"], before)
     whisper = [r for r in replicate.requests[before:] if r["body"].get("webhook", "").endswith(f"/audio/{asset_id}")]

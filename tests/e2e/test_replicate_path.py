@@ -7,6 +7,7 @@ Replicate is the next issue's); everything on the stack's side is the deployed c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -27,10 +28,21 @@ SECRET = "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 VERSION = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
 
 
+@dataclasses.dataclass
+class Delivery:
+    url: str
+    payload: bytes
+    headers: dict
+    status: int | None = None  # what the stack answered (None while the request is under way)
+
+
 class FakeReplicate:
+    """A Replicate-speaking server: each prediction succeeds at once with `output(input)` (bag-of-words
+    vectors here) and is delivered to its webhook, signed."""
+
     def __init__(self):
         self.requests: list[dict] = []
-        self.deliveries: list[tuple[str, bytes, dict]] = []
+        self.deliveries: list[Delivery] = []
         self.fail_next = False
         self.predictions: dict[str, dict] = {}
         owner = self
@@ -50,11 +62,10 @@ class FakeReplicate:
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append({"headers": dict(self.headers), "body": body})
-                texts = json.loads(body["input"]["text_batch"])
                 prediction = {"id": uuid.uuid4().hex[:20], "version": body["version"], "input": body["input"],
                               "status": "starting", "output": None, "error": None,
                               "created_at": datetime.now(UTC).isoformat()}
-                done = dict(prediction, status="succeeded", output=[{"embedding": word_vector(t, 768)} for t in texts])
+                done = dict(prediction, status="succeeded", output=owner.output(body["input"]))
                 if owner.fail_next:
                     owner.fail_next = False
                     done = dict(prediction, status="failed", error="CUDA error: out of memory")
@@ -79,8 +90,12 @@ class FakeReplicate:
         headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
                    "webhook-signature": Webhook(SECRET).sign(msg_id, stamp, payload),
                    "content-type": "application/json"}
-        self.deliveries.append((url, payload.encode(), headers))
-        httpx.post(url, content=payload, headers=headers, timeout=30)
+        delivery = Delivery(url, payload.encode(), headers)
+        self.deliveries.append(delivery)
+        delivery.status = httpx.post(url, content=payload, headers=headers, timeout=60).status_code
+
+    def output(self, inputs: dict) -> object:
+        return [{"embedding": word_vector(t, 768)} for t in json.loads(inputs["text_batch"])]
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +135,8 @@ def test_an_asset_is_embedded_by_one_webhooked_prediction_and_found_by_a_waiting
 
 
 def test_a_redelivered_webhook_changes_nothing_and_a_forged_one_is_refused(remote_stack, replicate):
-    url, payload, headers = replicate.deliveries[-1]
+    last = replicate.deliveries[-1]
+    url, payload, headers = last.url, last.payload, last.headers
     asset_id = url.rsplit("/", 1)[1]
     before = remote_stack.http.get(f"/api/assets/{asset_id}").json()
     again = httpx.post(url, content=payload, headers=headers, timeout=30)
