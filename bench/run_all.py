@@ -8,7 +8,9 @@ for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "100
                      ("retrieval_quality.py", []),
                      ("load_test.py", ["--submissions", "500", "--searches", "2000", "--clients", "16"]),
                      ("embeddings_api.py", ["--threads", "1"]),
-                     ("bulk_ingest.py", ["--docs", "10000", "--threads", "1"])]:
+                     ("bulk_ingest.py", ["--docs", "10000", "--threads", "1"]),
+                     ("long_recording.py", ["--minutes", "60", "--model", "all-mpnet-base-v2"]),
+                     ("time_precision.py", []), ("whisper_memory.py", [])]:
     module = f"bench.{script.removesuffix('.py')}"
     print(f"== python -m {module} {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", module, *args], check=True)
