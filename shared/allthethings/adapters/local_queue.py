@@ -1,0 +1,217 @@
+"""Queues with SQS's semantics in one SQLite file: the embedded default's queues (issue 15).
+
+What SQS gives the functions, and this keeps across a restart (`kill -9` included: every
+operation is a committed transaction in WAL mode): send with an optional delay, batch receive
+with a visibility timeout, a receive count per message, a dead-letter queue once a message has
+been received `max_receives` times without being deleted, delete and change of visibility by
+receipt handle, redrive from a dead-letter queue, and a maximum message size. Each operation is
+one indexed query (`(queue, visible_at, id)`), so its cost does not grow with the backlog.
+
+persist-queue's SQLiteAckQueue was the library to weigh (docs/decisions.md): it has ack, nack
+and ack_failed, but no visibility timeout (an unacknowledged item comes back only when the
+process restarts), no receive count, no delay and no dead-letter queue, so SQS's semantics
+would have been a second layer of state beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+from allthethings.domain.errors import NotFound, UpstreamUnavailable
+from allthethings.ports import TaskQueue
+
+SQS_MAX_BYTES = 1024 * 1024
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY, visibility_s REAL NOT NULL, dead_letter TEXT, max_receives INTEGER,
+    max_bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
+    sent_at REAL NOT NULL, visible_at REAL NOT NULL, receives INTEGER NOT NULL DEFAULT 0, receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_receipt ON messages (receipt) WHERE receipt IS NOT NULL;
+"""
+
+# The visible messages of a queue, oldest first: a search of the messages_ready index.
+_READY = ("SELECT id, body, receives, sent_at FROM messages WHERE queue = ? AND visible_at <= ? "
+          "ORDER BY visible_at, id LIMIT ?")
+
+
+class MessageTooLarge(ValueError):
+    """A message over its queue's maximum size, refused as SQS refuses it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """A message as a receive hands it out: its id, body, receipt handle and how many times it
+    has been received (this time included)."""
+
+    message_id: str
+    body: str
+    receipt: str
+    receives: int
+    sent_at: float
+
+
+class LocalQueues:
+    """Every queue of the local stack in one SQLite file. Safe to share between threads of one
+    process and between processes (SQLite's locking; writes take the lock up front)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+        self._sent = threading.Condition()
+        self._conn().executescript(_SCHEMA)  # idempotent, and it commits by itself
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable when a process dies; WAL keeps it consistent
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise UpstreamUnavailable(f"the local queue file is not writable ({exc})") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- queues -------------------------------------------------------------------------------
+    def create(self, name: str, *, visibility_s: float = 30, dead_letter: str | None = None,
+               max_receives: int | None = None, max_bytes: int = SQS_MAX_BYTES) -> str:
+        """Create (or reconfigure) a queue; its name. A dead-letter queue must exist first."""
+        with self._write() as conn:
+            if dead_letter and not conn.execute("SELECT 1 FROM queues WHERE name = ?", (dead_letter,)).fetchone():
+                raise NotFound(f"no dead-letter queue {dead_letter!r}")
+            conn.execute("INSERT INTO queues (name, visibility_s, dead_letter, max_receives, max_bytes) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET visibility_s = excluded.visibility_s, "
+                         "dead_letter = excluded.dead_letter, max_receives = excluded.max_receives, "
+                         "max_bytes = excluded.max_bytes", (name, visibility_s, dead_letter, max_receives, max_bytes))
+        return name
+
+    def _queue(self, conn: sqlite3.Connection, name: str) -> tuple[float, str | None, int | None, int]:
+        row = conn.execute("SELECT visibility_s, dead_letter, max_receives, max_bytes FROM queues WHERE name = ?",
+                           (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no queue {name!r}")
+        return row
+
+    # -- messages -----------------------------------------------------------------------------
+    def send(self, queue: str, body: str, *, delay_s: float = 0) -> str:
+        """Queue `body`, visible after `delay_s`; its message id."""
+        with self._write() as conn:
+            max_bytes = self._queue(conn, queue)[3]
+            size = len(body.encode("utf-8"))
+            if size > max_bytes:
+                raise MessageTooLarge(f"the message is {size} bytes; {queue} takes at most {max_bytes}")
+            now = time.time()
+            rowid = conn.execute("INSERT INTO messages (queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
+                                 (queue, body, now, now + delay_s)).lastrowid
+        with self._sent:
+            self._sent.notify_all()
+        return str(rowid)
+
+    def receive(self, queue: str, *, limit: int = 10, visibility_s: float | None = None,
+                wait_s: float = 0) -> list[Received]:
+        """Up to `limit` visible messages, oldest first, each hidden for the visibility timeout and
+        counted as received; a message received its queue's `max_receives` times already goes to
+        the dead-letter queue instead. Waits up to `wait_s` for one to arrive (long polling)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            got = self._receive_once(queue, limit, visibility_s)
+            left = deadline - time.monotonic()
+            if got or left <= 0:
+                return got
+            with self._sent:
+                self._sent.wait(min(left, 0.2))  # woken by a send in this process; polls for others
+
+    def _receive_once(self, queue: str, limit: int, visibility_s: float | None) -> list[Received]:
+        got: list[Received] = []
+        with self._write() as conn:
+            default_visibility, dead_letter, max_receives, _ = self._queue(conn, queue)
+            hide = default_visibility if visibility_s is None else visibility_s
+            now = time.time()
+            while len(got) < limit:
+                rows = conn.execute(_READY, (queue, now, limit - len(got))).fetchall()
+                if not rows:
+                    break
+                for rowid, body, receives, sent_at in rows:
+                    if dead_letter and max_receives and receives >= max_receives:
+                        conn.execute("UPDATE messages SET queue = ?, visible_at = ?, receives = 0, receipt = NULL "
+                                     "WHERE id = ?", (dead_letter, now, rowid))
+                        continue
+                    receipt = uuid.uuid4().hex
+                    conn.execute("UPDATE messages SET receives = receives + 1, receipt = ?, visible_at = ? "
+                                 "WHERE id = ?", (receipt, now + hide, rowid))
+                    got.append(Received(str(rowid), body, receipt, receives + 1, sent_at))
+        return got
+
+    def delete(self, queue: str, receipt: str) -> None:
+        """Delete the message this receipt was handed out for (an outdated receipt: nothing)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM messages WHERE queue = ? AND receipt = ?", (queue, receipt))
+
+    def change_visibility(self, queue: str, receipt: str, visibility_s: float) -> None:
+        """Make the received message visible again after `visibility_s` (0: at once)."""
+        with self._write() as conn:
+            conn.execute("UPDATE messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
+                         (time.time() + visibility_s, queue, receipt))
+        if visibility_s <= 0:
+            with self._sent:
+                self._sent.notify_all()
+
+    def redrive(self, dead_letter: str, queue: str, *, limit: int | None = None) -> int:
+        """Move up to `limit` (all) messages from a dead-letter queue back to `queue`, oldest first,
+        with their receive counts reset; how many moved."""
+        with self._write() as conn:
+            self._queue(conn, queue)
+            moved = conn.execute(
+                "UPDATE messages SET queue = ?, visible_at = ?, receives = 0, receipt = NULL WHERE id IN "
+                "(SELECT id FROM messages WHERE queue = ? ORDER BY id LIMIT ?)",
+                (queue, time.time(), dead_letter, -1 if limit is None else limit)).rowcount
+        with self._sent:
+            self._sent.notify_all()
+        return moved
+
+    def depth(self, queue: str) -> dict[str, int]:
+        """How many messages are visible, and how many are in flight or delayed."""
+        now = time.time()
+        visible, hidden = self._conn().execute(
+            "SELECT COALESCE(SUM(visible_at <= ?), 0), COALESCE(SUM(visible_at > ?), 0) FROM messages "
+            "WHERE queue = ?", (now, now, queue)).fetchone()
+        return {"visible": visible, "not_visible": hidden}
+
+
+class LocalQueue(TaskQueue):
+    """The TaskQueue port on one of the local queues (what the services send to)."""
+
+    def __init__(self, queues: LocalQueues, name: str, label: str = "the queue"):
+        self.queues = queues
+        self.name = name
+        self.label = label
+
+    def send(self, message: dict) -> None:
+        import json
+
+        try:
+            self.queues.send(self.name, json.dumps(message, separators=(",", ":")))
+        except MessageTooLarge as exc:
+            raise UpstreamUnavailable(f"sending to {self.label} failed ({exc})") from exc
