@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from allthethings.adapters.aws import client, redrive
-from allthethings.adapters.local_queue import _READY, LocalQueues, MessageTooLarge, Received
+from allthethings.adapters.embedded_queue import _READY, EmbeddedQueues, MessageTooLarge, Received
 
 VISIBILITY_S = 1
 
@@ -68,7 +68,7 @@ def queues(request, tmp_path):
     if request.param == "sqs":
         request.getfixturevalue("moto_endpoint")
         return SqsQueues()
-    return LocalQueues(str(tmp_path / "queues.db"))
+    return EmbeddedQueues(str(tmp_path / "queues.db"))
 
 
 @pytest.fixture
@@ -168,15 +168,15 @@ def test_the_embedded_queues_keep_every_message_through_kill_9(tmp_path):
     path = tmp_path / "queues.db"
     script = (
         "import os, signal, sys\n"
-        "from allthethings.adapters.local_queue import LocalQueues\n"
-        f"q = LocalQueues({str(path)!r})\n"
+        "from allthethings.adapters.embedded_queue import EmbeddedQueues\n"
+        f"q = EmbeddedQueues({str(path)!r})\n"
         "q.create('dlq'); q.create('main', visibility_s=600, dead_letter='dlq', max_receives=3)\n"
         "for n in range(200): q.send('main', f'm{n}')\n"
         "q.receive('main', limit=10)\n"  # ten in flight when it dies
         "os.kill(os.getpid(), signal.SIGKILL)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert done.returncode == -9, done.stderr
-    queues = LocalQueues(str(path))
+    queues = EmbeddedQueues(str(path))
     assert queues.depth("main") == {"visible": 190, "not_visible": 10}
     got = []
     while batch := queues.receive("main", limit=10):
@@ -187,7 +187,7 @@ def test_the_embedded_queues_keep_every_message_through_kill_9(tmp_path):
 def test_an_embedded_receive_is_an_index_search_not_a_walk_of_the_backlog(tmp_path):
     """Each receive reads the queue's visible messages through the (queue, visible_at, id) index,
     so its cost does not grow with the backlog (the benchmark measures it)."""
-    queues = LocalQueues(str(tmp_path / "queues.db"))
+    queues = EmbeddedQueues(str(tmp_path / "queues.db"))
     queues.create("main")
     plan = " ".join(row[-1] for row in queues._conn().execute(f"EXPLAIN QUERY PLAN {_READY}",
                                                               ("main", time.time(), 10)))

@@ -61,7 +61,7 @@ class Received:
     sent_at: float
 
 
-class LocalQueues:
+class EmbeddedQueues:
     """Every queue of the local stack in one SQLite file. Safe to share between threads of one
     process and between processes (SQLite's locking; writes take the lock up front)."""
 
@@ -200,10 +200,10 @@ class LocalQueues:
         return {"visible": visible, "not_visible": hidden}
 
 
-class LocalQueue(TaskQueue):
+class EmbeddedQueue(TaskQueue):
     """The TaskQueue port on one of the local queues (what the services send to)."""
 
-    def __init__(self, queues: LocalQueues, name: str, label: str = "the queue"):
+    def __init__(self, queues: EmbeddedQueues, name: str, label: str = "the queue"):
         self.queues = queues
         self.name = name
         self.label = label
