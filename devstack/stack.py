@@ -64,6 +64,22 @@ def _metrics():
     return flask.Response(body, content_type=content_type)
 
 
+def _blob(key: str):  # noqa: ARG001 - the route names it; the signed path is read whole
+    """A presigned URL of the embedded bucket: its file, if the signature holds and it has not
+    expired (Range requests answered, as S3 answers them); 403 otherwise."""
+    import flask
+
+    from allthethings import bootstrap
+    from allthethings.domain.errors import InvalidInput, NotFound
+
+    blobs = bootstrap.deps().blobs
+    try:
+        path = blobs.signed_path(flask.request.full_path)
+    except (NotFound, InvalidInput):
+        return flask.Response('{"message": "Forbidden"}', status=403, content_type="application/json")
+    return flask.send_file(path, mimetype="application/octet-stream", conditional=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,24 +244,59 @@ class LocalStack:
         self.api_key = path.read_text().strip()
         return f"local={self.api_key}"
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the stack's queues and bucket are the embedded ones (LOCAL_AWS=embedded) or the
+        AWS emulator's (moto, the default for now)."""
+        return os.environ.get("LOCAL_AWS", "moto") == "embedded"
+
+    def _start_embedded(self) -> dict[str, str]:
+        from devstack.embedded import blob_secret, create_queues
+
+        folder = self.data_dir / "aws"
+        folder.mkdir(parents=True, exist_ok=True)
+        from allthethings.adapters.embedded_queue import shared_queues
+
+        queues = shared_queues(str(folder / "queues.db"))
+        refs = create_queues(queues, self.template)
+        released = queues.release_in_flight()  # nothing is left holding them after a stop
+        if released:
+            log.info("%d queue messages in flight when the stack stopped are visible again", released)
+        self.queue_urls.update(refs)
+        refs.update({logical_id: "embedded" for logical_id in self.template.buckets})
+        self._embedded_env = {"EMBEDDED_AWS_DIR": str(folder), "EMBEDDED_BLOB_URL": self.url,
+                              "EMBEDDED_BLOB_SECRET": blob_secret(folder)}
+        return refs
+
     def start(self) -> None:
         user_env = dict(os.environ)
-        self._start_aws()
-        refs = self._create_resources()
+        if self.embedded:
+            refs = self._start_embedded()
+        else:
+            self._start_aws()
+            refs = self._create_resources()
         os.environ.update(self.environment(refs, user_env))
+        if self.embedded:
+            os.environ.update(self._embedded_env)
         os.environ["API_KEYS"] = self._api_keys(user_env)
         self._start_replicate(user_env)
         self._write_manifest()
         gateway.configure(self.template)
         self._resume_unfinished()
-        from allthethings.adapters.aws import client
+        if self.embedded:
+            from devstack.embedded import EmbeddedSqs
 
+            sqs = EmbeddedSqs(os.path.join(os.environ["EMBEDDED_AWS_DIR"], "queues.db"))
+        else:
+            from allthethings.adapters.aws import client
+
+            sqs = client("sqs")
         for fn in self.template.functions.values():
             for trigger in fn.queue_triggers:
                 url = self.queue_urls[trigger.queue]
-                arn = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
                 for instance in range(self.pollers):
-                    pump = QueuePump(client("sqs"), fn, trigger, url, arn["Attributes"]["QueueArn"],
+                    pump = QueuePump(sqs, fn, trigger, url, arn["Attributes"]["QueueArn"],
                                      retry_delay_s=self.retry_delay_s, instance=instance)
                     pump.start()
                     self._pumps.append(pump)
@@ -263,6 +314,8 @@ class LocalStack:
         # API Gateway would still route it, so it goes to the gateway like any other request.
         app.register_error_handler(404, lambda _error: gateway.gateway(flask.request))
         app.add_url_rule("/metrics", "metrics", _metrics)
+        if self.embedded:  # the staged bodies' presigned URLs, as S3 serves them
+            app.add_url_rule("/_blobs/<path:key>", "blobs", _blob)
         self._server = make_server(self.host, self.port, app, threaded=True)
 
     def _write_manifest(self) -> None:
@@ -270,7 +323,10 @@ class LocalStack:
         queues = {q.logical_id: {"url": self.queue_urls[q.logical_id],
                                  "dead_letter_url": self.queue_urls[q.dead_letter]}
                   for q in self.template.queues.values() if q.dead_letter}
-        manifest = {"aws_endpoint": os.environ["AWS_ENDPOINT_URL"], "url": self.url, "queues": queues}
+        manifest = {"aws_endpoint": os.environ.get("AWS_ENDPOINT_URL"), "url": self.url, "queues": queues,
+                    "aws": "embedded" if self.embedded else "moto"}
+        if self.embedded:
+            manifest["embedded_aws_dir"] = os.environ["EMBEDDED_AWS_DIR"]
         if self.replicate is not None:  # a local secret for local tools; the file is in DATA_DIR
             manifest["replicate"] = {"url": self.replicate.url, "token": self.replicate.token}
         write_private(self.data_dir / "local-stack.json", json.dumps(manifest, indent=2))
@@ -292,7 +348,9 @@ class LocalStack:
         while True:
             assets, cursor = deps.store.list(100, cursor)
             for asset in assets:
-                if asset.status is Status.FETCHING:  # its upload's parts died with the emulator: from zero
+                if self.embedded:
+                    self._resume_embedded(asset, deps)
+                elif asset.status is Status.FETCHING:  # its upload's parts died with the emulator: from zero
                     deps.fetches.send(to_message(FetchAsset(asset.id, self.url)))
                 elif asset.status in (Status.SUBMITTED, Status.PROCESSING):
                     deps.store.move(asset.id, Status.PROCESSING_ERROR,
@@ -305,6 +363,24 @@ class LocalStack:
                                     error="the local stack stopped before the embeddings came back; retry it")
             if cursor is None:
                 break
+
+    def _resume_embedded(self, asset, deps) -> None:
+        """With the embedded queues and bucket, every message and staged body outlived the stop:
+        only the local Replicate's predictions did not. A transcription is asked for again; an
+        embedding prediction's asset is failed and retried at once (from its stored chunks)."""
+        from allthethings.domain.assets import Status
+        from allthethings.domain.tasks import ProcessAsset, to_message
+        from allthethings.services.lifecycle import retry_asset
+
+        if self.replicate is None:  # another Replicate: its predictions outlive us
+            return
+        if asset.status is Status.PROCESSING and asset.prediction_id:
+            if deps.store.move(asset.id, Status.PROCESSING, prediction_id=None):
+                deps.queue.send(to_message(ProcessAsset(asset.id, self.url)))
+        elif asset.status is Status.GENERATING_EMBEDDINGS:
+            deps.store.move(asset.id, Status.EMBEDDINGS_ERROR, error="the local stack stopped before the embeddings "
+                                                                     "came back; retried")
+            retry_asset(asset.id, deps, webhook_base=self.url)
 
     def serve_forever(self) -> None:
         self._serving = True

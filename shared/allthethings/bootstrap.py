@@ -19,7 +19,6 @@ _deps: Deps | None = None
 
 def build(settings: Settings) -> Deps:
     """Real adapters for `settings`. Constructors are cheap: clients and models load on first use."""
-    from allthethings.adapters.aws import S3BlobStore, SqsQueue
     from allthethings.adapters.cache import CachingEmbedder
     from allthethings.adapters.extract import DocumentExtractor
     from allthethings.adapters.fetch import HttpFetcher
@@ -85,24 +84,45 @@ def build(settings: Settings) -> Deps:
     for model in settings.models_served[1:]:
         served[model] = ServedModel(backend(model), tokenizer_of(model))
 
+    blobs, queue = _staging(settings)
     return Deps(
         settings=settings,
         store=store,
-        blobs=S3BlobStore(settings.staging_bucket),
-        queue=SqsQueue(settings.process_queue_url or "", "the processing queue"),
-        fetches=SqsQueue(settings.fetch_queue_url or "", "the fetch queue"),
+        blobs=blobs,
+        queue=queue(settings.process_queue_url, "the processing queue"),
+        fetches=queue(settings.fetch_queue_url, "the fetch queue"),
         fetcher=HttpFetcher(allow_private=settings.allow_private_urls, timeout_s=settings.fetch_timeout_s),
         extractor=DocumentExtractor(),
         tokenizer=packaged_tokenizer(settings.model),
         embedder=embedder,
         transcriber=transcriber,
-        webhooks=SqsQueue(settings.webhook_queue_url or "", "the webhook queue"),
+        webhooks=queue(settings.webhook_queue_url, "the webhook queue"),
         verifier=_verifier(settings, secrets),
         predictions=ReplicatePredictions(replicate),
         metrics=_metrics(settings),
         served=served,
         secrets=secrets,
     )
+
+
+def _staging(settings: Settings):
+    """The blob store, and how to build a queue: S3 and SQS, or the embedded folder's (the local
+    stack's default), whose queues all live in one file shared by every handler of the process."""
+    if not settings.embedded_aws_dir:
+        from allthethings.adapters.aws import S3BlobStore, SqsQueue
+
+        return S3BlobStore(settings.staging_bucket), lambda url, label: SqsQueue(url or "", label)
+    import os
+
+    from allthethings.adapters.embedded_blobs import EmbeddedBlobs
+    from allthethings.adapters.embedded_queue import EmbeddedQueue, shared_queues
+
+    if not settings.embedded_blob_url or not settings.embedded_blob_secret:
+        raise ValueError("EMBEDDED_AWS_DIR needs EMBEDDED_BLOB_URL and EMBEDDED_BLOB_SECRET")
+    queues = shared_queues(os.path.join(settings.embedded_aws_dir, "queues.db"))
+    blobs = EmbeddedBlobs(os.path.join(settings.embedded_aws_dir, "blobs"), settings.embedded_blob_url,
+                          settings.embedded_blob_secret.encode())
+    return blobs, lambda name, label: EmbeddedQueue(queues, name or "", label)
 
 
 def _metrics(settings: Settings) -> Metrics:

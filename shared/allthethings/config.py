@@ -97,6 +97,12 @@ class Settings:
     staging_bucket: str = _setting("allthethings-staging", "STAGING_BUCKET")
     process_queue_url: str | None = _setting(None, "PROCESS_QUEUE_URL")
     fetch_queue_url: str | None = _setting(None, "FETCH_QUEUE_URL")
+    # The embedded parts of the local stack (LOCAL_AWS=embedded): queues and staged bodies in this
+    # folder instead of SQS and S3 (the *_QUEUE_URL settings then name queues), presigned URLs served
+    # at embedded_blob_url and signed with embedded_blob_secret. Unset: SQS and S3 through boto3.
+    embedded_aws_dir: str | None = _setting(None, "EMBEDDED_AWS_DIR")
+    embedded_blob_url: str | None = _setting(None, "EMBEDDED_BLOB_URL", parse=_base_url)
+    embedded_blob_secret: str | None = _setting(None, "EMBEDDED_BLOB_SECRET", secret=True)
     webhook_queue_url: str | None = _setting(None, "WEBHOOK_QUEUE_URL")
     # Which signature a webhook must carry: Replicate's own (Standard Webhooks), or Hookdeck's
     # when Replicate's deliveries are routed through a Hookdeck connection.

@@ -191,6 +191,17 @@ class EmbeddedQueues:
             self._sent.notify_all()
         return moved
 
+    def release_in_flight(self) -> int:
+        """Make every received, undeleted message visible at once: for a start after a crash, when
+        no consumer is left holding one (its visibility timeout would otherwise keep it hidden for
+        as long as it says); delayed messages keep their delay. How many."""
+        with self._write() as conn:
+            released = conn.execute("UPDATE messages SET visible_at = ? WHERE receipt IS NOT NULL AND visible_at > ?",
+                                    (time.time(), time.time())).rowcount
+        with self._sent:
+            self._sent.notify_all()
+        return released
+
     def depth(self, queue: str) -> dict[str, int]:
         """How many messages are visible, and how many are in flight or delayed."""
         now = time.time()
@@ -198,6 +209,18 @@ class EmbeddedQueues:
             "SELECT COALESCE(SUM(visible_at <= ?), 0), COALESCE(SUM(visible_at > ?), 0) FROM messages "
             "WHERE queue = ?", (now, now, queue)).fetchone()
         return {"visible": visible, "not_visible": hidden}
+
+
+_shared: dict[str, EmbeddedQueues] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_queues(path: str) -> EmbeddedQueues:
+    """One EmbeddedQueues per file in a process, so that a send wakes a receive waiting in it."""
+    with _shared_lock:
+        if path not in _shared:
+            _shared[path] = EmbeddedQueues(path)
+        return _shared[path]
 
 
 class EmbeddedQueue(TaskQueue):
@@ -213,5 +236,5 @@ class EmbeddedQueue(TaskQueue):
 
         try:
             self.queues.send(self.name, json.dumps(message, separators=(",", ":")))
-        except MessageTooLarge as exc:
-            raise UpstreamUnavailable(f"sending to {self.label} failed ({exc})") from exc
+        except (MessageTooLarge, NotFound) as exc:  # as SQS's refusals read through boto3: the send failed
+            raise UpstreamUnavailable(f"sending to {self.label} failed ({exc.__class__.__name__}: {exc})") from exc

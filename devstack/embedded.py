@@ -1,0 +1,74 @@
+"""The embedded AWS parts of the local stack (LOCAL_AWS=embedded): the template's queues in one
+SQLite file and its bucket as a folder, both under DATA_DIR/aws, surviving restarts.
+
+The functions reach them through the layer's own adapters (bootstrap builds them from
+EMBEDDED_AWS_DIR); this module creates the queues from the template and gives the queue pumps
+the few calls of SQS's client API they make, answered by the embedded queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from allthethings.adapters.embedded_queue import EmbeddedQueues, shared_queues
+from devstack.template import Template
+
+ACCOUNT = "000000000000"
+
+
+def arn(name: str) -> str:
+    return f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+
+
+def create_queues(queues: EmbeddedQueues, template: Template) -> dict[str, str]:
+    """Every queue of the template (dead-letter queues first) with its visibility timeout,
+    redrive policy and maximum message size; logical id -> the name the functions use."""
+    names = {}
+    for queue in sorted(template.queues.values(), key=lambda q: q.dead_letter is not None):
+        properties = template.raw["Resources"][queue.logical_id].get("Properties") or {}
+        queues.create(queue.logical_id, visibility_s=queue.visibility_timeout, dead_letter=queue.dead_letter,
+                      max_receives=queue.max_receive_count,
+                      max_bytes=int(properties.get("MaximumMessageSize", 1024 * 1024)))
+        names[queue.logical_id] = queue.logical_id
+    return names
+
+
+def blob_secret(folder: Path) -> str:
+    """The stack's secret for presigned blob URLs, kept in its folder so URLs outlive a restart."""
+    from devstack.stack import write_private
+
+    path = folder / "blob-secret"
+    if not path.exists():
+        write_private(path, secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+class EmbeddedSqs:
+    """The calls of boto3's SQS client that the queue pumps make, on the embedded queues (a queue
+    URL is the queue's name)."""
+
+    def __init__(self, path: str):
+        self.queues = shared_queues(path)
+
+    def receive_message(self, *, QueueUrl, MaxNumberOfMessages=1, WaitTimeSeconds=0, **_):  # noqa: N803
+        got = self.queues.receive(QueueUrl, limit=MaxNumberOfMessages, wait_s=WaitTimeSeconds)
+        return {"Messages": [{
+            "MessageId": m.message_id, "ReceiptHandle": m.receipt, "Body": m.body,
+            "MD5OfBody": hashlib.md5(m.body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
+            "Attributes": {"ApproximateReceiveCount": str(m.receives), "SentTimestamp": str(int(m.sent_at * 1000))},
+        } for m in got]}
+
+    def delete_message_batch(self, *, QueueUrl, Entries):  # noqa: N803
+        for entry in Entries:
+            self.queues.delete(QueueUrl, entry["ReceiptHandle"])
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    def change_message_visibility(self, *, QueueUrl, ReceiptHandle, VisibilityTimeout):  # noqa: N803
+        self.queues.change_visibility(QueueUrl, ReceiptHandle, VisibilityTimeout)
+
+    def get_queue_attributes(self, *, QueueUrl, AttributeNames=(), **_):  # noqa: N803
+        depth = self.queues.depth(QueueUrl)
+        return {"Attributes": {"QueueArn": arn(QueueUrl), "ApproximateNumberOfMessages": str(depth["visible"]),
+                               "ApproximateNumberOfMessagesNotVisible": str(depth["not_visible"])}}
