@@ -28,7 +28,7 @@ import signal
 from pathlib import Path
 
 
-def _pairs(args) -> list[tuple[str, str, str]]:
+def _pairs(args) -> list[tuple[str, ...]]:
     if args.from_url or args.to_url:
         if not (args.from_url and args.to_url):
             raise SystemExit("--from and --to go together")
@@ -39,11 +39,14 @@ def _pairs(args) -> list[tuple[str, str, str]]:
         outputs = {o["OutputKey"]: o["OutputValue"] for o in
                    client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])}
         return [(name, outputs[f"{name}DeadLetterQueueUrl"], outputs[f"{name}QueueUrl"])
-                for name in ("Process", "Webhook") if f"{name}DeadLetterQueueUrl" in outputs]
+                for name in ("Process", "Fetch", "Webhook") if f"{name}DeadLetterQueueUrl" in outputs]
     manifest_path = Path(args.data_dir) / "local-stack.json"
     if not manifest_path.exists():
         raise SystemExit(f"{manifest_path} not found: is `make run` running with DATA_DIR={args.data_dir}?")
     manifest = json.loads(manifest_path.read_text())
+    if manifest.get("aws") == "embedded":
+        return [(name, q["dead_letter_url"], q["url"], manifest["embedded_aws_dir"])
+                for name, q in manifest["queues"].items()]
     os.environ["AWS_ENDPOINT_URL"] = manifest["aws_endpoint"]
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -172,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from allthethings.adapters.aws import redrive as move
 
-    for name, dead_letter_url, queue_url in _pairs(args):
-        print(f"{name}: moved {move(dead_letter_url, queue_url)} messages back from its dead-letter queue")
+    for name, dead_letter_url, queue_url, *embedded in _pairs(args):
+        if embedded:  # the local stack's embedded queues: a queue's URL is its name
+            from allthethings.adapters.embedded_queue import shared_queues
+
+            moved = shared_queues(os.path.join(embedded[0], "queues.db")).redrive(dead_letter_url, queue_url)
+        else:
+            moved = move(dead_letter_url, queue_url)
+        print(f"{name}: moved {moved} messages back from its dead-letter queue")
     return 0
