@@ -246,9 +246,12 @@ class LocalStack:
 
     @property
     def embedded(self) -> bool:
-        """Whether the stack's queues and bucket are the embedded ones (LOCAL_AWS=embedded) or the
-        AWS emulator's (moto, the default for now)."""
-        return os.environ.get("LOCAL_AWS", "moto") == "embedded"
+        """Whether the stack's queues and bucket are the embedded ones (the default) or the AWS
+        emulator's (LOCAL_AWS=moto, for full AWS-API parity)."""
+        mode = os.environ.get("LOCAL_AWS") or "embedded"
+        if mode not in ("embedded", "moto"):
+            raise SystemExit(f"LOCAL_AWS must be embedded or moto, not {mode!r}")
+        return mode == "embedded"
 
     def _start_embedded(self) -> dict[str, str]:
         from devstack.embedded import blob_secret, create_queues

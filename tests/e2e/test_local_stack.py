@@ -107,7 +107,7 @@ def _closed_port() -> int:
 
 
 def test_ctrl_c_stops_every_process_the_stack_started(tmp_path):
-    running = RunningStack(tmp_path / "short")
+    running = RunningStack(tmp_path / "short", LOCAL_AWS="moto")  # the mode with a child process
     children = subprocess.run(["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True).stdout.split()
     assert children, "the AWS emulator runs as a child process"
     assert running.stop() == 0
@@ -130,7 +130,7 @@ def test_private_addresses_are_refused_when_the_setting_is_off(tmp_path, fixture
 
 
 def test_the_aws_emulator_does_not_outlive_a_killed_stack(tmp_path):
-    running = RunningStack(tmp_path / "killed")
+    running = RunningStack(tmp_path / "killed", LOCAL_AWS="moto")
     children = subprocess.run(["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True).stdout.split()
     assert children
     running.process.kill()

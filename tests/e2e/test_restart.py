@@ -1,5 +1,7 @@
-"""Stopping `make run` half-way loses no asset: on the next start, what can resume resumes and
-what cannot is marked failed, visibly, instead of sitting in PROCESSING for ever."""
+"""Stopping `make run` on the AWS emulator (LOCAL_AWS=moto) half-way loses no asset: on the next
+start, what can resume resumes and what cannot (the emulator forgot its staged body and message)
+is marked failed, visibly, instead of sitting in PROCESSING for ever. On the embedded default
+nothing is forgotten: tests/e2e/test_embedded_aws.py."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def test_a_restart_resumes_embedding_and_fails_what_lost_its_staged_body_and_a_r
     store.move(waiting.id, Status.GENERATING_EMBEDDINGS, chunk_count=1, prediction_id="gone")
     store.close()
 
-    running = RunningStack(data)
+    running = RunningStack(data, LOCAL_AWS="moto")  # the emulator forgets (the embedded parts: test_embedded_aws)
     try:
         assert running.wait_for(chunked.id, timeout_s=120)["status"] == "SEARCHABLE"
         failed = running.http.get(f"/api/assets/{lost.id}").json()
