@@ -9,8 +9,6 @@ the few calls of SQS's client API they make, answered by the embedded queues.
 from __future__ import annotations
 
 import hashlib
-import secrets
-from pathlib import Path
 
 from allthethings.adapters.embedded_queue import EmbeddedQueues, shared_queues
 from devstack.template import Template
@@ -33,16 +31,6 @@ def create_queues(queues: EmbeddedQueues, template: Template) -> dict[str, str]:
                       max_bytes=int(properties.get("MaximumMessageSize", 1024 * 1024)))
         names[queue.logical_id] = queue.logical_id
     return names
-
-
-def blob_secret(folder: Path) -> str:
-    """The stack's secret for presigned blob URLs, kept in its folder so URLs outlive a restart."""
-    from devstack.stack import write_private
-
-    path = folder / "blob-secret"
-    if not path.exists():
-        write_private(path, secrets.token_hex(32) + "\n")
-    return path.read_text().strip()
 
 
 class EmbeddedSqs:

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -62,6 +63,14 @@ def _metrics():
 
     body, content_type = exposition()
     return flask.Response(body, content_type=content_type)
+
+
+def _blob_secret(folder: Path) -> str:
+    """The stack's secret for presigned blob URLs, kept in its folder so URLs outlive a restart."""
+    path = folder / "blob-secret"
+    if not path.exists():
+        write_private(path, secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
 
 
 def _blob(key: str):  # noqa: ARG001 - the route names it; the signed path is read whole
@@ -217,8 +226,6 @@ class LocalStack:
         """The local Replicate, unless REPLICATE_API_BASE points the stack at another one."""
         if user_env.get("REPLICATE_API_BASE"):
             return
-        import secrets
-
         from allthethings.config import load_settings
         from devstack.replicate import LocalReplicate
 
@@ -236,8 +243,6 @@ class LocalStack:
         """API_KEYS from the environment, or this data folder's own key, made on the first run."""
         if user_env.get("API_KEYS"):
             return user_env["API_KEYS"]
-        import secrets
-
         path = self.data_dir / "api-key"
         if not path.exists():
             write_private(path, "att_" + secrets.token_urlsafe(24) + "\n")
@@ -254,7 +259,7 @@ class LocalStack:
         return mode == "embedded"
 
     def _start_embedded(self) -> dict[str, str]:
-        from devstack.embedded import blob_secret, create_queues
+        from devstack.embedded import create_queues
 
         folder = self.data_dir / "aws"
         folder.mkdir(parents=True, exist_ok=True)
@@ -268,7 +273,7 @@ class LocalStack:
         self.queue_urls.update(refs)
         refs.update({logical_id: "embedded" for logical_id in self.template.buckets})
         self._embedded_env = {"EMBEDDED_AWS_DIR": str(folder), "EMBEDDED_BLOB_URL": self.url,
-                              "EMBEDDED_BLOB_SECRET": blob_secret(folder)}
+                              "EMBEDDED_BLOB_SECRET": _blob_secret(folder)}
         return refs
 
     def start(self) -> None:

@@ -21,8 +21,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
+from allthethings.adapters.sqlite_tx import write_transaction
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import TaskQueue
 
@@ -80,19 +80,8 @@ class EmbeddedQueues:
             self._local.conn = conn
         return conn
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise UpstreamUnavailable(f"the local queue file is not writable ({exc})") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn())
 
     # -- queues -------------------------------------------------------------------------------
     def create(self, name: str, *, visibility_s: float = 30, dead_letter: str | None = None,
@@ -236,5 +225,5 @@ class EmbeddedQueue(TaskQueue):
 
         try:
             self.queues.send(self.name, json.dumps(message, separators=(",", ":")))
-        except (MessageTooLarge, NotFound) as exc:  # as SQS's refusals read through boto3: the send failed
+        except (MessageTooLarge, NotFound, sqlite3.Error) as exc:  # as SQS's refusals read through boto3
             raise UpstreamUnavailable(f"sending to {self.label} failed ({exc.__class__.__name__}: {exc})") from exc

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
+from allthethings.adapters.sqlite_tx import write_transaction
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import InvalidInput
@@ -136,7 +137,7 @@ class SqliteStore(AssetStore):
 
     def _add_search_metadata(self, conn) -> None:
         """Upgrade a file made before filters: rebuild both search tables with asset metadata."""
-        with self._write_on(conn):
+        with write_transaction(conn):
             rows = conn.execute(
                 f"SELECT v.rowid, v.embedding, c.text, {', '.join(f'a.{f}' for f in FIELDS)} FROM chunk_vectors v "
                 "JOIN chunks c ON c.rowid = v.rowid JOIN assets a ON a.id = c.asset_id").fetchall()
@@ -236,19 +237,8 @@ class SqliteStore(AssetStore):
     @contextlib.contextmanager
     def _write(self):
         """One write transaction, taken up front so that concurrent writers queue instead of failing."""
-        with self._write_on(self._conn()) as conn:
+        with write_transaction(self._conn()) as conn:
             yield conn
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _write_on(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     @staticmethod
     def _delete_chunks(conn, asset_id: str) -> None:
