@@ -208,7 +208,9 @@ def drill(tmp_path):
         "REPLICATE_API_BASE": replicate_proxy.url + "/v1", "REPLICATE_API_TOKEN": replicate.token,
         "REPLICATE_WEBHOOK_SECRET": replicate.webhook_secret, "REPLICATE_EMBEDDING_VERSION": "e" * 64,
         "REPLICATE_WHISPER_VERSION": "w" * 64, "REPLICATE_TIMEOUT_S": "1.5", "PUBLIC_BASE_URL": webhooks.url,
-        "HF_HUB_OFFLINE": "1"})
+        "HF_HUB_OFFLINE": "1",
+        # The drills park a poison message and read the dead-letter queue through boto3: on the emulator.
+        "LOCAL_AWS": "moto"})
     stack = LocalStack(port=port, data_dir=str(tmp_path / "data"), retry_delay_s=0, pollers=2)
     try:
         stack.start()
