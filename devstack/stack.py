@@ -86,7 +86,8 @@ def _blob(key: str):  # noqa: ARG001 - the route names it; the signed path is re
         path = blobs.signed_path(flask.request.full_path)
     except (NotFound, InvalidInput):
         return flask.Response('{"message": "Forbidden"}', status=403, content_type="application/json")
-    return flask.send_file(path, mimetype="application/octet-stream", conditional=True)
+    key = str(path.relative_to(blobs.root / "objects"))
+    return flask.send_file(path, mimetype=blobs.content_type(key), conditional=True)  # the type it was staged with
 
 
 def free_port() -> int:

@@ -43,6 +43,13 @@ def test_the_embedded_parts_carry_a_page_a_recording_and_a_large_body(tmp_path, 
         results = running.http.get("/api/search", params={"q": "ask not what your country can do"}).json()["results"]
         assert results[0]["asset"]["id"] == clip["id"]
         assert not (tmp_path / "stack" / "aws-emulator.log").exists(), "no emulator was started"
+        from allthethings.adapters.embedded_blobs import EmbeddedBlobs
+
+        folder = tmp_path / "stack" / "aws"
+        blobs = EmbeddedBlobs(folder / "blobs", running.url, (folder / "blob-secret").read_text().strip().encode())
+        served = running.http.get(blobs.presigned_url(f"staged/{big['id']}", 60), headers={"Range": "bytes=0-2"})
+        assert served.status_code == 206 and served.content == b"ID3", "a presigned URL answers Range requests"
+        assert served.headers["content-type"] == "audio/mpeg", "with the type the body was staged with"
     finally:
         running.stop()
 
