@@ -34,8 +34,8 @@ def create_queues(queues: EmbeddedQueues, template: Template) -> dict[str, str]:
 
 
 class EmbeddedSqs:
-    """The calls of boto3's SQS client that the queue pumps make, on the embedded queues (a queue
-    URL is the queue's name)."""
+    """The calls of boto3's SQS client that the queue pumps make (and send_message, which the
+    failure drill makes), on the embedded queues (a queue URL is the queue's name)."""
 
     def __init__(self, path: str):
         self.queues = shared_queues(path)
@@ -47,6 +47,11 @@ class EmbeddedSqs:
             "MD5OfBody": hashlib.md5(m.body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
             "Attributes": {"ApproximateReceiveCount": str(m.receives), "SentTimestamp": str(int(m.sent_at * 1000))},
         } for m in got]}
+
+    def send_message(self, *, QueueUrl, MessageBody, DelaySeconds=0, **_):  # noqa: N803
+        message_id = self.queues.send(QueueUrl, MessageBody, delay_s=DelaySeconds)
+        return {"MessageId": message_id,
+                "MD5OfMessageBody": hashlib.md5(MessageBody.encode()).hexdigest()}  # noqa: S324 - SQS's checksum
 
     def delete_message_batch(self, *, QueueUrl, Entries):  # noqa: N803
         for entry in Entries:

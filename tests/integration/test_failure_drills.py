@@ -1,7 +1,8 @@
 """Failure drills on the whole local system, in-process so that faults can be injected: the real
-handlers behind the local gateway, SQS and S3 under the AWS emulator with the template's redrive
-policies, SQLite, and the production Replicate path (predictions created over HTTP, results by
-signed webhook) against the local Replicate behind a chaos proxy.
+handlers behind the local gateway, the queues (with the template's redrive policies) and the
+bucket, SQLite, and the production Replicate path (predictions created over HTTP, results by
+signed webhook) against the local Replicate behind a chaos proxy. The drill runs twice: on the
+embedded queues and bucket (the default) and on the AWS emulator (LOCAL_AWS=moto).
 
 Each asset meets one fault: S3 failing reads, the store failing in the middle of processing,
 Replicate answering 429, 500 and timing out, Replicate refusing one asset's predictions for
@@ -32,6 +33,7 @@ from allthethings.domain.assets import Status, now
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.services.sweeper import sweep
 from devstack import gateway
+from devstack.embedded import EmbeddedSqs
 from devstack.stack import LocalStack, free_port
 
 KEY = "drill_" + "d" * 24
@@ -165,8 +167,35 @@ class FaultyBlobs:
         return self.real.get(key)
 
 
-@pytest.fixture
-def drill(tmp_path):
+class Queues:
+    """The few queue calls the drill makes itself, on whichever queues the stack runs: SQS's client
+    API on the emulator, or the embedded queues through the pumps' shim. A redrive is the one
+    `python -m devstack redrive` makes in the same mode."""
+
+    def __init__(self, stack: LocalStack):
+        if stack.embedded:
+            self.sqs = EmbeddedSqs(os.path.join(os.environ["EMBEDDED_AWS_DIR"], "queues.db"))
+            self.redrive = self.sqs.queues.redrive
+        else:
+            self.sqs = client("sqs")
+            self.redrive = redrive
+
+    def send(self, url: str, body: str) -> None:
+        self.sqs.send_message(QueueUrl=url, MessageBody=body)
+
+    def depth(self, url: str) -> int:
+        """Messages waiting plus messages in flight."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(attributes["Attributes"][name])
+                   for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"))
+
+    def receive(self, url: str) -> list[dict]:
+        return self.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+
+
+@pytest.fixture(params=["moto", "embedded"])
+def drill(request, tmp_path):
     """The whole local system in this process, on the production embedding path, and restored after."""
     from devstack.replicate import LocalReplicate
 
@@ -208,16 +237,15 @@ def drill(tmp_path):
         "REPLICATE_API_BASE": replicate_proxy.url + "/v1", "REPLICATE_API_TOKEN": replicate.token,
         "REPLICATE_WEBHOOK_SECRET": replicate.webhook_secret, "REPLICATE_EMBEDDING_VERSION": "e" * 64,
         "REPLICATE_WHISPER_VERSION": "w" * 64, "REPLICATE_TIMEOUT_S": "1.5", "PUBLIC_BASE_URL": webhooks.url,
-        "HF_HUB_OFFLINE": "1",
-        # The drills park a poison message and read the dead-letter queue through boto3: on the emulator.
-        "LOCAL_AWS": "moto"})
+        "HF_HUB_OFFLINE": "1", "LOCAL_AWS": request.param})
     stack = LocalStack(port=port, data_dir=str(tmp_path / "data"), retry_delay_s=0, pollers=2)
     try:
         stack.start()
         stack.serve_in_thread()
         base = f"http://127.0.0.1:{files.server_address[1]}"
-        yield dataclasses.make_dataclass("Drill", ["stack", "faults", "replicate", "webhooks", "base", "deps"])(
-            stack, faults, replicate_proxy, webhooks, base, bootstrap.deps())
+        yield dataclasses.make_dataclass(
+            "Drill", ["stack", "faults", "replicate", "webhooks", "base", "deps", "queues"])(
+            stack, faults, replicate_proxy, webhooks, base, bootstrap.deps(), Queues(stack))
     finally:
         stack.stop()
         replicate.stop()
@@ -229,12 +257,6 @@ def drill(tmp_path):
         aws._clients.clear()
         bootstrap._deps = None
         gateway._router = None
-
-
-def depth(url: str) -> int:
-    attributes = client("sqs").get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-    return sum(int(v) for v in attributes["Attributes"].values())
 
 
 def wait_for(check, what: str, timeout_s: float = 150):
@@ -278,15 +300,16 @@ def test_every_asset_survives_its_fault_and_ends_searchable(drill):
         return None
 
     drill.webhooks.decide = lose_one_assets_webhooks
+    queues = drill.queues
     queue_url, dead_url = (drill.stack.queue_urls[q] for q in ("ProcessQueue", "ProcessDeadLetterQueue"))
-    client("sqs").send_message(QueueUrl=queue_url, MessageBody="{this is not json")  # the poison message
+    queues.send(queue_url, "{this is not json")  # the poison message
 
     # Transient faults are retried away; persistent ones end in the dead-letter queue.
     def settled():
         statuses = {i: deps.store.get(a).status for i, a in ids.items()}
-        parked = depth(dead_url) == 3  # the refused prediction, the lost body, the poison
+        parked = queues.depth(dead_url) == 3  # the refused prediction, the lost body, the poison
         rest = [s for i, s in statuses.items() if i not in (REPLICATE_REFUSES, S3_LOST, WEBHOOK_LOST)]
-        return parked and depth(queue_url) == 0 and all(s is Status.SEARCHABLE for s in rest) \
+        return parked and queues.depth(queue_url) == 0 and all(s is Status.SEARCHABLE for s in rest) \
             and statuses[WEBHOOK_LOST] is Status.GENERATING_EMBEDDINGS and lost_webhooks and statuses
     statuses = wait_for(settled, "the drill's faults to play out")
     assert statuses[REPLICATE_REFUSES] is Status.PROCESSED, "chunks stored, embeddings refused: still accounted for"
@@ -296,12 +319,13 @@ def test_every_asset_survives_its_fault_and_ends_searchable(drill):
 
     # Mend, redrive, and sweep: the lost webhook's prediction is fetched from Replicate.
     drill.faults.mended = True
-    assert redrive(dead_url, queue_url) == 3
+    assert queues.redrive(dead_url, queue_url) == 3
     wait_for(lambda: all(deps.store.get(ids[i]).status is Status.SEARCHABLE for i in (REPLICATE_REFUSES, S3_LOST)),
              "the redriven assets")
     report = sweep(deps, at=now() + timedelta(seconds=deps.settings.stuck_after_s + 1))
     assert report.finished == [ids[WEBHOOK_LOST]], report
-    wait_for(lambda: depth(dead_url) == 1 and depth(queue_url) == 0, "the poison message to be parked again")
+    wait_for(lambda: queues.depth(dead_url) == 1 and queues.depth(queue_url) == 0,
+             "the poison message to be parked again")
 
     # Every asset accounted for: all searchable and findable by their own words; only the poison is parked.
     final = {a["id"]: a for a in http.get("/api/assets", params={"limit": 100}).json()["assets"]}
@@ -309,6 +333,6 @@ def test_every_asset_survives_its_fault_and_ends_searchable(drill):
     for i, asset_id in ids.items():
         hits = http.get("/api/search", params={"q": f"drill{i}x", "mode": "keyword", "limit": 3}).json()["results"]
         assert hits and hits[0]["asset"]["id"] == asset_id, (i, hits)
-    (parked,) = client("sqs").receive_message(QueueUrl=dead_url, WaitTimeSeconds=1)["Messages"]
+    (parked,) = queues.receive(dead_url)
     assert parked["Body"] == "{this is not json", "the poison message is kept, as sent, for a person to read"
-    assert depth(drill.stack.queue_urls["WebhookDeadLetterQueue"]) == 0
+    assert queues.depth(drill.stack.queue_urls["WebhookDeadLetterQueue"]) == 0
