@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import http.server
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -134,3 +138,25 @@ def process_tree_cpu(pid: int) -> dict[str, float]:
             except (OSError, ValueError):
                 pass
     return found
+
+
+@contextlib.contextmanager
+def profiled(stack, folder: Path | None, phase: str, idle: bool = False):
+    """Sample the stack's process with py-spy (if a folder is given) while the block runs: the
+    collapsed stacks go to `folder/phase.txt` (`python -m bench.profile_summary` reads them).
+    `idle`: sample waiting threads too, to see what they wait on."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{phase}.txt"
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(stack.process.pid),
+               "--format", "raw", "--rate", "200", "--output", str(out), "--nonblocking"]
+    spy = subprocess.Popen(command + (["--idle"] if idle else []), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        print(f"profile of {phase}: {out}", file=sys.stderr)

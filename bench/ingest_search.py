@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import corpus, machine, serve, summary
+from bench.common import corpus, machine, profiled, serve, summary
 from tests.e2e.conftest import RunningStack
 
 
@@ -64,6 +65,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--pollers", type=int, default=4, help="concurrent queue pollers in the stack")
+    parser.add_argument("--model-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="torch threads for the stack's model and for the direct figure alike")
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles of the stack (collapsed stacks) here")
+    parser.add_argument("--profile-idle", action="store_true", help="sample waiting threads too")
     args = parser.parse_args()
 
     docs, queries = corpus(args.docs)
@@ -74,22 +79,28 @@ def main() -> None:
         (work / "docs" / f"doc-{i:05d}.txt").write_text(text)
     base, server = serve(work / "docs")
 
-    stack = RunningStack(work / "stack", EMBEDDING_MODEL=args.model, LOCAL_POLLERS=str(args.pollers))
+    stack = RunningStack(work / "stack", EMBEDDING_MODEL=args.model, LOCAL_POLLERS=str(args.pollers),
+                         MODEL_THREADS=str(args.model_threads))
     try:
         stack.http.get("/api/search", params={"q": "warm up the model"})
-        ingest_s, ids = ingest(stack, base, len(docs), args.clients)
+        with profiled(stack, args.profile, "ingest", args.profile_idle):
+            ingest_s, ids = ingest(stack, base, len(docs), args.clients)
         latencies, hits = [], 0
-        for text, doc_index in queries:
-            t = time.perf_counter()
-            response = stack.http.get("/api/search", params={"q": text, "limit": 10})
-            latencies.append(time.perf_counter() - t)
-            results = response.json()["results"]
-            hits += bool(results) and results[0]["asset"]["id"] == ids[doc_index]
+        with profiled(stack, args.profile, "search", args.profile_idle):
+            for text, doc_index in queries:
+                t = time.perf_counter()
+                response = stack.http.get("/api/search", params={"q": text, "limit": 10})
+                latencies.append(time.perf_counter() - t)
+                results = response.json()["results"]
+                hits += bool(results) and results[0]["asset"]["id"] == ids[doc_index]
     finally:
         stack.stop()
         server.shutdown()
 
+    import torch
     from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.model_threads)
 
     from allthethings.adapters.models import model_dir
 
@@ -111,6 +122,8 @@ def main() -> None:
         "model": args.model,
         "documents": len(docs),
         "clients": args.clients,
+        "model_threads": args.model_threads,
+        "local_aws": os.environ.get("LOCAL_AWS", "embedded"),
         "ingest_docs_per_s": round(len(docs) / ingest_s, 1),
         "direct_docs_per_s": round(len(docs) / direct_s, 1),
         "ingest_ratio": round(direct_s / ingest_s, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -17,6 +18,14 @@ from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
+
+# A query's vector, or a future of it still being computed (see AssetStore.hybrid_search).
+QueryVector = Sequence[float] | concurrent.futures.Future
+
+
+def resolved(vector: QueryVector) -> Sequence[float]:
+    """The vector itself, waiting for it if it is a future."""
+    return vector.result() if isinstance(vector, concurrent.futures.Future) else vector
 
 
 class AssetStore(abc.ABC):
@@ -149,11 +158,12 @@ class AssetStore(abc.ABC):
     def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         """The `limit` chunks of SEARCHABLE assets that best match the query's words (BM25), best first."""
 
-    def hybrid_search(self, vector: Sequence[float], query: str, limit: int,
+    def hybrid_search(self, vector: QueryVector, query: str, limit: int,
                       search_filter: SearchFilter | None = None) -> list[ChunkHit]:
-        """Vector and keyword results fused by reciprocal rank; stores with a native fusion override it."""
-        return reciprocal_rank_fusion(self.search(vector, limit, search_filter),
-                                      self.keyword_search(query, limit, search_filter))[:limit]
+        """Vector and keyword results fused by reciprocal rank; stores with a native fusion override it.
+        `vector` may be a future of it: the keyword half runs while it is being computed."""
+        keyword = self.keyword_search(query, limit, search_filter)
+        return reciprocal_rank_fusion(self.search(resolved(vector), limit, search_filter), keyword)[:limit]
 
     # -- shared steps ------------------------------------------------------------------------
     @staticmethod

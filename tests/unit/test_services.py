@@ -543,3 +543,30 @@ def test_messages_for_a_deleted_asset_are_dropped():
     asset_id = submitted(deps)
     delete_asset(asset_id, deps)
     assert process_asset(asset_id, deps) is None
+
+
+def test_a_hybrid_search_embeds_the_query_while_the_store_runs_its_keyword_half():
+    import threading
+
+    keyword_started, armed = threading.Event(), threading.Event()
+    overlapped: list[bool] = []
+
+    class SlowEmbedder(FakeEmbedder):
+        def embed(self, texts):
+            if armed.is_set():
+                overlapped.append(keyword_started.wait(timeout=5))  # the keyword half starts meanwhile
+            return super().embed(texts)
+
+    deps = fake_deps(embedder=SlowEmbedder())
+    process_asset(submitted(deps, "http://x.test/s.txt", SOURDOUGH), deps)
+    keyword_search = deps.store.keyword_search
+
+    def watched_keyword_search(*args, **kwargs):
+        keyword_started.set()
+        return keyword_search(*args, **kwargs)
+
+    deps.store.keyword_search = watched_keyword_search
+    armed.set()
+    results = search("sourdough starter flour", 10, deps, mode="hybrid")
+    assert overlapped == [True], "the query's embedding waited for the keyword half to start"
+    assert [r["asset"]["url"] for r in results] == ["http://x.test/s.txt"]

@@ -18,7 +18,7 @@ from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
-from allthethings.ports import AssetStore
+from allthethings.ports import AssetStore, QueryVector, resolved
 
 # Chunk fields a search may filter on; each is declared in both search indexes.
 FILTER_PATHS = ("asset_id", "kind", "host", "created_at")
@@ -392,12 +392,12 @@ class AtlasStore(AssetStore):
         pipeline = keyword_search_pipeline(self.text_index, query, limit, search_filter)
         return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)), "keyword")
 
-    def hybrid_search(self, vector: Sequence[float], query: str, limit: int,
+    def hybrid_search(self, vector: QueryVector, query: str, limit: int,
                       search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         if not self._fusion_on_server():
             return super().hybrid_search(vector, query, limit, search_filter)
-        pipeline = hybrid_search_pipeline(self.vector_index, self.text_index, vector, query, limit, search_filter,
-                                          self._exact(search_filter))
+        pipeline = hybrid_search_pipeline(self.vector_index, self.text_index, resolved(vector), query, limit,
+                                          search_filter, self._exact(search_filter))
         return self._searchable_hits(list(self._call(self.db.chunks.aggregate, pipeline)), "fused")
 
     def _fusion_on_server(self) -> bool:

@@ -105,10 +105,13 @@ def packaged_tokenizer(model: str) -> HfTokenizer:
 
 class _Coalescer:
     """Merges concurrent calls into one batch: the model is several times faster on 32 texts at
-    once than on 32 single texts. A call waits at most `quiet_s` after the latest arrival (and
-    `max_wait_s` in all) for company; a lone caller pays at most `quiet_s`."""
+    once than on 32 single texts. While the model runs a batch, the calls that arrive queue up and
+    the next batch takes all of them (up to `max_items` texts), so a call waits for company only
+    when the model is busy anyway. With `quiet_s` > 0 a batch also waits that long after the
+    latest arrival (and `max_wait_s` in all) for more; by default it does not, so a lone caller
+    (a search query) pays nothing for batching."""
 
-    def __init__(self, fn, max_items: int = 64, quiet_s: float = 0.002, max_wait_s: float = 0.02):
+    def __init__(self, fn, max_items: int = 64, quiet_s: float = 0.0, max_wait_s: float = 0.02):
         self._fn = fn
         self._max_items = max_items
         self._quiet_s = quiet_s
@@ -134,10 +137,8 @@ class _Coalescer:
             deadline = time.monotonic() + self._max_wait_s
             while count < self._max_items:
                 wait = min(self._quiet_s, deadline - time.monotonic())
-                if wait <= 0:
-                    break
                 try:
-                    item = self._queue.get(timeout=wait)
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)

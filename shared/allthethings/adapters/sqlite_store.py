@@ -3,14 +3,16 @@
 Assets and chunks are plain tables. A searchable chunk is also in two search tables keyed by
 the chunk's rowid: `chunk_vectors` (sqlite-vec `vec0`, cosine distance) and `chunk_fts` (FTS5,
 BM25), each carrying the asset's kind, host and creation time so that filters apply inside the
-nearest-neighbour and full-text queries, before ranking. One connection per thread, WAL
-journal, and every multi-statement write in a transaction, so a crash never leaves half an
-asset behind.
+nearest-neighbour and full-text queries, before ranking. A vector search reads a copy of
+`chunk_vectors` held in memory (`vector_index.py`), which each write keeps current. One
+connection per thread, WAL journal, and every multi-statement write in a transaction, so a
+crash never leaves half an asset behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -19,6 +21,7 @@ from datetime import UTC
 
 from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
 from allthethings.adapters.sqlite_tx import write_transaction
+from allthethings.adapters.vector_index import IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
 from allthethings.domain.errors import InvalidInput
@@ -82,6 +85,8 @@ class SqliteStore(AssetStore):
         self._local = threading.local()
         self._init_lock = threading.Lock()
         self._initialised = False
+        self._index = VectorIndex(dimensions)
+        self._load_lock = threading.Lock()
 
     # -- connection and schema -------------------------------------------------
     def _conn(self):
@@ -123,6 +128,7 @@ class SqliteStore(AssetStore):
                 conn.execute(f"ALTER TABLE assets ADD COLUMN {column} INTEGER")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('vectors_version', '0')")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('model', ?)",
@@ -150,6 +156,7 @@ class SqliteStore(AssetStore):
                              "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
                 conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
                              (rowid, text, *meta))
+            _next_vectors_version(conn)  # any copy held in memory reads the table again
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -200,6 +207,7 @@ class SqliteStore(AssetStore):
                 (asset.id, idx, text, start_s, end_s)).lastrowid
             conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
                          "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
+            self._vector_changes().added.append(IndexedRow(rowid, embedding, *meta))
             conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
                          (rowid, text, *meta))
 
@@ -236,17 +244,39 @@ class SqliteStore(AssetStore):
 
     @contextlib.contextmanager
     def _write(self):
-        """One write transaction, taken up front so that concurrent writers queue instead of failing."""
-        with write_transaction(self._conn()) as conn:
-            yield conn
+        """One write transaction, taken up front so that concurrent writers queue instead of failing.
+        What it changes in `chunk_vectors` reaches the copy in memory just before it commits."""
+        self._local.changes = _VectorChanges()
+        try:
+            with write_transaction(self._conn(), before_commit=self._publish_changes) as conn:
+                yield conn
+        except BaseException:
+            if self._local.changes.published:
+                self._index.invalidate()  # recorded, then not committed: read the table again
+            raise
+        finally:
+            self._local.changes = None
 
-    @staticmethod
-    def _delete_chunks(conn, asset_id: str) -> None:
-        conn.execute("DELETE FROM chunk_vectors WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
-                     (asset_id,))
-        conn.execute("DELETE FROM chunk_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE asset_id = ?)",
-                     (asset_id,))
+    def _vector_changes(self) -> _VectorChanges:
+        changes = getattr(self._local, "changes", None)
+        if changes is None:
+            raise RuntimeError("vectors change only inside the store's write transaction")
+        return changes
+
+    def _publish_changes(self, conn) -> None:
+        changes = self._local.changes
+        if changes.added or changes.removed:
+            changes.published = True
+            self._index.apply(changes.added, changes.removed, _next_vectors_version(conn))
+
+    def _delete_chunks(self, conn, asset_id: str) -> None:
+        rowids = [r[0] for r in conn.execute("SELECT rowid FROM chunks WHERE asset_id = ?", (asset_id,))]
+        if not rowids:
+            return
+        conn.executemany("DELETE FROM chunk_vectors WHERE rowid = ?", [(r,) for r in rowids])
+        conn.executemany("DELETE FROM chunk_fts WHERE rowid = ?", [(r,) for r in rowids])
         conn.execute("DELETE FROM chunks WHERE asset_id = ?", (asset_id,))
+        self._vector_changes().removed.extend(rowids)
 
     def delete(self, asset_id: str) -> None:
         with self._write() as conn:
@@ -287,45 +317,84 @@ class SqliteStore(AssetStore):
         conn = self._conn()
         rows = conn.execute("SELECT rowid, text FROM chunks WHERE asset_id = ? ORDER BY idx", (asset.id,)).fetchall()
         meta = _search_columns(search_metadata(asset))
+        added = [IndexedRow(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)]
         conn.executemany("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                         [(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)])
+                         [(r.rowid, r.vector, *meta) for r in added])
+        self._vector_changes().added.extend(added)
         conn.executemany("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
                          [(rid, text, *meta) for rid, text in rows])
 
     def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
-        from sqlite_vec import serialize_float32
+        conn = self._conn()
+        nearest = self._current_index(conn).search(vector, min(limit, MAX_KNN), search_filter)
+        if not nearest:
+            return []
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT rowid, asset_id, idx, text, start_s, end_s FROM chunks "
+            "WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps([rowid for rowid, _ in nearest]),))}
+        # A chunk deleted since the copy was read is left out.
+        return [ChunkHit(asset_id=row[0], index=row[1], text=row[2], start_s=row[3], end_s=row[4], score=similarity,
+                         similarity=similarity)
+                for rowid, similarity in nearest if (row := rows.get(rowid)) is not None]
 
-        where, args = _filter_sql(search_filter, "v")
-        rows = self._conn().execute(
-            f"""
-            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, v.distance
-            FROM chunk_vectors v JOIN chunks c ON c.rowid = v.rowid
-            WHERE v.embedding MATCH ? AND k = ? {where}
-            ORDER BY v.distance
-            """, (serialize_float32(list(vector)), min(limit, MAX_KNN), *args)).fetchall()
-        # The table's metric is cosine distance: 1 - distance is the cosine similarity.
-        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=1.0 - r[5],
-                         similarity=1.0 - r[5]) for r in rows]
+    def _current_index(self, conn) -> VectorIndex:
+        """The copy of `chunk_vectors` in memory, read again whole if the file's version is not its."""
+        if self._index.version != _vectors_version(conn):
+            with self._load_lock:
+                conn.execute("BEGIN")  # one snapshot: the rows and the version they are at
+                try:
+                    version = _vectors_version(conn)
+                    if self._index.version != version:
+                        rows = conn.execute("SELECT rowid, embedding, kind, host, created_at FROM chunk_vectors")
+                        self._index.load((IndexedRow(*r) for r in rows), version)
+                finally:
+                    conn.execute("COMMIT")
+        return self._index
 
     def keyword_search(self, query: str, limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         terms = query_terms(query)
         if not terms:
             return []
         where, args = _filter_sql(search_filter, "f")
+        # Rank in the full-text table alone, then read the few chunks ranked (a join before the
+        # LIMIT reads a chunk row for every match).
         rows = self._conn().execute(
             f"""
-            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, bm25(chunk_fts) AS rank
-            FROM chunk_fts f JOIN chunks c ON c.rowid = f.rowid
-            WHERE chunk_fts MATCH ? {where}
-            ORDER BY rank LIMIT ?
+            WITH ranked AS (
+                SELECT f.rowid AS rowid, bm25(chunk_fts) AS rank FROM chunk_fts f
+                WHERE chunk_fts MATCH ? {where} ORDER BY rank LIMIT ?)
+            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, ranked.rank
+            FROM ranked JOIN chunks c ON c.rowid = ranked.rowid ORDER BY ranked.rank
             """, (" OR ".join(f'"{t}"' for t in terms), *args, limit)).fetchall()
         # BM25 here is lower-is-better and negative; flip it so that higher is better, as elsewhere.
         return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5], keyword=True)
                 for r in rows]
 
 
-# sqlite-vec answers at most this many neighbours in one query.
+# sqlite-vec answers at most this many neighbours in one query; the copy in memory keeps its limit.
 MAX_KNN = 4096
+
+
+@dataclasses.dataclass
+class _VectorChanges:
+    """What one write transaction changed in `chunk_vectors`, for the copy in memory."""
+
+    added: list[IndexedRow] = dataclasses.field(default_factory=list)
+    removed: list[int] = dataclasses.field(default_factory=list)
+    published: bool = False
+
+
+def _vectors_version(conn) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'vectors_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _next_vectors_version(conn) -> int:
+    """Count one more change of `chunk_vectors` (inside the write transaction that makes it)."""
+    version = _vectors_version(conn) + 1
+    conn.execute("INSERT INTO meta (key, value) VALUES ('vectors_version', ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(version),))
+    return version
 
 
 def _asset(row: Sequence) -> Asset:

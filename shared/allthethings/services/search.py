@@ -12,11 +12,13 @@ result says how strong a match it is): the floor decides whether there is an ans
 order, so it costs a query that has one nothing of what it used to find.
 
 Pages are asked for with an opaque cursor. A keyword search costs no embedding; a repeated
-query's embedding comes from a cache.
+query's embedding comes from a cache. A hybrid search embeds the query while the store runs its
+keyword half, so the embedding's time is not added to the full-text search's.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -40,6 +42,7 @@ from allthethings.domain.search import (
     query_terms,
     relevance,
 )
+from allthethings.ports import QueryVector
 from allthethings.services import Deps
 from allthethings.services.assets import parse_limit
 
@@ -51,6 +54,8 @@ MAX_HOST_CHARS = 253
 # store has nothing more to give.
 CHUNKS_PER_RESULT = 8
 MAX_CHUNKS = 4096
+# Embeds hybrid searches' queries beside the keyword half (the model releases the GIL).
+_QUERY_EMBEDDING = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="query-embedding")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +110,7 @@ def _search(request: SearchRequest, deps: Deps) -> SearchPage:
     key = fingerprint(request.query, request.mode, request.search_filter)
     offset = page_offset(request.cursor, key)
     want = offset + request.limit + 1  # one more than the page, to know whether another follows
-    vector = deps.embedder.embed([request.query])[0] if request.mode is not Mode.KEYWORD else None
+    vector = _query_vector(request, deps)
     floor, strong = similarity_scale(deps)
     k = min(want * CHUNKS_PER_RESULT, MAX_CHUNKS)
     while True:
@@ -147,7 +152,17 @@ def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:
     return (None if floor is not None and floor <= -1 else floor), (spec.strong_similarity if spec else None)
 
 
-def _ranked_chunks(request: SearchRequest, vector, k: int, deps: Deps):
+def _query_vector(request: SearchRequest, deps: Deps) -> QueryVector | None:
+    """The query's vector (vector mode), a future of it (hybrid: the store's keyword half runs
+    meanwhile), or None (keyword)."""
+    if request.mode is Mode.KEYWORD:
+        return None
+    if request.mode is Mode.VECTOR:
+        return deps.embedder.embed([request.query])[0]
+    return _QUERY_EMBEDDING.submit(lambda: deps.embedder.embed([request.query])[0])
+
+
+def _ranked_chunks(request: SearchRequest, vector: QueryVector | None, k: int, deps: Deps):
     if request.mode is Mode.VECTOR:
         return deps.store.search(vector, k, request.search_filter)
     if request.mode is Mode.KEYWORD:
