@@ -54,8 +54,7 @@ class EmbeddedSqs:
                 "MD5OfMessageBody": hashlib.md5(MessageBody.encode()).hexdigest()}  # noqa: S324 - SQS's checksum
 
     def delete_message_batch(self, *, QueueUrl, Entries):  # noqa: N803
-        for entry in Entries:
-            self.queues.delete(QueueUrl, entry["ReceiptHandle"])
+        self.queues.delete(QueueUrl, *(entry["ReceiptHandle"] for entry in Entries))
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     def change_message_visibility(self, *, QueueUrl, ReceiptHandle, VisibilityTimeout):  # noqa: N803

@@ -154,3 +154,24 @@ def test_the_index_ranks_by_cosine_and_breaks_ties_by_rowid():
     index.apply([], [1], version=2)  # the last row takes the removed row's place
     assert sorted(r for r, _ in index.search([0.0, 1.0], 10)) == [2, 3, 4]
     assert index.version == 2
+
+
+def test_a_finished_thread_leaves_its_connection_to_the_next(store):
+    """The local gateway runs each request in a thread of its own: the store's connection outlives
+    it, so a request does not pay for opening one."""
+    import threading
+
+    store.search([1.0] + [0.0] * (DIMENSIONS - 1), 1)
+    opened = []
+    open_connection = store._open
+    store._open = lambda: opened.append(1) or open_connection()
+
+    def request():
+        store.search([1.0] + [0.0] * (DIMENSIONS - 1), 1)
+
+    for _ in range(3):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    assert len(opened) == 1, "each thread opened a connection of its own"
+    assert store._idle, "the last thread's connection is idle, ready for the next"

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 
-from allthethings.adapters.sqlite_tx import write_transaction
+from allthethings.adapters.sqlite_tx import write_transaction, writer_lock
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import TaskQueue
 
@@ -68,7 +68,9 @@ class EmbeddedQueues:
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
-        self._sent = threading.Condition()
+        self._writer = writer_lock(path)
+        self._arrivals: dict[str, threading.Condition] = {}  # per queue: a receive waits on its own
+        self._arrivals_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)  # idempotent, and it commits by itself
 
     def _conn(self) -> sqlite3.Connection:
@@ -81,7 +83,7 @@ class EmbeddedQueues:
         return conn
 
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._conn())
+        return write_transaction(self._conn(), self._writer)
 
     # -- queues -------------------------------------------------------------------------------
     def create(self, name: str, *, visibility_s: float = 30, dead_letter: str | None = None,
@@ -114,8 +116,7 @@ class EmbeddedQueues:
             now = time.time()
             rowid = conn.execute("INSERT INTO messages (queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
                                  (queue, body, now, now + delay_s)).lastrowid
-        with self._sent:
-            self._sent.notify_all()
+        self._notify(queue)
         return str(rowid)
 
     def receive(self, queue: str, *, limit: int = 10, visibility_s: float | None = None,
@@ -124,16 +125,34 @@ class EmbeddedQueues:
         counted as received; a message received its queue's `max_receives` times already goes to
         the dead-letter queue instead. Waits up to `wait_s` for one to arrive (long polling)."""
         deadline = time.monotonic() + wait_s
+        arrivals = self._arrivals_of(queue)
         while True:
             got = self._receive_once(queue, limit, visibility_s)
             left = deadline - time.monotonic()
             if got or left <= 0:
                 return got
-            with self._sent:
-                self._sent.wait(min(left, 0.2))  # woken by a send in this process; polls for others
+            with arrivals:
+                arrivals.wait(min(left, 0.2))  # woken by a send to this queue in this process; polls for others
+
+    def _arrivals_of(self, queue: str) -> threading.Condition:
+        with self._arrivals_lock:
+            return self._arrivals.setdefault(queue, threading.Condition())
+
+    def _notify(self, *queues: str) -> None:
+        """Wake the receives waiting on these queues (all queues if none is named)."""
+        with self._arrivals_lock:
+            waiting = [self._arrivals[q] for q in queues if q in self._arrivals] if queues \
+                else list(self._arrivals.values())
+        for arrivals in waiting:
+            with arrivals:
+                arrivals.notify_all()
 
     def _receive_once(self, queue: str, limit: int, visibility_s: float | None) -> list[Received]:
         got: list[Received] = []
+        # An empty queue is answered by a read, without taking the file's write lock.
+        if not self._conn().execute(_READY, (queue, time.time(), 1)).fetchone():
+            self._queue(self._conn(), queue)  # a queue that does not exist is still NotFound
+            return got
         with self._write() as conn:
             default_visibility, dead_letter, max_receives, _ = self._queue(conn, queue)
             hide = default_visibility if visibility_s is None else visibility_s
@@ -153,10 +172,11 @@ class EmbeddedQueues:
                     got.append(Received(str(rowid), body, receipt, receives + 1, sent_at))
         return got
 
-    def delete(self, queue: str, receipt: str) -> None:
-        """Delete the message this receipt was handed out for (an outdated receipt: nothing)."""
+    def delete(self, queue: str, *receipts: str) -> None:
+        """Delete the messages these receipts were handed out for, in one transaction (an outdated
+        receipt: nothing)."""
         with self._write() as conn:
-            conn.execute("DELETE FROM messages WHERE queue = ? AND receipt = ?", (queue, receipt))
+            conn.executemany("DELETE FROM messages WHERE queue = ? AND receipt = ?", [(queue, r) for r in receipts])
 
     def change_visibility(self, queue: str, receipt: str, visibility_s: float) -> None:
         """Make the received message visible again after `visibility_s` (0: at once)."""
@@ -164,8 +184,7 @@ class EmbeddedQueues:
             conn.execute("UPDATE messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
                          (time.time() + visibility_s, queue, receipt))
         if visibility_s <= 0:
-            with self._sent:
-                self._sent.notify_all()
+            self._notify(queue)
 
     def redrive(self, dead_letter: str, queue: str, *, limit: int | None = None) -> int:
         """Move up to `limit` (all) messages from a dead-letter queue back to `queue`, oldest first,
@@ -176,8 +195,7 @@ class EmbeddedQueues:
                 "UPDATE messages SET queue = ?, visible_at = ?, receives = 0, receipt = NULL WHERE id IN "
                 "(SELECT id FROM messages WHERE queue = ? ORDER BY id LIMIT ?)",
                 (queue, time.time(), dead_letter, -1 if limit is None else limit)).rowcount
-        with self._sent:
-            self._sent.notify_all()
+        self._notify(queue)
         return moved
 
     def release_in_flight(self) -> int:
@@ -187,8 +205,7 @@ class EmbeddedQueues:
         with self._write() as conn:
             released = conn.execute("UPDATE messages SET visible_at = ? WHERE receipt IS NOT NULL AND visible_at > ?",
                                     (time.time(), time.time())).rowcount
-        with self._sent:
-            self._sent.notify_all()
+        self._notify()
         return released
 
     def depth(self, queue: str) -> dict[str, int]:

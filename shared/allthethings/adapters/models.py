@@ -12,6 +12,7 @@ import glob
 import os
 import queue
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -156,33 +157,18 @@ class _Coalescer:
 
 
 class LocalEmbedder(Embedder):
-    """sentence-transformers on the CPU, loaded on first use; concurrent calls are batched together."""
+    """sentence-transformers on the CPU, in a process of its own (see `_ModelProcess`), started on
+    first use; concurrent calls are batched together."""
 
     def __init__(self, model: str, batch_size: int = 32, threads: int | None = None):
-        # The model shares the machine with the rest of the pipeline (and, locally, the AWS
-        # emulator): by default it takes half the cores rather than all of them.
+        # The model shares the machine with the rest of the pipeline: by default it takes half the
+        # cores rather than all of them.
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
         self.model = model
         self.dimensions, self.max_tokens = CATALOG[model].dimensions, CATALOG[model].max_tokens
         self.batch_size = batch_size
-        self._st = None
-        self._lock = threading.Lock()
+        self._process = _ModelProcess(model, self.threads, batch_size, self.max_tokens)
         self._coalescer = _Coalescer(self._encode)
-
-    def _model(self):
-        if self._st is None:
-            with self._lock:
-                if self._st is None:
-                    _offline_and_quiet()
-                    import torch
-                    from sentence_transformers import SentenceTransformer
-
-                    torch.set_num_threads(self.threads)
-
-                    st = SentenceTransformer(str(model_dir(self.model)), device="cpu")
-                    st.max_seq_length = self.max_tokens
-                    self._st = st
-        return self._st
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -190,6 +176,99 @@ class LocalEmbedder(Embedder):
         return self._coalescer(list(texts))
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
-        return vectors.tolist()
+        return self._process.encode(texts)
+
+    def close(self) -> None:
+        self._process.stop()
+
+
+class _ModelProcess:
+    """The model in a child process, so that it has an interpreter lock of its own.
+
+    In the process that runs the pipeline, a forward pass gives up the GIL at every operator and
+    must win it back from whatever Python runs in other threads (HTTP requests, queue pumps,
+    extraction), waiting up to the switch interval each time: on the machine of BENCHMARKS.md
+    one query's embedding took 25 ms alone and 1.3 s beside a busy Python thread. In a child it
+    runs at the model's own speed. Calls come one at a time (the batcher's thread makes them);
+    texts go down a socket and vectors come back, pickled. A child that dies is started again
+    once per call; if that fails too the call fails (UpstreamUnavailable, so a queued step is
+    retried). The child ends when this process does (its socket closes), `kill -9` included.
+    """
+
+    def __init__(self, model: str, threads: int, batch_size: int, max_tokens: int):
+        self.args = (model, threads, batch_size, max_tokens)
+        self._conn = None
+        self._child: subprocess.Popen | None = None
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        from allthethings.domain.errors import UpstreamUnavailable
+
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                conn.send(texts)
+                ok, answer = conn.recv()
+            except (EOFError, OSError) as exc:
+                self.stop()
+                if attempt == 2:
+                    raise UpstreamUnavailable(f"the local model's process ended ({exc.__class__.__name__}); "
+                                              "see the log for why") from exc
+                continue
+            if not ok:
+                raise RuntimeError(f"the local model failed: {answer}")
+            return answer.tolist()
+        raise AssertionError("unreachable")
+
+    def _connection(self):
+        if self._conn is None:
+            import socket
+            from multiprocessing.connection import Connection
+
+            mine, theirs = socket.socketpair()
+            model, threads, batch_size, max_tokens = self.args
+            command = (f"from allthethings.adapters.models import serve_model; "
+                       f"serve_model({theirs.fileno()}, {model!r}, {threads}, {batch_size}, {max_tokens})")
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            try:
+                self._child = subprocess.Popen([sys.executable, "-c", command], pass_fds=[theirs.fileno()], env=env)
+            finally:
+                theirs.close()
+            self._conn = Connection(mine.detach())
+        return self._conn
+
+    def stop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # the child reads end-of-file and exits
+        child, self._child = self._child, None
+        if child is not None:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def serve_model(fd: int, model: str, threads: int, batch_size: int, max_tokens: int) -> None:
+    """The child's loop (`_ModelProcess`): load the model, then answer each list of texts with
+    (True, their vectors) or (False, what went wrong), until the parent's end closes."""
+    from multiprocessing.connection import Connection
+
+    _offline_and_quiet()
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    conn = Connection(fd)
+    st = SentenceTransformer(str(model_dir(model)), device="cpu")
+    st.max_seq_length = max_tokens
+    while True:
+        try:
+            texts = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer = (True, st.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False))
+        except Exception as exc:  # noqa: BLE001 - the parent raises it
+            answer = (False, f"{exc.__class__.__name__}: {exc}")
+        conn.send(answer)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
-from allthethings.adapters.sqlite_tx import write_transaction
+from allthethings.adapters.sqlite_tx import write_transaction, writer_lock
 from allthethings.adapters.vector_index import IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
@@ -59,11 +59,11 @@ def _connect(path: str):
     import sqlite3
 
     if hasattr(sqlite3.Connection, "enable_load_extension"):
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     else:
         import sqlean
 
-        conn = sqlean.connect(path, timeout=30, isolation_level=None)
+        conn = sqlean.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     import sqlite_vec
 
     conn.enable_load_extension(True)
@@ -87,23 +87,34 @@ class SqliteStore(AssetStore):
         self._initialised = False
         self._index = VectorIndex(dimensions)
         self._load_lock = threading.Lock()
+        self._writer = writer_lock(path)
+        self._idle: list = []  # connections of finished threads, for the next thread
+        self._idle_lock = threading.Lock()
 
     # -- connection and schema -------------------------------------------------
     def _conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if os.path.dirname(self.path):
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            conn = _connect(self.path)
-            with self._init_lock:
-                if not self._initialised:
-                    try:
-                        self._create_schema(conn)
-                    except BaseException:
-                        conn.close()
-                        raise
-                    self._initialised = True
-            self._local.conn = conn
+        """This thread's connection: one a finished thread left (a request's thread of the local
+        gateway lives for one request, and opening a connection costs more than most queries),
+        or a new one."""
+        lease = getattr(self._local, "lease", None)
+        if lease is None:
+            with self._idle_lock:
+                conn = self._idle.pop() if self._idle else None
+            lease = self._local.lease = _Lease(self._idle, self._idle_lock, conn or self._open())
+        return lease.conn
+
+    def _open(self):
+        if os.path.dirname(self.path):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        conn = _connect(self.path)
+        with self._init_lock:
+            if not self._initialised:
+                try:
+                    self._create_schema(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._initialised = True
         return conn
 
     def _vector_table(self, name: str) -> str:
@@ -143,7 +154,7 @@ class SqliteStore(AssetStore):
 
     def _add_search_metadata(self, conn) -> None:
         """Upgrade a file made before filters: rebuild both search tables with asset metadata."""
-        with write_transaction(conn):
+        with write_transaction(conn, self._writer):
             rows = conn.execute(
                 f"SELECT v.rowid, v.embedding, c.text, {', '.join(f'a.{f}' for f in FIELDS)} FROM chunk_vectors v "
                 "JOIN chunks c ON c.rowid = v.rowid JOIN assets a ON a.id = c.asset_id").fetchall()
@@ -159,10 +170,16 @@ class SqliteStore(AssetStore):
             _next_vectors_version(conn)  # any copy held in memory reads the table again
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close this thread's connection and the idle ones."""
+        lease = getattr(self._local, "lease", None)
+        if lease is not None:
+            lease.conn.close()
+            lease.conn = None
+            self._local.lease = None
+        with self._idle_lock:
+            idle, self._idle[:] = list(self._idle), []
+        for conn in idle:
             conn.close()
-            self._local.conn = None
 
     # -- assets ----------------------------------------------------------------
     def _select(self, where: str, args: tuple) -> Asset | None:
@@ -248,7 +265,7 @@ class SqliteStore(AssetStore):
         What it changes in `chunk_vectors` reaches the copy in memory just before it commits."""
         self._local.changes = _VectorChanges()
         try:
-            with write_transaction(self._conn(), before_commit=self._publish_changes) as conn:
+            with write_transaction(self._conn(), self._writer, self._publish_changes) as conn:
                 yield conn
         except BaseException:
             if self._local.changes.published:
@@ -373,6 +390,26 @@ class SqliteStore(AssetStore):
 
 # sqlite-vec answers at most this many neighbours in one query; the copy in memory keeps its limit.
 MAX_KNN = 4096
+
+
+class _Lease:
+    """A thread's hold on a connection, given back to the idle list when the thread ends (its
+    thread-local storage is released then)."""
+
+    MAX_IDLE = 16
+
+    def __init__(self, idle: list, lock: threading.Lock, conn):
+        self.idle, self.lock, self.conn = idle, lock, conn
+
+    def __del__(self):
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        with self.lock:
+            if not conn.in_transaction and len(self.idle) < self.MAX_IDLE:
+                self.idle.append(conn)
+                return
+        conn.close()
 
 
 @dataclasses.dataclass
