@@ -13,15 +13,20 @@ carry every asset to a final status. After a clean stop it reads the store's fil
 and errors, chunk rows against each asset's chunk_count, duplicate (asset_id, idx) rows, search
 rows (vectors, full text) against searchable chunks, and messages left in the queues.
 
+At the kill it also lists unfinished assets that no queue message names and no prediction waits
+for: the resume does not look for them, so only the sweeper moves them on (STUCK_AFTER_S, 15 min,
+checked every 10 min: about 20 min after the restart).
+
 With `--backend replicate` the stack embeds through its local Replicate, as production does through
 Replicate (EMBEDDER_BACKEND=replicate; devstack starts the local Replicate in the stack's process
 and points REPLICATE_API_BASE at it). That server counts the predictions it creates per model
-(`GET /v1/_local/stats`, found through DATA_DIR/local-stack.json) but keeps no record a client can
-list per asset, and it dies with the process: the drill reads the count just before the kill and
-once more before the clean stop. The restarted process's count is exact and is compared with the
-number of embedding groups the assets not yet SEARCHABLE at the kill need (an asset waiting for a
-prediction lost in the kill legitimately asks again); the count before the kill is read a moment
-before SIGKILL, so it can miss a prediction created in between.
+(`GET /v1/_local/stats`, found through DATA_DIR/local-stack.json) and dies with the process: the
+drill reads the count a moment before SIGKILL (so it can miss a prediction created in between) and
+once more before the clean stop (exact for the restarted run). The restarted run's count is
+compared with the embedding groups the assets not SEARCHABLE at the kill need (one waiting for a
+prediction lost in the kill legitimately asks again). Per asset, the count comes from the stack's
+request log: the local Replicate delivers one webhook per finished prediction to
+`/webhooks/embedding/{asset id}`, and the log records each request with its status.
 
     python -m bench.restart_drill --docs 2000
     python -m bench.restart_drill --docs 2000 --backend replicate --kill-at-fraction 0.4
@@ -36,6 +41,7 @@ import concurrent.futures
 import contextlib
 import json
 import math
+import re
 import secrets
 import shutil
 import sqlite3
@@ -112,16 +118,27 @@ def listing(stack: RunningStack) -> dict[str, dict]:
             return assets
 
 
-def wait_until_final(data: Path, total: int, timeout_s: float, started: float) -> tuple[float | None, dict]:
-    """Seconds from `started` until every asset in the store's file has a final status (None: not within
-    `timeout_s`), and the last counts read. Reading the file costs the stack nothing, unlike a listing."""
+def wait_until_final(data: Path, total: int, timeout_s: float, started: float) -> tuple[dict, dict]:
+    """Seconds from `started` until half, 90 %, 99 % and all of the assets in the store's file had a
+    final status (a share not reached within `timeout_s` is missing), and the last counts read.
+    Reading the file costs the stack nothing, unlike a listing."""
     counts: dict[str, int] = {}
+    reached: dict[str, float] = {}
+    shares = {"50%": 0.5, "90%": 0.9, "99%": 0.99, "all": 1.0}
+    said = started
     while time.perf_counter() - started < timeout_s:
         counts = statuses(data)
-        if sum(counts.get(s, 0) for s in FINAL) >= total:
-            return time.perf_counter() - started, counts
+        done = sum(counts.get(s, 0) for s in FINAL)
+        elapsed = time.perf_counter() - started
+        reached.update({k: round(elapsed, 1) for k, share in shares.items()
+                        if k not in reached and done >= math.ceil(share * total)})
+        if "all" in reached:
+            break
+        if time.perf_counter() - said >= 30:
+            said = time.perf_counter()
+            print(f"{elapsed:.0f} s after the restart: {counts}", file=sys.stderr)
         time.sleep(0.25)
-    return None, counts
+    return reached, counts
 
 
 def vector_rows(data: Path, searchable: str) -> dict:
@@ -187,13 +204,55 @@ def queue_messages(data: Path) -> dict[str, dict[str, int]]:
     return {q: {"visible": v, "in_flight_or_delayed": h} for q, v, h in rows}
 
 
+def queue_bodies(data: Path) -> dict[str, str]:
+    """The bodies of every message in each embedded queue, one string a queue (to look ids up in)."""
+    with contextlib.closing(sqlite3.connect(data / "aws" / "queues.db", timeout=30)) as db:
+        rows = db.execute("SELECT queue, body FROM messages").fetchall()
+    bodies = collections.defaultdict(list)
+    for queue, body in rows:
+        bodies[queue].append(body)
+    return {queue: "\n".join(b) for queue, b in bodies.items()}
+
+
+def without_a_message(data: Path) -> list[dict]:
+    """Unfinished assets that no queue message names and no prediction waits for: nothing but the
+    sweeper (an asset not updated for STUCK_AFTER_S, 15 min by default) will move them on."""
+    bodies = "\n".join(queue_bodies(data).values())
+    with store(data) as db:
+        waiting = db.execute("SELECT id, status, url, updated_at FROM assets WHERE prediction_id IS NULL AND status "
+                             "IN ('FETCHING', 'SUBMITTED', 'PROCESSED', 'PROCESSING')").fetchall()
+    return [{"id": a, "status": s, "url": u, "updated_at": t} for a, s, u, t in waiting if a not in bodies]
+
+
+def embedding_webhooks(path: Path) -> collections.Counter:
+    """Embedding webhooks the stack answered, by asset, from its request log: the local Replicate runs in
+    the stack's process and delivers one webhook per finished prediction, sent again only after a 5xx, a
+    429 or no answer (not counted here), so this counts each asset's finished embedding predictions in
+    that run, including one the stack refuses (409: not the prediction its asset waits for)."""
+    answered = re.compile(r'werkzeug .*POST /webhooks/embedding/(\w+) HTTP[^"]*" (\d{3}) ')
+    found = collections.Counter()
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            match = answered.search(line)
+            if match and not (match.group(2).startswith("5") or match.group(2) == "429"):
+                found[match.group(1)] += 1
+    return found
+
+
 def log_problems(path: Path) -> dict:
-    """Tracebacks and failures a stack's log recorded, with the first few lines that say so."""
+    """What a stack's log says went wrong: each traceback's exception line (the first line after it
+    that is not indented), and lines that say something failed or raised; the first few of each."""
     if not path.exists():
-        return {"lines": 0}
-    flagged = [line for line in path.read_text(errors="replace").splitlines()
-               if "Traceback" in line or "ERROR" in line or " failed" in line or " raised" in line]
-    return {"lines": len(flagged), "first": flagged[:5]}
+        return {}
+    lines = path.read_text(errors="replace").splitlines()
+    exceptions, failures = [], []
+    for n, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            exceptions.append(next((x for x in lines[n + 1:] if x and not x[0].isspace()), "?")[:300])
+        elif " ERROR " in line or " failed" in line or " raised" in line:
+            failures.append(line[:300])
+    return {"tracebacks": len(exceptions), "exceptions": dict(collections.Counter(exceptions).most_common(5)),
+            "failure_lines": len(failures), "first_failure_lines": failures[:5]}
 
 
 def main() -> None:
@@ -267,12 +326,21 @@ def main() -> None:
     stack.http.close()
     at_kill = statuses(data)
     queues_at_kill = queue_messages(data)
+    orphans = without_a_message(data)
+    bodies_at_kill = queue_bodies(data)
+    webhooks_at_kill = bodies_at_kill.get("WebhookQueue", "")
+    with store(data) as db:
+        waiting_at_kill = [a for (a,) in db.execute("SELECT id FROM assets WHERE status = 'GENERATING_EMBEDDINGS'")]
+    # The resume retries each of these, which queues a processing message: one still in the queue from
+    # the killed run is then a second message for the same asset.
+    twice = [a for a in waiting_at_kill if a in bodies_at_kill.get("ProcessQueue", "")]
     searchable_at_kill = searchable_ids(data)
     (data / "stack.log").rename(data / "stack-killed.log")  # the restart writes a new stack.log
     report.update({"submissions_answered": len(ids), "submissions_unanswered": unanswered,
                    "submit_s": round(submit_s, 1), "statuses_read_just_before_kill": killed["before"],
-                   "statuses_at_kill": at_kill, "queue_messages_at_kill": queues_at_kill})
-    print(f"killed: {at_kill}", file=sys.stderr)
+                   "statuses_at_kill": at_kill, "queue_messages_at_kill": queues_at_kill,
+                   "unfinished_without_a_message_at_kill": len(orphans), "examples_without_a_message": orphans[:10]})
+    print(f"killed: {at_kill}; {len(orphans)} unfinished assets with no queue message", file=sys.stderr)
     predictions_before, killed_at = killed["predictions"], killed["at"]
     if at_kill.get("SEARCHABLE", 0) == sum(at_kill.values()):
         print("warning: every asset was SEARCHABLE at the kill; the drill tests nothing", file=sys.stderr)
@@ -284,7 +352,8 @@ def main() -> None:
     total = sum(statuses(data).values())
     print(f"restarted: healthy after {healthy_s:.1f} s; waiting for {total} assets", file=sys.stderr)
     try:
-        final_s, counts = wait_until_final(data, total, args.timeout_s, restarted)
+        reached, counts = wait_until_final(data, total, args.timeout_s, restarted)
+        final_s = reached.get("all")
         seen = listing(again)  # what the API shows, with each asset's error
         predictions_after = replicate_stats(data) if args.backend == "replicate" else None
     finally:
@@ -303,7 +372,8 @@ def main() -> None:
         "submitted_ids_missing_from_listing": len(set(ids) - set(seen)),
         "searchable_after_restart": searchable,
         "restart_to_healthy_s": round(healthy_s, 1),
-        "restart_to_all_final_s": round(final_s, 1) if final_s is not None else None,
+        "restart_to_all_final_s": final_s,
+        "restart_to_share_final_s": reached,
         "seconds_from_kill_to_all_final": round(restarted - killed_at + final_s, 1) if final_s is not None else None,
         "statuses_after": counts,
         "unfinished_after_timeout": dict(unfinished),
@@ -318,23 +388,37 @@ def main() -> None:
     if args.backend == "replicate":
         needed = group_counts(data, group)
         expected_after = sum(n for a, n in needed.items() if a not in searchable_at_kill)
+        # A finished prediction's webhook queued before the kill can still carry its asset (whose prediction
+        # id the resume cleared) to SEARCHABLE, if the consumer applies it before the asset asks again.
+        answered = sum(n for a, n in needed.items() if a not in searchable_at_kill and a in webhooks_at_kill)
         created_after = (predictions_after or {}).get(EMBEDDING_MODEL)
-        waiting_at_kill = at_kill.get("GENERATING_EMBEDDINGS", 0)
+        deliveries = {"killed_run": embedding_webhooks(data / "stack-killed.log"),
+                      "restarted_run": embedding_webhooks(data / "stack.log")}
+        per_asset = {run: {"assets_by_predictions": dict(sorted(collections.Counter(found.values()).items())),
+                           "assets_with_more_than_one": [
+                               {"id": a, "predictions": n, "status_at_kill": "GENERATING_EMBEDDINGS"
+                                if a in waiting_at_kill else "other", "processing_message_at_kill": a in twice}
+                               for a, n in found.items() if n > 1][:20]}
+                     for run, found in deliveries.items()}
         report["embedding_predictions"] = {
             "group_chunks": group,
             "killed_run_read_just_before_kill": (predictions_before or {}).get(EMBEDDING_MODEL),
-            "killed_run_at_least_needed": sum(needed[a] for a in searchable_at_kill) + waiting_at_kill,
+            "killed_run_at_least_needed": sum(needed[a] for a in searchable_at_kill) + len(waiting_at_kill),
             "restarted_run": created_after,
-            "restarted_run_needed": expected_after,
-            "restarted_run_extra": created_after - expected_after if created_after is not None else None,
-            "per_asset_needing_them_after_restart": round(created_after / max(1, total - len(searchable_at_kill)), 3)
-            if created_after is not None else None,
-            "per_asset": "not measurable: the local Replicate counts predictions per model only "
-                         "(GET /v1/_local/stats) and lists none by asset",
+            "restarted_run_needed": [expected_after - answered, expected_after],
+            "webhooks_queued_at_kill_for_unfinished_assets": answered,
+            "waiting_assets_with_a_processing_message_at_kill": len(twice),
+            "examples_waiting_with_a_processing_message": twice[:10],
+            "restarted_run_beyond_needed": created_after - expected_after if created_after is not None else None,
+            "restarted_run_per_needed_prediction": round(created_after / expected_after, 3)
+            if created_after is not None and expected_after else None,
+            "per_asset_from_webhooks_in_the_logs": per_asset,
         }
     print(json.dumps(report, indent=2))
-    clean = (searchable == total and not failed and not with_error and not report["store"]["duplicate_chunk_rows"]
-             and not report["store"]["assets_whose_chunk_rows_differ_from_chunk_count"])
+    clean = (searchable == total and not orphans and not failed and not with_error
+             and not report["store"]["duplicate_chunk_rows"]
+             and not report["store"]["assets_whose_chunk_rows_differ_from_chunk_count"]
+             and not (report.get("embedding_predictions") or {}).get("restarted_run_beyond_needed"))
     if clean and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
