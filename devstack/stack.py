@@ -353,12 +353,13 @@ class LocalStack:
         from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
 
         deps = bootstrap.deps()
+        queued = self._queued_asset_ids() if self.embedded else {}
         cursor = None
         while True:
             assets, cursor = deps.store.list(100, cursor)
             for asset in assets:
                 if self.embedded:
-                    self._resume_embedded(asset, deps)
+                    self._resume_embedded(asset, deps, queued)
                 elif asset.status is Status.FETCHING:  # its upload's parts died with the emulator: from zero
                     deps.fetches.send(to_message(FetchAsset(asset.id, self.url)))
                 elif asset.status in (Status.SUBMITTED, Status.PROCESSING):
@@ -373,23 +374,61 @@ class LocalStack:
             if cursor is None:
                 break
 
-    def _resume_embedded(self, asset, deps) -> None:
-        """With the embedded queues and bucket, every message and staged body outlived the stop:
-        only the local Replicate's predictions did not. A transcription is asked for again; an
-        embedding prediction's asset is failed and retried at once (from its stored chunks)."""
-        from allthethings.domain.assets import Status
-        from allthethings.domain.tasks import ProcessAsset, to_message
-        from allthethings.services.lifecycle import retry_asset
+    def _queued_asset_ids(self) -> dict[str, set[str]]:
+        """Per step (process, fetch, webhook), the assets some message in its queue or its
+        dead-letter queue is about: every task and delivery names its asset (`asset_id`, or
+        `asset_ids` for a batch of documents)."""
+        import json
 
-        if self.replicate is None:  # another Replicate: its predictions outlive us
-            return
-        if asset.status is Status.PROCESSING and asset.prediction_id:
-            if deps.store.move(asset.id, Status.PROCESSING, prediction_id=None):
+        from allthethings.adapters.embedded_queue import shared_queues
+
+        queues = shared_queues(str(self.data_dir / "aws" / "queues.db"))
+        named: dict[str, set[str]] = {}
+        for logical_id, name in self.queue_urls.items():
+            ids = named.setdefault(logical_id.removesuffix("DeadLetterQueue").removesuffix("Queue"), set())
+            for body in queues.bodies(name):
+                try:
+                    message = json.loads(body)
+                except ValueError:
+                    continue
+                if isinstance(message, dict):
+                    if isinstance(message.get("asset_id"), str):
+                        ids.add(message["asset_id"])
+                    if isinstance(message.get("asset_ids"), list):
+                        ids.update(i for i in message["asset_ids"] if isinstance(i, str))
+        return named
+
+    def _resume_embedded(self, asset, deps, queued: dict[str, set[str]]) -> None:
+        """With the embedded queues and bucket, every message and staged body outlived the stop;
+        what did not:
+        - the step between storing an asset and queueing its work (a kill there leaves an asset
+          no message names): its work is queued now;
+        - the local Replicate's predictions (it runs in this process). A transcription is asked
+          for again. An asset waiting for an embedding prediction whose delivery is not queued
+          goes back to its stored chunks and is queued, unless a processing message for it is
+          already waiting (which then asks for the embeddings: one prediction, not two).
+        A message in a dead-letter queue counts as queued: it waits for a redrive, as it would have.
+        """
+        from allthethings.domain.assets import Status
+        from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
+
+        waiting = {step: asset.id in ids for step, ids in queued.items()}
+        local_predictions = self.replicate is not None  # another Replicate's predictions outlive us
+        if asset.status is Status.FETCHING and not waiting.get("Fetch"):
+            deps.fetches.send(to_message(FetchAsset(asset.id, self.url)))
+        elif asset.status in (Status.SUBMITTED, Status.PROCESSED, Status.PROCESSING):
+            if asset.status is Status.PROCESSING and asset.prediction_id:
+                if not local_predictions or waiting.get("Webhook"):
+                    return  # its transcription is on its way, or already delivered
+                deps.store.move(asset.id, Status.PROCESSING, prediction_id=None)  # its message asks again
+            if not waiting.get("Process"):
                 deps.queue.send(to_message(ProcessAsset(asset.id, self.url)))
-        elif asset.status is Status.GENERATING_EMBEDDINGS:
-            deps.store.move(asset.id, Status.EMBEDDINGS_ERROR, error="the local stack stopped before the embeddings "
-                                                                     "came back; retried")
-            retry_asset(asset.id, deps, webhook_base=self.url)
+        elif asset.status is Status.GENERATING_EMBEDDINGS and local_predictions and not waiting.get("Webhook") \
+                and deps.store.move(asset.id, Status.EMBEDDINGS_ERROR,
+                                    error="the local stack stopped before the embeddings came back; retried") \
+                and deps.store.move(asset.id, Status.PROCESSED, error=None, prediction_id=None) \
+                and not waiting.get("Process"):
+            deps.queue.send(to_message(ProcessAsset(asset.id, self.url)))  # back to its stored chunks
 
     def serve_forever(self) -> None:
         self._serving = True

@@ -163,8 +163,8 @@ def test_a_finished_thread_leaves_its_connection_to_the_next(store):
 
     store.search([1.0] + [0.0] * (DIMENSIONS - 1), 1)
     opened = []
-    open_connection = store._open
-    store._open = lambda: opened.append(1) or open_connection()
+    open_connection = store._connections._open
+    store._connections._open = lambda: opened.append(1) or open_connection()
 
     def request():
         store.search([1.0] + [0.0] * (DIMENSIONS - 1), 1)
@@ -174,4 +174,4 @@ def test_a_finished_thread_leaves_its_connection_to_the_next(store):
         thread.start()
         thread.join()
     assert len(opened) == 1, "each thread opened a connection of its own"
-    assert store._idle, "the last thread's connection is idle, ready for the next"
+    assert store._connections.idle, "the last thread's connection is idle, ready for the next"

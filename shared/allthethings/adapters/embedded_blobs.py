@@ -2,7 +2,10 @@
 
 The BlobStore port on a folder: every write lands in a temporary file renamed into place, so a
 body is whole or absent after a crash (`kill -9` included), and multipart uploads keep their
-parts as files until they are joined. Presigned URLs carry an expiry and an HMAC-SHA256 of key
+parts as files until they are joined. Writes are not fsynced: a process that dies leaves its
+writes to the kernel, which keeps them; a machine that loses power may lose the newest bodies,
+as SQLite's `synchronous=NORMAL` may lose the newest commits, and an asset whose body is gone
+fails with a reason its retry mends (docs/decisions.md). Presigned URLs carry an expiry and an HMAC-SHA256 of key
 and expiry under a secret of the stack, which whatever serves the folder checks (`signed_path`)
 before it hands a byte out, as S3 checks its own signatures.
 """
@@ -53,14 +56,15 @@ class EmbeddedBlobs(BlobStore):
 
     @staticmethod
     def _write(path: Path, chunks) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+        try:
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+        except FileNotFoundError:  # the key's first object in its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

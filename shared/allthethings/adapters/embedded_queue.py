@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 
-from allthethings.adapters.sqlite_tx import write_transaction, writer_lock
+from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.ports import TaskQueue
 
@@ -67,19 +67,19 @@ class EmbeddedQueues:
 
     def __init__(self, path: str):
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(self._open)
         self._writer = writer_lock(path)
         self._arrivals: dict[str, threading.Condition] = {}  # per queue: a receive waits on its own
         self._arrivals_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)  # idempotent, and it commits by itself
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # durable when a process dies; WAL keeps it consistent
-            self._local.conn = conn
+        return self._connections.get()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable when a process dies; WAL keeps it consistent
         return conn
 
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
@@ -207,6 +207,10 @@ class EmbeddedQueues:
                                     (time.time(), time.time())).rowcount
         self._notify()
         return released
+
+    def bodies(self, queue: str) -> list[str]:
+        """The body of every message in the queue, visible, in flight or delayed, oldest first."""
+        return [r[0] for r in self._conn().execute("SELECT body FROM messages WHERE queue = ? ORDER BY id", (queue,))]
 
     def depth(self, queue: str) -> dict[str, int]:
         """How many messages are visible, and how many are in flight or delayed."""

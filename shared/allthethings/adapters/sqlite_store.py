@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
-from allthethings.adapters.sqlite_tx import write_transaction, writer_lock
+from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
 from allthethings.adapters.vector_index import IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
@@ -88,20 +88,12 @@ class SqliteStore(AssetStore):
         self._index = VectorIndex(dimensions)
         self._load_lock = threading.Lock()
         self._writer = writer_lock(path)
-        self._idle: list = []  # connections of finished threads, for the next thread
-        self._idle_lock = threading.Lock()
+        self._connections = ThreadConnections(self._open)
 
     # -- connection and schema -------------------------------------------------
     def _conn(self):
-        """This thread's connection: one a finished thread left (a request's thread of the local
-        gateway lives for one request, and opening a connection costs more than most queries),
-        or a new one."""
-        lease = getattr(self._local, "lease", None)
-        if lease is None:
-            with self._idle_lock:
-                conn = self._idle.pop() if self._idle else None
-            lease = self._local.lease = _Lease(self._idle, self._idle_lock, conn or self._open())
-        return lease.conn
+        """This thread's connection (see ThreadConnections)."""
+        return self._connections.get()
 
     def _open(self):
         if os.path.dirname(self.path):
@@ -171,15 +163,7 @@ class SqliteStore(AssetStore):
 
     def close(self) -> None:
         """Close this thread's connection and the idle ones."""
-        lease = getattr(self._local, "lease", None)
-        if lease is not None:
-            lease.conn.close()
-            lease.conn = None
-            self._local.lease = None
-        with self._idle_lock:
-            idle, self._idle[:] = list(self._idle), []
-        for conn in idle:
-            conn.close()
+        self._connections.close()
 
     # -- assets ----------------------------------------------------------------
     def _select(self, where: str, args: tuple) -> Asset | None:
@@ -390,26 +374,6 @@ class SqliteStore(AssetStore):
 
 # sqlite-vec answers at most this many neighbours in one query; the copy in memory keeps its limit.
 MAX_KNN = 4096
-
-
-class _Lease:
-    """A thread's hold on a connection, given back to the idle list when the thread ends (its
-    thread-local storage is released then)."""
-
-    MAX_IDLE = 16
-
-    def __init__(self, idle: list, lock: threading.Lock, conn):
-        self.idle, self.lock, self.conn = idle, lock, conn
-
-    def __del__(self):
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        with self.lock:
-            if not conn.in_transaction and len(self.idle) < self.MAX_IDLE:
-                self.idle.append(conn)
-                return
-        conn.close()
 
 
 @dataclasses.dataclass

@@ -1,5 +1,6 @@
-"""The one way the SQLite adapters write: a transaction taken up front, and, between the threads
-of one process, a turn taken on a lock first.
+"""What the SQLite adapters share: the one way they write (a transaction taken up front, and,
+between the threads of one process, a turn taken on a lock first), and connections that outlive
+the threads that used them.
 
 SQLite makes a writer that finds the file locked sleep and try again, backing off up to 100 ms a
 try; threads of one process that queue on a Python lock instead are woken the moment the writer
@@ -49,3 +50,60 @@ def _transaction(conn: sqlite3.Connection, before_commit) -> Iterator[sqlite3.Co
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+class ThreadConnections:
+    """One connection per thread, taken from those that finished threads left behind before a new
+    one is opened: the local gateway serves each request on a thread of its own, and opening a
+    connection (and loading an extension into it) costs more than most of its queries. A thread's
+    connection goes back to the idle list when the thread ends (its thread-local storage is
+    released then), unless it is in a transaction or enough are idle already."""
+
+    MAX_IDLE = 16
+
+    def __init__(self, open_connection: Callable[[], sqlite3.Connection]):
+        self._open = open_connection
+        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        lease = getattr(self._local, "lease", None)
+        if lease is None:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            lease = self._local.lease = _Lease(self, conn or self._open())
+        return lease.conn
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Close this thread's connection and the idle ones."""
+        lease = getattr(self._local, "lease", None)
+        if lease is not None:
+            conn, lease.conn = lease.conn, None
+            self._local.lease = None
+            conn.close()
+        with self._lock:
+            idle, self._idle[:] = list(self._idle), []
+        for conn in idle:
+            conn.close()
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not conn.in_transaction and len(self._idle) < self.MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+class _Lease:
+    def __init__(self, owner: ThreadConnections, conn: sqlite3.Connection):
+        self.owner, self.conn = owner, conn
+
+    def __del__(self):
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.owner._give_back(conn)
