@@ -140,6 +140,32 @@ def process_tree_cpu(pid: int) -> dict[str, float]:
     return found
 
 
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """The peak resident memory (VmHWM) of a process and of each child it started (the stack, its
+    model process, its AWS emulator), in MB, by what each runs."""
+    import os
+
+    def peak(of: int) -> float:
+        with open(f"/proc/{of}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+
+    found = {"stack": round(peak(pid), 1)}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) != pid:
+                    continue
+            command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
+            name = "model process" if "serve_model" in command else "aws emulator" if "moto" in command \
+                else f"child {entry}"
+            found[name] = round(peak(int(entry)), 1)
+        except (OSError, ValueError, StopIteration):
+            pass
+    return found
+
+
 @contextlib.contextmanager
 def profiled(stack, folder: Path | None, phase: str, idle: bool = False):
     """Sample the stack's process with py-spy (if a folder is given) while the block runs: the

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import corpus, machine, profiled, serve, summary
+from bench.common import corpus, machine, peak_rss_mb, profiled, serve, summary
 from tests.e2e.conftest import RunningStack
 
 UNFINISHED = "FETCHING,SUBMITTED,PROCESSING,PROCESSED,GENERATING_EMBEDDINGS"
@@ -95,6 +95,7 @@ def main() -> None:
         stack.http.get("/api/search", params={"q": "warm up the model"})
         with profiled(stack, args.profile, "ingest", args.profile_idle):
             ingest_s, ids = ingest(stack, base, len(docs), args.clients)
+        rss_after_ingest = peak_rss_mb(stack.process.pid)
         latencies, hits = [], 0
         with profiled(stack, args.profile, "search", args.profile_idle):
             for text, doc_index in queries:
@@ -137,6 +138,7 @@ def main() -> None:
         "ingest_docs_per_s": round(len(docs) / ingest_s, 1),
         "direct_docs_per_s": round(len(docs) / direct_s, 1),
         "ingest_ratio": round(direct_s / ingest_s, 3),
+        "peak_rss_mb_after_ingest": rss_after_ingest,
         "search": search,
         "query_embedding_alone": query_alone,
         "search_p50_ratio_to_query_embedding": round(search["p50_ms"] / query_alone["p50_ms"], 2),

@@ -14,8 +14,7 @@ and errors, chunk rows against each asset's chunk_count, duplicate (asset_id, id
 rows (vectors, full text) against searchable chunks, and messages left in the queues.
 
 At the kill it also lists unfinished assets that no queue message names and no prediction waits
-for: the resume does not look for them, so only the sweeper moves them on (STUCK_AFTER_S, 15 min,
-checked every 10 min: about 20 min after the restart).
+for (a kill between an asset's record and its queued work): the resume queues their work.
 
 With `--backend replicate` the stack embeds through its local Replicate, as production does through
 Replicate (EMBEDDER_BACKEND=replicate; devstack starts the local Replicate in the stack's process
@@ -215,8 +214,8 @@ def queue_bodies(data: Path) -> dict[str, str]:
 
 
 def without_a_message(data: Path) -> list[dict]:
-    """Unfinished assets that no queue message names and no prediction waits for: nothing but the
-    sweeper (an asset not updated for STUCK_AFTER_S, 15 min by default) will move them on."""
+    """Unfinished assets that no queue message names and no prediction waits for: the restart must
+    queue their work (before it did, only the sweeper moved them on, after STUCK_AFTER_S)."""
     bodies = "\n".join(queue_bodies(data).values())
     with store(data) as db:
         waiting = db.execute("SELECT id, status, url, updated_at FROM assets WHERE prediction_id IS NULL AND status "

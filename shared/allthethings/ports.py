@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -19,13 +20,31 @@ from allthethings.domain.content import SizeLimits
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 
-# A query's vector, or a future of it still being computed (see AssetStore.hybrid_search).
-QueryVector = Sequence[float] | concurrent.futures.Future
+
+class LazyVector:
+    """A query's vector, computed once, by whoever needs it first (see AssetStore.hybrid_search)."""
+
+    def __init__(self, compute: Callable[[], Sequence[float]]):
+        self._compute = compute
+        self._value: Sequence[float] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Sequence[float]:
+        with self._lock:
+            if self._value is None:
+                self._value = self._compute()
+            return self._value
+
+
+QueryVector = Sequence[float] | LazyVector
 
 
 def resolved(vector: QueryVector) -> Sequence[float]:
-    """The vector itself, waiting for it if it is a future."""
-    return vector.result() if isinstance(vector, concurrent.futures.Future) else vector
+    return vector.get() if isinstance(vector, LazyVector) else vector
+
+
+# Runs a hybrid search's keyword half while the calling thread computes the query's vector.
+_KEYWORD_HALF = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="keyword-half")
 
 
 class AssetStore(abc.ABC):
@@ -161,9 +180,18 @@ class AssetStore(abc.ABC):
     def hybrid_search(self, vector: QueryVector, query: str, limit: int,
                       search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         """Vector and keyword results fused by reciprocal rank; stores with a native fusion override it.
-        `vector` may be a future of it: the keyword half runs while it is being computed."""
-        keyword = self.keyword_search(query, limit, search_filter)
-        return reciprocal_rank_fusion(self.search(resolved(vector), limit, search_filter), keyword)[:limit]
+        Given a vector still to compute (LazyVector), the keyword half runs on another thread while
+        this one computes it: the embedding's time is not added to the full-text search's."""
+        if not isinstance(vector, LazyVector):
+            return reciprocal_rank_fusion(self.search(vector, limit, search_filter),
+                                          self.keyword_search(query, limit, search_filter))[:limit]
+        keyword = _KEYWORD_HALF.submit(self.keyword_search, query, limit, search_filter)
+        try:
+            nearest = self.search(vector.get(), limit, search_filter)
+        except BaseException:
+            keyword.cancel()
+            raise
+        return reciprocal_rank_fusion(nearest, keyword.result())[:limit]
 
     # -- shared steps ------------------------------------------------------------------------
     @staticmethod

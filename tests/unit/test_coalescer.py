@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from allthethings.adapters.models import _Coalescer
 
 
@@ -47,7 +45,7 @@ def test_calls_arriving_while_the_model_is_busy_are_one_batch_and_each_gets_its_
     first = call_in_thread(coalescer, ["a"], results, "first")
     assert model.running.wait(timeout=5)
     waiting = [call_in_thread(coalescer, ["b" * n, "c" * (n + 10)], results, n) for n in range(1, 5)]
-    while coalescer._queue.qsize() < 4:  # all four queued behind the running batch
+    while len(coalescer._pending) < 4:  # all four queued behind the running batch
         threading.Event().wait(0.001)
     model.release.set()
     for thread in [first, *waiting]:
@@ -67,7 +65,7 @@ def test_a_failure_reaches_every_caller_of_its_batch_and_the_batcher_goes_on():
     first = call_in_thread(coalescer, ["a"], results, "first")
     assert model.running.wait(timeout=5)
     others = [call_in_thread(coalescer, ["bad"], results, "bad"), call_in_thread(coalescer, ["ok"], results, "ok")]
-    while coalescer._queue.qsize() < 2:
+    while len(coalescer._pending) < 2:
         threading.Event().wait(0.001)
     model.release.set()
     for thread in [first, *others]:
@@ -77,6 +75,23 @@ def test_a_failure_reaches_every_caller_of_its_batch_and_the_batcher_goes_on():
     assert coalescer(["again"]) == [[5.0]]
 
 
-@pytest.mark.parametrize("quiet_s", [0.0, 0.05])
-def test_a_lone_call_is_answered(quiet_s):
-    assert _Coalescer(lambda texts: [[1.0] for _ in texts], quiet_s=quiet_s)(["x", "y"]) == [[1.0], [1.0]]
+def test_a_lone_call_runs_in_its_own_thread_and_a_full_queue_is_cut_into_batches():
+    seen = []
+
+    def model(texts):
+        seen.append((threading.current_thread().name, len(texts)))
+        return [[1.0] for _ in texts]
+
+    coalescer = _Coalescer(model, max_items=4)
+    assert coalescer(["x", "y"]) == [[1.0], [1.0]]
+    assert seen == [(threading.current_thread().name, 2)], "no hand-over to another thread"
+    coalescer._pending.extend([(["a"] * 3, _done()), (["b"] * 3, _done())])  # queued meanwhile
+    seen.clear()
+    coalescer(["c"])
+    assert [n for _, n in seen] == [3, 4], "each batch within max_items, oldest first"
+
+
+def _done():
+    import concurrent.futures
+
+    return concurrent.futures.Future()

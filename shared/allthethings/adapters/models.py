@@ -7,16 +7,15 @@ and unpacked once into a cache folder. Heavy imports (torch) happen on first use
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import glob
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,54 +105,59 @@ def packaged_tokenizer(model: str) -> HfTokenizer:
 
 class _Coalescer:
     """Merges concurrent calls into one batch: the model is several times faster on 32 texts at
-    once than on 32 single texts. While the model runs a batch, the calls that arrive queue up and
-    the next batch takes all of them (up to `max_items` texts), so a call waits for company only
-    when the model is busy anyway. With `quiet_s` > 0 a batch also waits that long after the
-    latest arrival (and `max_wait_s` in all) for more; by default it does not, so a lone caller
-    (a search query) pays nothing for batching."""
+    once than on 32 single texts. It has no thread of its own: a caller that finds the model free
+    runs the next batch in its own thread, its own texts and those of every call queued before it
+    (up to `max_items` texts); a call that arrives while the model is busy waits, and the batch
+    after takes it with all the others that came meanwhile. So a call waits for company only when
+    the model is busy anyway, and a lone caller (a search query) goes straight to the model, with
+    no hand-over between threads on its way."""
 
-    def __init__(self, fn, max_items: int = 64, quiet_s: float = 0.0, max_wait_s: float = 0.02):
+    def __init__(self, fn, max_items: int = 64):
         self._fn = fn
         self._max_items = max_items
-        self._quiet_s = quiet_s
-        self._max_wait_s = max_wait_s
-        self._queue: queue.Queue = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._pending: collections.deque = collections.deque()
+        self._turn = threading.Condition()
+        self._running = False
 
     def __call__(self, texts: list[str]) -> list[list[float]]:
-        if self._worker is None:
-            with self._start_lock:
-                if self._worker is None:
-                    self._worker = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
-                    self._worker.start()
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((texts, future))
+        with self._turn:
+            self._pending.append((texts, future))
+        while True:
+            with self._turn:
+                while self._running and not future.done():
+                    self._turn.wait()
+                if future.done():
+                    break
+                self._running = True
+                batch = self._next_batch()
+            try:
+                self._run(batch)
+            finally:
+                with self._turn:
+                    self._running = False
+                    self._turn.notify_all()
         return future.result()
 
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            count = len(batch[0][0])
-            deadline = time.monotonic() + self._max_wait_s
-            while count < self._max_items:
-                wait = min(self._quiet_s, deadline - time.monotonic())
-                try:
-                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-                count += len(item[0])
-            try:
-                vectors = self._fn([t for texts, _ in batch for t in texts])
-            except BaseException as exc:  # every waiting caller gets the failure  # noqa: BLE001
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            start = 0
-            for texts, future in batch:
-                future.set_result(vectors[start:start + len(texts)])
-                start += len(texts)
+    def _next_batch(self) -> list:
+        batch, count = [], 0
+        while self._pending and (not batch or count + len(self._pending[0][0]) <= self._max_items):
+            texts, future = self._pending.popleft()
+            batch.append((texts, future))
+            count += len(texts)
+        return batch
+
+    def _run(self, batch: list) -> None:
+        try:
+            vectors = self._fn([t for texts, _ in batch for t in texts])
+        except BaseException as exc:  # every caller of the batch gets the failure  # noqa: BLE001
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        start = 0
+        for texts, future in batch:
+            future.set_result(vectors[start:start + len(texts)])
+            start += len(texts)
 
 
 class LocalEmbedder(Embedder):

@@ -18,7 +18,6 @@ keyword half, so the embedding's time is not added to the full-text search's.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -42,7 +41,7 @@ from allthethings.domain.search import (
     query_terms,
     relevance,
 )
-from allthethings.ports import QueryVector
+from allthethings.ports import LazyVector, QueryVector
 from allthethings.services import Deps
 from allthethings.services.assets import parse_limit
 
@@ -54,8 +53,6 @@ MAX_HOST_CHARS = 253
 # store has nothing more to give.
 CHUNKS_PER_RESULT = 8
 MAX_CHUNKS = 4096
-# Embeds hybrid searches' queries beside the keyword half (the model releases the GIL).
-_QUERY_EMBEDDING = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="query-embedding")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,13 +150,13 @@ def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:
 
 
 def _query_vector(request: SearchRequest, deps: Deps) -> QueryVector | None:
-    """The query's vector (vector mode), a future of it (hybrid: the store's keyword half runs
-    meanwhile), or None (keyword)."""
+    """The query's vector (vector mode), the way to compute it (hybrid: the store runs its keyword
+    half meanwhile), or None (keyword)."""
     if request.mode is Mode.KEYWORD:
         return None
     if request.mode is Mode.VECTOR:
         return deps.embedder.embed([request.query])[0]
-    return _QUERY_EMBEDDING.submit(lambda: deps.embedder.embed([request.query])[0])
+    return LazyVector(lambda: deps.embedder.embed([request.query])[0])
 
 
 def _ranked_chunks(request: SearchRequest, vector: QueryVector | None, k: int, deps: Deps):
