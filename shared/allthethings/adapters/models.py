@@ -275,4 +275,7 @@ def serve_model(fd: int, model: str, threads: int, batch_size: int, max_tokens: 
                                       convert_to_numpy=True, show_progress_bar=False))
         except Exception as exc:  # noqa: BLE001 - the parent raises it
             answer = (False, f"{exc.__class__.__name__}: {exc}")
-        conn.send(answer)
+        try:
+            conn.send(answer)
+        except OSError:  # the parent is gone (killed mid-batch): nothing is waiting for the answer
+            return
