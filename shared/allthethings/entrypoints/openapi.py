@@ -101,11 +101,12 @@ def _schemas() -> dict:
         "SearchPage": {"type": "object", "required": ["results", "next_cursor"], "properties": {
             "results": {"type": "array", "items": _ref("SearchResult")}, "next_cursor": nullable_string}},
         "Document": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
-            "id": {"type": ["string", "integer"], "description": "Your id (idempotency key); default: from the "
-                                                                 "content."},
-            "title": {"type": "string", "maxLength": MAX_TITLE_CHARS},
+            "id": {"type": ["string", "integer", "null"], "description": "Your id (idempotency key); absent or "
+                                                                         "null: one made from the content."},
+            "title": {"type": ["string", "null"], "maxLength": MAX_TITLE_CHARS},
             "text": {"type": "string", "minLength": 1},
-            "metadata": {"type": "object", "description": "Returned with every search result of the document."}}},
+            "metadata": {"type": ["object", "null"],
+                         "description": "Returned with every search result of the document."}}},
         "DocumentBatch": {"type": "object", "required": ["documents"], "additionalProperties": False, "properties": {
             "documents": {"type": "array", "minItems": 1, "items": _ref("Document")}}},
         "DocumentResults": {"type": "object", "required": ["documents"], "properties": {"documents": {
