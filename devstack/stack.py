@@ -341,8 +341,9 @@ class LocalStack:
         write_private(self.data_dir / "local-stack.json", json.dumps(manifest, indent=2))
 
     def _resume_unfinished(self) -> None:
-        """Assets a previous run left half-done: resume those whose chunks are stored and fetch
-        again those being fetched, fail the rest.
+        """Assets a previous run left half-done, before the pumps start. On the embedded parts
+        everything queued or staged outlived the stop (see `_resume_embedded`). On the emulator:
+        resume those whose chunks are stored and fetch again those being fetched, fail the rest.
 
         The emulator keeps staged bodies and queue messages in memory only, and the local
         Replicate its predictions, so after a restart an asset waiting on any of them cannot
