@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -76,7 +77,13 @@ def fuzzed_stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(fuzzed_stack):
-    return schemathesis.openapi.from_url(f"{fuzzed_stack.url}/api/openapi.json", timeout=30)
+    schema = schemathesis.openapi.from_url(f"{fuzzed_stack.url}/api/openapi.json", timeout=30)
+    # Every request carries the test's own API key (x-api-key). Security parameters generated
+    # beside it (a malformed `Authorization: Bearer` in a negative case) would make a request
+    # "invalid" that the valid key rightly authenticates: the document offers the two schemes as
+    # alternatives. Which requests came through in the suite's order depended on that.
+    schema.config.generation.update(with_security_parameters=False)
+    return schema
 
 
 def _fetches_nothing_off_this_machine(case) -> None:
@@ -110,7 +117,13 @@ def test_no_fuzzed_request_gets_a_server_error_or_an_undocumented_answer(api, fu
         answered[response.status_code] += 1
         case.validate_response(response, checks=CHECKS)
 
-    fuzz()
+    try:
+        fuzz()
+    except Unsatisfiable:
+        # No input of this operation can be broken (a path parameter any string fits): its only
+        # negative cases were malformed security parameters, which are not generated.
+        assert mode is GenerationMode.NEGATIVE and not answered, answered
+        return
     # Hypothesis stops early only when it has run out of distinct inputs: one, for an operation without any.
     assert answered.total() >= (EXAMPLES // 2 if inputs else 1), f"too few requests were sent: {answered}"
     if keyed:
