@@ -33,7 +33,26 @@ def spearman(xs, ys):
 
 @pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "all-mpnet-base-v2"])
 def embedder(request):
-    return LocalEmbedder(request.param)
+    made = LocalEmbedder(request.param)
+    yield made
+    made.close()  # its model process ends with it
+
+
+def test_a_model_process_that_died_is_started_again_on_the_next_call():
+    """The model runs in a child process: one killed between calls (out of memory, say) costs the
+    next call a restart, not a failure, and the vectors are the same."""
+    embedder = LocalEmbedder("all-MiniLM-L6-v2")
+    try:
+        before = embedder.embed(["Lighthouse keepers trimmed the wicks."])
+        child = embedder._process._child
+        child.kill()
+        child.wait(timeout=30)
+        after = embedder.embed(["Lighthouse keepers trimmed the wicks."])
+        assert embedder._process._child is not child and embedder._process._child.poll() is None
+        assert cosine(before[0], after[0]) > 0.9999
+    finally:
+        embedder.close()
+    assert embedder._process._child is None
 
 
 def test_vectors_have_the_models_dimensions_and_unit_length(embedder):

@@ -52,10 +52,6 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._size
 
-    @property
-    def loaded(self) -> bool:
-        return self.version is not None
-
     # -- keeping the copy --------------------------------------------------------------------
     def load(self, rows: Iterable[IndexedRow], version: int) -> None:
         """Replace the whole copy with `rows`, the table as it was at `version`."""
