@@ -122,34 +122,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of a process and each of its children (the stack and its AWS emulator), by command."""
+def children(pid: int) -> dict[int, str]:
+    """The processes `pid` started (the stack's model process, its AWS emulator), by what each runs."""
     import os
 
-    found = {"stack": cpu_seconds(pid)}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
-                    found["aws_emulator" if "moto" in command else f"child {entry}"] = cpu_seconds(int(entry))
-            except (OSError, ValueError):
-                pass
-    return found
-
-
-def peak_rss_mb(pid: int) -> dict[str, float]:
-    """The peak resident memory (VmHWM) of a process and of each child it started (the stack, its
-    model process, its AWS emulator), in MB, by what each runs."""
-    import os
-
-    def peak(of: int) -> float:
-        with open(f"/proc/{of}/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
-
-    found = {"stack": round(peak(pid), 1)}
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -158,11 +135,33 @@ def peak_rss_mb(pid: int) -> dict[str, float]:
                 if int(fh.read().rsplit(")", 1)[1].split()[1]) != pid:
                     continue
             command = open(f"/proc/{entry}/cmdline").read().replace("\0", " ")
-            name = "model process" if "serve_model" in command else "aws emulator" if "moto" in command \
-                else f"child {entry}"
-            found[name] = round(peak(int(entry)), 1)
-        except (OSError, ValueError, StopIteration):
-            pass
+        except (OSError, ValueError):
+            continue
+        found[int(entry)] = ("model process" if "serve_model" in command else
+                             "aws_emulator" if "moto" in command else f"child {entry}")
+    return found
+
+
+def process_tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process and each of its children (the stack and its AWS emulator), by command."""
+    found = {"stack": cpu_seconds(pid)}
+    for child, name in children(pid).items():
+        with contextlib.suppress(OSError, ValueError):
+            found[name] = cpu_seconds(child)
+    return found
+
+
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """The peak resident memory (VmHWM) of a process and of each child it started, in MB."""
+
+    def peak(of: int) -> float:
+        with open(f"/proc/{of}/status") as fh:
+            return round(next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024, 1)
+
+    found = {"stack": peak(pid)}
+    for child, name in children(pid).items():
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            found[name] = peak(child)
     return found
 
 
