@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status, now, sources_of
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status, now, sources_of
 from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
 from allthethings.domain.listing import AssetFilter
@@ -396,9 +396,27 @@ class Fetcher(abc.ABC):
 
 
 @dataclasses.dataclass(frozen=True)
+class Section:
+    """A stretch of a document's text and where it is (a page, a slide, a sheet, a heading path).
+    Chunks never span two sections, so each result says where its words are."""
+
+    text: str
+    location: Location | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Extracted:
+    """A document's title and text; `sections`, when given, are the text in its parts, in order
+    (the text is then their texts joined)."""
+
     title: str | None
     text: str
+    sections: tuple[Section, ...] = ()
+
+    @classmethod
+    def of_sections(cls, title: str | None, sections: Sequence[Section]) -> Extracted:
+        kept = tuple(s for s in sections if s.text.strip())
+        return cls(title=title, text="\n\n".join(s.text for s in kept), sections=kept)
 
 
 class Extractor(abc.ABC):

@@ -77,6 +77,11 @@ class Kind(str, enum.Enum):
     PDF = "pdf"
     AUDIO = "audio"
     VIDEO = "video"
+    IMAGE = "image"  # PNG, JPEG, WebP, GIF, TIFF, BMP, HEIC: its visible text and a description
+    DOCUMENT = "document"  # word processing: DOCX, ODT, RTF
+    PRESENTATION = "presentation"  # slides: PPTX, ODP
+    SPREADSHEET = "spreadsheet"  # XLSX, ODS
+    EBOOK = "ebook"  # EPUB
 
 
 def now() -> datetime:
@@ -225,6 +230,51 @@ class Asset:
 
 
 @dataclasses.dataclass(frozen=True)
+class Location:
+    """Where in its document a piece of text is: the PDF (or TIFF) page, the slide, the sheet, or
+    the section (a heading path such as `Part 2 › Safety`, an e-book's chapter, or what part of an
+    image the text is: its visible text or its description). Numbers count from 1."""
+
+    page: int | None = None
+    slide: int | None = None
+    sheet: str | None = None
+    section: str | None = None
+
+    def to_public(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_public(cls, raw: object) -> Location | None:
+        """The location a stored `to_public()` dict describes (None for none or an empty one)."""
+        if not isinstance(raw, dict):
+            return None
+        location = cls(page=_int_or_none(raw.get("page")), slide=_int_or_none(raw.get("slide")),
+                       sheet=_str_or_none(raw.get("sheet")), section=_str_or_none(raw.get("section")))
+        return location if location.to_public() else None
+
+    def label(self) -> str:
+        """How a person reads it: `page 3`, `slide 2`, `sheet Budget`, `Part 2 › Safety`."""
+        parts = []
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.slide is not None:
+            parts.append(f"slide {self.slide}")
+        if self.sheet is not None:
+            parts.append(f"sheet {self.sheet}")
+        if self.section:
+            parts.append(self.section)
+        return " · ".join(parts)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclasses.dataclass(frozen=True)
 class Chunk:
     """A piece of an asset's text small enough for the embedding model."""
 
@@ -233,6 +283,7 @@ class Chunk:
     text: str
     start_s: float | None = None
     end_s: float | None = None
+    location: Location | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,3 +302,4 @@ class ChunkHit:
     end_s: float | None = None
     similarity: float | None = None
     keyword: bool = False
+    location: Location | None = None
