@@ -459,6 +459,39 @@ class Transcriber(abc.ABC):
         binds a delivery to the asset whose staged recording it transcribed."""
 
 
+@dataclasses.dataclass(frozen=True)
+class OcrNotice:
+    """A text-detection job's completion notice, as it arrives on the webhook queue."""
+
+    job_id: str
+    status: str  # SUCCEEDED, FAILED, ERROR or PARTIAL_SUCCESS (Textract's words)
+    job_tag: str | None  # the asset id the job was started for
+
+
+class PageOcr(abc.ABC):
+    """Text detection on the pages of a staged document (a scanned PDF), asynchronous: starting
+    a job costs one call, and its completion arrives as a notice on the webhook queue; reading
+    the finished job's text costs one call per 1,000 lines. Production: Amazon Textract's
+    StartDocumentTextDetection with an SNS topic that feeds the queue; locally a stand-in that
+    speaks the same API with a real OCR engine."""
+
+    @abc.abstractmethod
+    def start(self, staged_key: str, asset_id: str) -> str:
+        """Start detecting the text of the staged object; the job's id. Starting again for the
+        same asset and object within Textract's idempotency window returns the same job."""
+
+    @abc.abstractmethod
+    def pages(self, job_id: str) -> dict[int, str]:
+        """A finished job's text by page number (from 1), lines joined by newlines; pages with no
+        text are absent. ExtractionFailed if the job failed; UpstreamUnavailable if the service
+        cannot answer (retried) or the job is still running."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def notice_of(message: dict) -> OcrNotice | None:
+        """The completion notice a queued message carries, or None if it is not one."""
+
+
 class WebhookVerifier(abc.ABC):
     @abc.abstractmethod
     def verify(self, body: bytes, headers: dict[str, str]) -> str:
