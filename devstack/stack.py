@@ -236,6 +236,7 @@ class LocalStack:
             webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
             whisper_version=settings.replicate_whisper_version,
             embedding_version=settings.replicate_embedding_version,
+            vision_version=settings.replicate_vision_version,
             embedding_model=settings.embedding_model).start()
         os.environ.update({"REPLICATE_API_BASE": self.replicate.url, "REPLICATE_API_TOKEN": self.replicate.token,
                            "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret})

@@ -42,6 +42,8 @@ PREDICTION_ID = "q8w2hk7x1drj40cm3v9t5yn6pe"
 AUDIO_PREDICTION_ID = "c7mz4t0kq9rg2m1xw6dy3hb8fa"
 EMBEDDING_VERSION = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca38f305"
 WHISPER_VERSION = "8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e"
+VISION_VERSION = "bf57361c75677fc33d480d0c5f02926e621b2caa2000347cb74aeae9d2ca07ee"
+IMAGE_PREDICTION_ID = "h3kd8w1qz7tr5m0yc2vx9bn4ga"
 BASE_TIME = datetime(2025, 11, 21, 5, 40, 0, tzinfo=UTC)
 # Fake, and public: it exists only so these events (and tests/unit/test_events.py) have a key of
 # the accepted shape (a name, and at least 20 characters). Never configure it on a deployed stack.
@@ -239,6 +241,12 @@ def samples(now: bool) -> dict[str, Sample]:
         {"detected_language": "english", "transcription": " Welcome to the talk.",
          "segments": [{"id": 0, "start": 0.0, "end": 1.9, "text": " Welcome to the talk."}]},
         "audio", 40)
+    image = prediction(
+        IMAGE_PREDICTION_ID, "lucataco/qwen2-vl-7b-instruct", VISION_VERSION,
+        {"media": "https://example-staging.s3.amazonaws.com/staged/whiteboard.jpg",
+         "prompt": "Describe this image in one paragraph, then transcribe the text in it.", "max_new_tokens": 512},
+        "DESCRIPTION: A whiteboard with a hand-drawn architecture diagram.\nTEXT:\nSubmit -> Queue -> Process",
+        "image", 50)
     # The first argument of http_event numbers the request (its id, trace and time). The numbers
     # are kept when events are added, so that adding one leaves the others' files unchanged.
     create = http_event(2, "POST", "/api/assets", "/api/assets", keyed=True,
@@ -271,6 +279,10 @@ def samples(now: bool) -> dict[str, Sample]:
             9, "embedding", embedding, "msg_2pQzE0fTg7dKx1VbN8cHs4YwLm", now)),
         "webhook-audio.json": Sample("WebhookAudioFunction", webhook_event(
             10, "audio", audio, "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn", now)),
+        "webhook-audio-image.json": Sample("WebhookAudioFunction", webhook_event(
+            41, "image", image, "msg_2pQzG5kVm1fNz3XdQ2eKu6AyPo", now)),
+        "submit-thumbnail.json": Sample("SubmitFunction", http_event(
+            42, "GET", "/api/assets/{id}/thumbnail", f"/api/assets/{ASSET_ID}/thumbnail", **asset, keyed=True)),
         # What the audio webhook function queues for the webhook consumer: a verified delivery.
         "webhook-consumer-sqs.json": Sample("WebhookConsumerFunction", sqs_event(
             {"kind": "audio", "asset_id": ASSET_ID, "delivery_id": "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn",

@@ -31,7 +31,10 @@ from allthethings.ports import (
     Extracted,
     Extractor,
     Fetcher,
+    ImageReader,
     Metrics,
+    OcrNotice,
+    PageOcr,
     Pending,
     Predictions,
     Secrets,
@@ -158,7 +161,8 @@ class FakeStore(AssetStore):
 
     def search(self, vector, limit, search_filter=None):
         hits = [ChunkHit(c.asset_id, c.index, c.text, _cosine(vector, v), c.start_s, c.end_s,
-                         similarity=_cosine(vector, v)) for c, v in self._searchable(search_filter)]
+                         similarity=_cosine(vector, v), location=c.location)
+                for c, v in self._searchable(search_filter)]
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 
@@ -169,7 +173,8 @@ class FakeStore(AssetStore):
             words = re.findall(r"\w+", c.text.lower())
             score = sum(words.count(t) for t in terms)
             if score:
-                hits.append(ChunkHit(c.asset_id, c.index, c.text, float(score), c.start_s, c.end_s, keyword=True))
+                hits.append(ChunkHit(c.asset_id, c.index, c.text, float(score), c.start_s, c.end_s, keyword=True,
+                                     location=c.location))
         hits.sort(key=lambda h: -h.score)
         return hits[:limit]
 
@@ -357,6 +362,53 @@ class FakeTranscriber(Transcriber):
         return audio_url_of(prediction)
 
 
+class FakeImageReader(ImageReader):
+    """Records requests; the test delivers the result as a webhook would (the real parser reads it)."""
+
+    def __init__(self):
+        self.submitted: list[tuple[str, str]] = []
+
+    def submit(self, image_url, webhook_url):
+        self.submitted.append((image_url, webhook_url))
+        return Pending(prediction_id=f"v{len(self.submitted)}")
+
+    def reading_from_output(self, output):
+        from allthethings.adapters.images import reading_from_output
+
+        return reading_from_output(output)
+
+    def image_url_of(self, prediction):
+        media = (prediction.get("input") or {}).get("media")
+        return media if isinstance(media, str) else None
+
+
+class FakePageOcr(PageOcr):
+    """Text detection whose jobs a test finishes: `results[job_id]` is {page: text}; a job not in
+    `results` is still running (UpstreamUnavailable); `forgotten` jobs are NotFound."""
+
+    def __init__(self):
+        self.started: list[tuple[str, str]] = []
+        self.results: dict[str, dict[int, str]] = {}
+        self.forgotten: set[str] = set()
+
+    def start(self, staged_key, asset_id):
+        self.started.append((staged_key, asset_id))
+        return f"job{len(self.started)}"
+
+    def pages(self, job_id):
+        if job_id in self.forgotten:
+            raise NotFound(f"no job {job_id}")
+        if job_id not in self.results:
+            raise UpstreamUnavailable(f"job {job_id} is still running")
+        return dict(self.results[job_id])
+
+    @staticmethod
+    def notice_of(message):
+        if message.get("API") != "StartDocumentTextDetection":
+            return None
+        return OcrNotice(job_id=message["JobId"], status=message["Status"], job_tag=message.get("JobTag"))
+
+
 class FakePredictions(Predictions):
     """Predictions by id, as a test sets them; an unknown id is NotFound, `down` an outage."""
 
@@ -415,6 +467,7 @@ def fake_deps(**overrides) -> Deps:
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
                  transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(),
+                 image_reader=FakeImageReader(),
                  predictions=FakePredictions(), metrics=FakeMetrics(), secrets=FakeSecrets(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)

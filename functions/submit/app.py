@@ -3,6 +3,8 @@
 Routes: GET /api/health; POST /api/assets {"url"} -> 202 new asset (or a failed one, fetched
 again), 200 known URL; GET /api/assets?limit=&cursor=&status=&kind=&q= (newest first, filtered by
 status and kind, comma-separated, and by text in the URL or title); GET /api/assets/{id};
+GET /api/assets/{id}/thumbnail -> 302 to a short-lived URL of an image's staged thumbnail (404
+for an asset without one);
 POST /api/assets/{id}/retry {"refetch"?} -> 202 (409 unless failed); DELETE /api/assets/{id}
 -> 204. Every route but health needs an API key (the authorizer's work, before this runs).
 Errors are JSON {"error": {"code", "message"}} with the status the error type maps to.
@@ -16,7 +18,7 @@ from allthethings import bootstrap
 from allthethings.domain.listing import parse_filter
 from allthethings.entrypoints import logs
 from allthethings.entrypoints.resolver import api, json_response, origin, text_body
-from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit
+from allthethings.services.assets import MAX_PAGE, get_asset, list_assets, parse_limit, thumbnail_link
 from allthethings.services.lifecycle import delete_asset, retry_asset
 from allthethings.services.submit_asset import submit_asset
 
@@ -54,6 +56,14 @@ def page() -> dict:
 @app.get("/api/assets/<asset_id>")
 def one(asset_id: str) -> dict:
     return get_asset(asset_id, bootstrap.deps()).to_public()
+
+
+@app.get("/api/assets/<asset_id>/thumbnail")
+def thumbnail(asset_id: str):
+    # A redirect to the staged derivative: the bytes never pass through the function.
+    location = thumbnail_link(asset_id, bootstrap.deps())
+    return Response(302, content_types.APPLICATION_JSON, "", headers={"Location": location,
+                                                                     "Cache-Control": "private, max-age=600"})
 
 
 class Retry(BaseModel):

@@ -47,6 +47,7 @@ def build(settings: Settings) -> Deps:
     from allthethings.adapters.replicate import (
         ReplicateClient,
         ReplicateEmbedder,
+        ReplicateImageReader,
         ReplicatePredictions,
         ReplicateTranscriber,
     )
@@ -99,10 +100,22 @@ def build(settings: Settings) -> Deps:
         webhooks=queue(settings.webhook_queue_url, "the webhook queue"),
         verifier=_verifier(settings, secrets),
         predictions=ReplicatePredictions(replicate),
+        image_reader=ReplicateImageReader(replicate, settings.replicate_vision_version),
+        page_ocr=_page_ocr(settings),
         metrics=_metrics(settings),
         served=served,
         secrets=secrets,
     )
+
+
+def _page_ocr(settings: Settings):
+    """Amazon Textract (or the local stand-in at TEXTRACT_ENDPOINT_URL) when an OCR topic is set."""
+    if not settings.ocr_topic_arn or not settings.ocr_role_arn:
+        return None
+    from allthethings.adapters.textract import TextractPageOcr
+
+    return TextractPageOcr(settings.staging_bucket, settings.ocr_topic_arn, settings.ocr_role_arn,
+                           endpoint_url=settings.textract_endpoint_url)
 
 
 def _staging(settings: Settings):

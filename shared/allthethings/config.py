@@ -90,6 +90,22 @@ class Settings:
     replicate_whisper_version: str = _setting("4d50797290df275329f202e48c76360b3f22b08d28c196cbc54600319435f8d2",
                                               "REPLICATE_WHISPER_VERSION")
     whisper_model: str = _setting("large-v3", "WHISPER_MODEL")
+    # The vision model that reads images (lucataco/qwen2-vl-7b-instruct; docs/decisions.md).
+    replicate_vision_version: str = _setting("bf57361c75677fc33d480d0c5f02926e621b2caa2000347cb74aeae9d2ca07ee",
+                                             "REPLICATE_VISION_VERSION")
+    # Text detection on scanned pages (Amazon Textract's asynchronous API, or the local stand-in at
+    # textract_endpoint_url): the SNS topic that feeds the webhook queue and the role Textract
+    # publishes with. Unset topic: a PDF page without a text layer is left unread.
+    ocr_topic_arn: str | None = _setting(None, "OCR_TOPIC_ARN")
+    ocr_role_arn: str | None = _setting(None, "OCR_ROLE_ARN")
+    textract_endpoint_url: str | None = _setting(None, "TEXTRACT_ENDPOINT_URL")
+    # A PDF page with fewer characters of text than this is read by OCR (a scan, or a scan
+    # with a stray header line).
+    ocr_min_page_chars: int = _setting(20, "OCR_MIN_PAGE_CHARS")
+    # Images: more pixels than this is a decompression bomb (a 100,000 x 100,000 PNG header);
+    # a TIFF of more pages than image_max_frames is refused (its first page is what is read).
+    image_max_pixels: int = _setting(50_000_000, "IMAGE_MAX_PIXELS", positive=True)
+    image_max_frames: int = _setting(20, "IMAGE_MAX_FRAMES", positive=True)
     replicate_webhook_secret: str | None = _setting(None, "REPLICATE_WEBHOOK_SECRET", secret=True)
     replicate_webhook_secret_param: str | None = _setting(None, "REPLICATE_WEBHOOK_SECRET_PARAM")
     public_base_url: str | None = _setting(None, "PUBLIC_BASE_URL", parse=_base_url)

@@ -407,16 +407,20 @@ class Section:
 @dataclasses.dataclass(frozen=True)
 class Extracted:
     """A document's title and text; `sections`, when given, are the text in its parts, in order
-    (the text is then their texts joined)."""
+    (the text is then their texts joined). `unread_pages`: the PDF pages with no text layer to
+    speak of (scans), for OCR. `content_type`: what the whole body proved to be, when the first
+    bytes could only say less (an Office Open XML package is a DOCX, a PPTX or an XLSX)."""
 
     title: str | None
     text: str
     sections: tuple[Section, ...] = ()
+    unread_pages: tuple[int, ...] = ()
+    content_type: str | None = None
 
     @classmethod
-    def of_sections(cls, title: str | None, sections: Sequence[Section]) -> Extracted:
+    def of_sections(cls, title: str | None, sections: Sequence[Section], **more) -> Extracted:
         kept = tuple(s for s in sections if s.text.strip())
-        return cls(title=title, text="\n\n".join(s.text for s in kept), sections=kept)
+        return cls(title=title, text="\n\n".join(s.text for s in kept), sections=kept, **more)
 
 
 class Extractor(abc.ABC):
@@ -457,6 +461,33 @@ class Transcriber(abc.ABC):
     def audio_url_of(self, prediction: dict) -> str | None:
         """The recording URL a delivered job was given (its echoed input), if it shows one: what
         binds a delivery to the asset whose staged recording it transcribed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """What a vision model read in an image: a description of what it shows (and where that
+    description came from: `model`, or the image's own metadata such as `EXIF ImageDescription`)
+    and the text visible in it. Either may be empty; a description is never invented."""
+
+    description: str | None
+    description_source: str | None
+    text: str
+
+
+class ImageReader(abc.ABC):
+    """An image's description and visible text from a vision model, always asynchronous: one
+    prediction per image, its result by webhook (as a transcription)."""
+
+    @abc.abstractmethod
+    def submit(self, image_url: str, webhook_url: str) -> Pending: ...
+
+    @abc.abstractmethod
+    def reading_from_output(self, output: object) -> Reading:
+        """The reading in a finished prediction's output; ValueError if the output is unusable."""
+
+    @abc.abstractmethod
+    def image_url_of(self, prediction: dict) -> str | None:
+        """The image URL a delivered prediction was given (its echoed input), if it shows one."""
 
 
 @dataclasses.dataclass(frozen=True)

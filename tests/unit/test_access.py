@@ -15,7 +15,8 @@ from allthethings.services.access import ApiKeys, decide, presented_key
 from tests.fakes import FakeFetcher, fake_deps
 from tests.unit.test_handlers import KEY, TEMPLATE, TEXT, call
 
-PUBLIC_ROUTES = {"GET /api/health", "POST /webhooks/audio/{id}", "POST /webhooks/embedding/{id}",
+PUBLIC_ROUTES = {"GET /api/health", "POST /webhooks/audio/{id}", "POST /webhooks/image/{id}",
+                 "POST /webhooks/embedding/{id}",
                  "GET /api/openapi.json", "GET /api/docs", "POST /session", "POST /signout"}
 ASSET = "0" * 32
 

@@ -89,8 +89,9 @@ def test_the_bytes_decide_over_a_lying_header():
     assert decide(pdf, "text/html", "http://x/page.html").kind is Kind.PDF
     assert decide(html, "application/pdf", "http://x/file.pdf").kind is Kind.HTML
     assert decide((FIXTURES / "jfk.flac").read_bytes(), "text/plain", "http://x/notes.txt").kind is Kind.AUDIO
+    assert decide(b"\x89PNG\r\n\x1a\n" + bytes(64), "audio/flac", "http://x/a.flac").kind is Kind.IMAGE
     with pytest.raises(UnsupportedContentType):
-        decide(b"\x89PNG\r\n\x1a\n" + bytes(64), "audio/flac", "http://x/a.flac")
+        decide(b"PK\x03\x04" + bytes(26) + b"notes.txt", "application/pdf", "http://x/a.pdf")
 
 
 @pytest.mark.parametrize("head, declared, content_type, kind", [

@@ -74,8 +74,9 @@ def test_sam_turns_the_auth_settings_into_an_uncached_authorizer_with_public_rou
                    if op["security"] == [{"NONE": []}]}
     keyed = {f"{m.upper()} {p}" for p, ops in body["paths"].items() for m, op in ops.items()
              if op["security"] == [{"ApiKeyAuthorizer": []}]}
-    assert open_routes == {"GET /api/health", "POST /webhooks/audio/{id}", "POST /webhooks/embedding/{id}",
-                           "GET /api/openapi.json", "GET /api/docs", "POST /session", "POST /signout"}
+    assert open_routes == {"GET /api/health", "POST /webhooks/audio/{id}", "POST /webhooks/image/{id}",
+                           "POST /webhooks/embedding/{id}", "GET /api/openapi.json", "GET /api/docs", "POST /session",
+                           "POST /signout"}
     assert "POST /api/assets" in keyed and "GET /api/search" in keyed
     assert any(r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["FunctionName"] ==
                {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]} for r in resources.values())

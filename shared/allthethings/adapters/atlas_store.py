@@ -14,7 +14,7 @@ from datetime import datetime
 
 from allthethings.adapters.records import BSON, decode, encode, encode_changes, search_metadata
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status
 from allthethings.domain.errors import UpstreamUnavailable
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
@@ -94,7 +94,7 @@ def search_filter_clauses(search_filter: SearchFilter | None) -> list[dict]:
     return clauses
 
 
-_HIT_FIELDS = {"_id": 0, "asset_id": 1, "index": 1, "text": 1, "start_s": 1, "end_s": 1}
+_HIT_FIELDS = {"_id": 0, "asset_id": 1, "index": 1, "text": 1, "start_s": 1, "end_s": 1, "location": 1}
 
 
 def vector_search_pipeline(index: str, vector: Sequence[float], limit: int,
@@ -330,7 +330,9 @@ class AtlasStore(AssetStore):
 
         ops = [ReplaceOne({"_id": f"{asset_id}:{c.index}"},
                           {"asset_id": asset_id, "index": c.index, "text": c.text,
-                           "start_s": c.start_s, "end_s": c.end_s}, upsert=True) for c in chunks]
+                           "start_s": c.start_s, "end_s": c.end_s,
+                           "location": c.location.to_public() if c.location else None}, upsert=True)
+               for c in chunks]
         if ops:
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
         self._call(self.db.chunks.delete_many, {"asset_id": asset_id, "index": {"$gte": len(chunks)}})
@@ -339,7 +341,7 @@ class AtlasStore(AssetStore):
         docs = self._call(lambda: list(self.db.chunks.find({"asset_id": asset_id}).sort("index", 1)
                                        .limit(limit or 0)))  # 0: no limit
         return [Chunk(asset_id=asset_id, index=d["index"], text=d["text"], start_s=d.get("start_s"),
-                      end_s=d.get("end_s")) for d in docs]
+                      end_s=d.get("end_s"), location=Location.from_public(d.get("location"))) for d in docs]
 
     def _chunk_count(self, asset_id: str) -> int:
         return self._call(self.db.chunks.count_documents, {"asset_id": asset_id})
@@ -372,7 +374,7 @@ class AtlasStore(AssetStore):
                 similarity, keyword = fused_matches(h.get("details"))
             hits.append(ChunkHit(asset_id=h["asset_id"], index=h["index"], text=h["text"], score=float(h["score"]),
                                  start_s=h.get("start_s"), end_s=h.get("end_s"), similarity=similarity,
-                                 keyword=keyword))
+                                 keyword=keyword, location=Location.from_public(h.get("location"))))
         return hits
 
     def _exact(self, search_filter: SearchFilter | None) -> bool:

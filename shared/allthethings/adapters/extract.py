@@ -3,13 +3,15 @@ Markdown (plain text without its markup, the first `#` heading as title), decodi
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import threading
 
-from allthethings.domain.content import declared_charset
+from allthethings.domain.assets import Location
+from allthethings.domain.content import CONTAINER_KINDS, OOXML, RTF, declared_charset
 from allthethings.domain.errors import ExtractionFailed
-from allthethings.ports import Extracted, Extractor
+from allthethings.ports import Extracted, Extractor, Section
 
 # Single-byte Latin code pages that detectors confuse on short texts; Windows-1252 (a superset of
 # ISO-8859-1's printable range) is by far the most common of them on the web.
@@ -71,8 +73,9 @@ _FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 
 def markdown_text(source: str) -> Extracted:
     """Markdown as the words a reader sees: no `#`, `**`, link targets or table pipes, one block
-    (paragraph, heading, list item, table row, code block) per paragraph of the text. The title is
-    the front matter's `title:`, else the first level-one heading."""
+    (paragraph, heading, list item, table row, code block) per paragraph of the text, in sections
+    under their heading path (`Install › From source`). The title is the front matter's `title:`,
+    else the first level-one heading."""
     from markdown_it import MarkdownIt
 
     title = None
@@ -81,7 +84,16 @@ def markdown_text(source: str) -> Extracted:
         found = _FRONT_TITLE.search(front.group(1))
         title = found.group(1).strip("'\"") if found else None
         source = source[front.end():]
+    sections: list[Section] = []
     blocks: list[str] = []
+    path: list[tuple[int, str]] = []  # (level, heading) from the outermost in
+
+    def close_section() -> None:
+        if blocks:
+            where = Location(section=" › ".join(h for _, h in path)) if path else None
+            sections.append(Section(_tidy("\n\n".join(blocks)), where))
+            blocks.clear()
+
     row: list[str] | None = None
     heading = None
     for token in MarkdownIt("commonmark").enable("table").enable("strikethrough").parse(source):
@@ -96,9 +108,14 @@ def markdown_text(source: str) -> Extracted:
             row = None
         elif token.type == "inline":
             text = _inline_text(token.children or [])
-            if heading == "h1" and title is None and text:
-                title = text
-            if row is not None:
+            if heading and text:
+                if heading == "h1" and title is None:
+                    title = text
+                close_section()
+                level = int(heading[1:])
+                path[:] = [(lv, h) for lv, h in path if lv < level] + [(level, text)]
+                blocks.append(text)
+            elif row is not None:
                 row.append(text)
             elif text:
                 blocks.append(text)
@@ -108,7 +125,8 @@ def markdown_text(source: str) -> Extracted:
             text = re.sub(r"<[^>]*>", " ", token.content).strip()
             if text:
                 blocks.append(text)
-    return Extracted(title=title, text=_tidy("\n\n".join(blocks)))
+    close_section()
+    return Extracted.of_sections(title, sections)
 
 
 def _inline_text(children) -> str:
@@ -155,18 +173,43 @@ def _tidy(text: str) -> str:
 
 
 class DocumentExtractor(Extractor):
+    """Every document kind but images and recordings: HTML, PDF (page by page; pages without a
+    text layer are named for OCR), Markdown (by heading), plain text, and the office and e-book
+    formats (adapters/office.py)."""
+
+    def __init__(self, *, ocr_min_page_chars: int = 20):
+        self.ocr_min_page_chars = ocr_min_page_chars
+
     def extract(self, body: bytes, content_type: str, url: str) -> Extracted:
         media = content_type.split(";", 1)[0].strip()
         if media == "application/pdf":
             extracted = self._pdf(body)
+        elif media in CONTAINER_KINDS or media == RTF:
+            extracted = self._office(body, media)
         elif media == "text/html":
             extracted = self._html(body, url)
         elif media == "text/markdown":
             extracted = markdown_text(decode_text(body, declared_charset(content_type)))
         else:
             extracted = Extracted(title=None, text=_tidy(decode_text(body, declared_charset(content_type))))
-        if not extracted.text.strip():
+        if not extracted.text.strip() and not extracted.unread_pages:
             raise ExtractionFailed(f"no text could be extracted from this {content_type} document")
+        return extracted
+
+    @staticmethod
+    def _office(body: bytes, media: str) -> Extracted:
+        """An office document or e-book, its type checked against the whole body's structure."""
+        from allthethings.adapters.office import container_type, extract_office
+
+        proved = media
+        if media != RTF:
+            proved = container_type(body)
+            if proved is None:
+                raise ExtractionFailed("the file is a ZIP archive but not a DOCX, PPTX, XLSX, ODT, ODP, ODS or "
+                                       "EPUB document")
+        extracted = extract_office(body, proved)
+        if proved != media or media == OOXML:
+            return dataclasses.replace(extracted, content_type=proved)
         return extracted
 
     @staticmethod
@@ -184,18 +227,22 @@ class DocumentExtractor(Extractor):
             return Extracted(title=None, text="")
         return Extracted(title=doc.title, text=_tidy(doc.text or ""))
 
-    @staticmethod
-    def _pdf(body: bytes) -> Extracted:
+    def _pdf(self, body: bytes) -> Extracted:
+        """Each page a section of its own (`page`, from 1); a page with less text than
+        `ocr_min_page_chars` is a scan, named in `unread_pages`."""
         from pypdf import PdfReader
 
         try:
             reader = PdfReader(io.BytesIO(body))
             if reader.is_encrypted and not reader.decrypt(""):
-                raise ExtractionFailed("the PDF is encrypted")
-            pages = [join_word_lines(page.extract_text() or "") for page in reader.pages]
+                raise ExtractionFailed("the PDF is encrypted (password-protected)")
+            texts = [_tidy(join_word_lines(page.extract_text() or "")) for page in reader.pages]
             title = (reader.metadata.title if reader.metadata else None) or None
         except ExtractionFailed:
             raise
         except Exception as exc:  # a hostile or broken file can break the parser anywhere  # noqa: BLE001
             raise ExtractionFailed(f"the PDF could not be read ({type(exc).__name__})") from None
-        return Extracted(title=title, text=_tidy("\n\n".join(pages)))
+        unread = tuple(n for n, text in enumerate(texts, 1) if len(text.strip()) < self.ocr_min_page_chars)
+        sections = [Section(text, Location(page=n)) for n, text in enumerate(texts, 1) if n not in unread]
+        return Extracted.of_sections(title, sections, unread_pages=unread)
+

@@ -17,7 +17,7 @@ from allthethings.adapters.retrying import send
 from allthethings.domain.chunking import Segment
 from allthethings.domain.embedding import CATALOG
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
-from allthethings.ports import PREDICTION_FINISHED, Embedder, Pending, Predictions, Transcriber
+from allthethings.ports import PREDICTION_FINISHED, Embedder, ImageReader, Pending, Predictions, Reading, Transcriber
 
 
 class ReplicateClient:
@@ -186,6 +186,36 @@ class ReplicateTranscriber(Transcriber):
 
     def audio_url_of(self, prediction: dict) -> str | None:
         return audio_url_of(prediction)
+
+
+class ReplicateImageReader(ImageReader):
+    """A vision-language model on Replicate (lucataco/qwen2-vl-7b-instruct: `media`, `prompt`,
+    `max_new_tokens`; a string out), fed a presigned URL of the staged image and asked for a
+    description and the visible text in one answer (adapters/images.py has the prompt and the
+    parser of its answer)."""
+
+    def __init__(self, client: ReplicateClient, version: str, *, max_new_tokens: int = 512):
+        self.client = client
+        self.version = version
+        self.max_new_tokens = max_new_tokens
+
+    def submit(self, image_url: str, webhook_url: str) -> Pending:
+        from allthethings.adapters.images import VISION_PROMPT
+
+        prediction = self.client.create_prediction(
+            self.version, {"media": image_url, "prompt": VISION_PROMPT, "max_new_tokens": self.max_new_tokens},
+            webhook=webhook_url)
+        return Pending(prediction_id=prediction["id"])
+
+    def reading_from_output(self, output: object) -> Reading:
+        from allthethings.adapters.images import reading_from_output
+
+        return reading_from_output(output)
+
+    def image_url_of(self, prediction: dict) -> str | None:
+        inputs = prediction.get("input")
+        media = inputs.get("media") if isinstance(inputs, dict) else None
+        return media if isinstance(media, str) else None
 
 
 class ReplicatePredictions(Predictions):

@@ -23,7 +23,7 @@ from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, e
 from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
 from allthethings.adapters.vector_index import IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
+from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, query_terms
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS assets (
     content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
     size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT, metadata TEXT,
-    fetched_bytes INTEGER, embedded_chunks INTEGER
+    fetched_bytes INTEGER, embedded_chunks INTEGER, thumbnail_key TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY,
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     idx INTEGER NOT NULL,
     text TEXT NOT NULL,
     start_s REAL, end_s REAL,
+    location TEXT,
     UNIQUE (asset_id, idx)
 );
 """
@@ -129,6 +130,10 @@ class SqliteStore(AssetStore):
         for column in ("fetched_bytes", "embedded_chunks"):  # a file made before fetching and embedding in steps
             if column not in columns:
                 conn.execute(f"ALTER TABLE assets ADD COLUMN {column} INTEGER")
+        if "thumbnail_key" not in columns:
+            conn.execute("ALTER TABLE assets ADD COLUMN thumbnail_key TEXT")  # a file made before images
+        if "location" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
+            conn.execute("ALTER TABLE chunks ADD COLUMN location TEXT")  # a file made before locations
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('vectors_version', '0')")
@@ -199,13 +204,13 @@ class SqliteStore(AssetStore):
         self._delete_chunks(conn, asset.id)
         meta = _search_columns(search_metadata(asset))
         rows = conn.execute(
-            "SELECT c.idx, c.text, c.start_s, c.end_s, v.embedding FROM chunks c "
+            "SELECT c.idx, c.text, c.start_s, c.end_s, c.location, v.embedding FROM chunks c "
             "JOIN chunk_vectors v ON v.rowid = c.rowid WHERE c.asset_id = ? ORDER BY c.idx",
             (source_id,)).fetchall()
-        for idx, text, start_s, end_s, embedding in rows:
+        for idx, text, start_s, end_s, location, embedding in rows:
             rowid = conn.execute(
-                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
-                (asset.id, idx, text, start_s, end_s)).lastrowid
+                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s, location) VALUES (?, ?, ?, ?, ?, ?)",
+                (asset.id, idx, text, start_s, end_s, location)).lastrowid
             conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
                          "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
             self._vector_changes().added.append(IndexedRow(rowid, embedding, *meta))
@@ -299,14 +304,15 @@ class SqliteStore(AssetStore):
         with self._write() as conn:
             self._delete_chunks(conn, asset_id)
             conn.executemany(
-                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
-                [(asset_id, c.index, c.text, c.start_s, c.end_s) for c in chunks])
+                "INSERT INTO chunks (asset_id, idx, text, start_s, end_s, location) VALUES (?, ?, ?, ?, ?, ?)",
+                [(asset_id, c.index, c.text, c.start_s, c.end_s, _location_json(c.location)) for c in chunks])
 
     def chunks(self, asset_id: str, limit: int | None = None) -> list[Chunk]:
         rows = self._conn().execute(
-            "SELECT idx, text, start_s, end_s FROM chunks WHERE asset_id = ? ORDER BY idx LIMIT ?",
+            "SELECT idx, text, start_s, end_s, location FROM chunks WHERE asset_id = ? ORDER BY idx LIMIT ?",
             (asset_id, -1 if limit is None else limit))
-        return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3]) for r in rows]
+        return [Chunk(asset_id=asset_id, index=r[0], text=r[1], start_s=r[2], end_s=r[3],
+                      location=_location(r[4])) for r in rows]
 
     def _chunk_count(self, asset_id: str) -> int:
         return self._conn().execute("SELECT count(*) FROM chunks WHERE asset_id = ?", (asset_id,)).fetchone()[0]
@@ -331,11 +337,11 @@ class SqliteStore(AssetStore):
         if not nearest:
             return []
         rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT rowid, asset_id, idx, text, start_s, end_s FROM chunks "
+            "SELECT rowid, asset_id, idx, text, start_s, end_s, location FROM chunks "
             "WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps([rowid for rowid, _ in nearest]),))}
         # A chunk deleted since the copy was read is left out.
         return [ChunkHit(asset_id=row[0], index=row[1], text=row[2], start_s=row[3], end_s=row[4], score=similarity,
-                         similarity=similarity)
+                         similarity=similarity, location=_location(row[5]))
                 for rowid, similarity in nearest if (row := rows.get(rowid)) is not None]
 
     def _current_index(self, conn) -> VectorIndex:
@@ -364,12 +370,21 @@ class SqliteStore(AssetStore):
             WITH ranked AS (
                 SELECT f.rowid AS rowid, bm25(chunk_fts) AS rank FROM chunk_fts f
                 WHERE chunk_fts MATCH ? {where} ORDER BY rank LIMIT ?)
-            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, ranked.rank
+            SELECT c.asset_id, c.idx, c.text, c.start_s, c.end_s, ranked.rank, c.location
             FROM ranked JOIN chunks c ON c.rowid = ranked.rowid ORDER BY ranked.rank
             """, (" OR ".join(f'"{t}"' for t in terms), *args, limit)).fetchall()
         # BM25 here is lower-is-better and negative; flip it so that higher is better, as elsewhere.
-        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5], keyword=True)
+        return [ChunkHit(asset_id=r[0], index=r[1], text=r[2], start_s=r[3], end_s=r[4], score=-r[5], keyword=True,
+                         location=_location(r[6]))
                 for r in rows]
+
+
+def _location_json(location: Location | None) -> str | None:
+    return json.dumps(location.to_public(), ensure_ascii=False) if location is not None else None
+
+
+def _location(raw: str | None) -> Location | None:
+    return Location.from_public(json.loads(raw)) if raw else None
 
 
 # sqlite-vec answers at most this many neighbours in one query; the copy in memory keeps its limit.

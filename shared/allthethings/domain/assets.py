@@ -180,6 +180,7 @@ class Asset:
     metadata: dict | None = None  # a document's own fields, given at ingestion; shown with every result
     fetched_bytes: int | None = None  # while FETCHING: how much of the body is staged (size_bytes: the total, if known)
     embedded_chunks: int | None = None  # while GENERATING_EMBEDDINGS in groups: how many chunks have vectors
+    thumbnail_key: str | None = None  # an image's small staged derivative (GET /api/assets/{id}/thumbnail)
 
     @classmethod
     def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int | None,
@@ -196,12 +197,17 @@ class Asset:
         asset's chunks and vectors, and nothing is staged, transcribed or embedded for it."""
         stamp = now()
         return Asset(id=new_asset_id(), url=url, status=Status.SEARCHABLE, created_at=stamp, updated_at=stamp,
-                     content_type=content_type, kind=self.kind, title=self.title, size_bytes=size_bytes,
-                     chunk_count=self.chunk_count, sha256=self.sha256)
+                     content_type=self.content_type or content_type, kind=self.kind, title=self.title,
+                     size_bytes=size_bytes, chunk_count=self.chunk_count, sha256=self.sha256)
 
     @property
     def host(self) -> str:
         return host_of(self.url)
+
+    @property
+    def thumbnail_url(self) -> str | None:
+        """Where the API serves the thumbnail (a redirect to the staged derivative), if there is one."""
+        return f"/api/assets/{self.id}/thumbnail" if self.thumbnail_key else None
 
     def to_public(self) -> dict:
         """The asset as the HTTP API shows it."""
@@ -224,6 +230,8 @@ class Asset:
             body["embedded_chunks"] = self.embedded_chunks
         if self.metadata is not None:
             body["metadata"] = shown_metadata(self.metadata)
+        if self.thumbnail_key:
+            body["thumbnail_url"] = self.thumbnail_url
         if self.error:
             body["error"] = self.error
         return body

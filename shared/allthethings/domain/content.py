@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from allthethings.domain.assets import Kind
 from allthethings.domain.errors import UnsupportedContentType
 
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Compound File: legacy Office, or encrypted OOXML
+OLE_TYPE = "application/x-ole-storage"
+
 # (offset, magic, mime). Order matters where one magic prefixes another.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"%PDF-", "application/pdf"),
@@ -21,6 +24,10 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xff\xd8\xff", "image/jpeg"),
     (0, b"GIF87a", "image/gif"),
     (0, b"GIF89a", "image/gif"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+    (0, b"{\\rtf", "application/rtf"),
+    (0, OLE_MAGIC, OLE_TYPE),
     (0, b"PK\x03\x04", "application/zip"),
     (0, b"\x1f\x8b", "application/gzip"),
     (0, b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
@@ -35,9 +42,40 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 # Audio and video we transcribe (Whisper decodes all of these; video through its audio track).
 AUDIO_TYPES = {"audio/flac", "audio/mpeg", "audio/ogg", "audio/wav", "audio/mp4", "audio/webm"}
 VIDEO_TYPES = {"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/tiff", "image/bmp", "image/heic",
+               "image/heif"}
+# HEIF brands (ISO/IEC 23008-12) in an `ftyp` box: still images, not video.
+_HEIF_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"heim": "image/heic", b"heis": "image/heic",
+                b"mif1": "image/heif", b"msf1": "image/heif", b"avif": "image/avif"}
+
+_BMP_HEADERS = {12, 40, 52, 56, 64, 108, 124}
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ODT = "application/vnd.oasis.opendocument.text"
+ODP = "application/vnd.oasis.opendocument.presentation"
+ODS = "application/vnd.oasis.opendocument.spreadsheet"
+EPUB = "application/epub+zip"
+RTF = "application/rtf"
+# An Office Open XML package whose part names did not fit in the first bytes: which of the
+# three it is is read from the whole body when it is processed.
+OOXML = "application/vnd.openxmlformats-officedocument"
+CONTAINER_KINDS = {DOCX: Kind.DOCUMENT, ODT: Kind.DOCUMENT, RTF: Kind.DOCUMENT, OOXML: Kind.DOCUMENT,
+                   PPTX: Kind.PRESENTATION, ODP: Kind.PRESENTATION,
+                   XLSX: Kind.SPREADSHEET, ODS: Kind.SPREADSHEET, EPUB: Kind.EBOOK}
+_CONTAINER_EXT = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX, ".odt": ODT, ".odp": ODP, ".ods": ODS,
+                  ".epub": EPUB}
+_OOXML_PARTS = ((b"word/", DOCX), (b"ppt/", PPTX), (b"xl/", XLSX))
+_LEGACY_EXT = {".doc": "Word 97-2003 (.doc)", ".xls": "Excel 97-2003 (.xls)", ".ppt": "PowerPoint 97-2003 (.ppt)",
+               ".msg": "an Outlook message (.msg)"}
+ACCEPTED = ("text, Markdown, reStructuredText, CSV, JSON, HTML, PDF, images (PNG, JPEG, WebP, GIF, TIFF, BMP, "
+            "HEIC), Word (DOCX), PowerPoint (PPTX), Excel (XLSX), OpenDocument (ODT, ODP, ODS), EPUB, RTF, "
+            "audio (FLAC, MP3, Ogg, WAV, M4A) and video (MP4, MOV, WebM, MKV)")
 
 _TEXT_DECLARED = {"text/plain", "text/markdown", "text/x-markdown", "text/csv", "application/json",
-                  "application/xml", "text/xml"}
+                  "application/xml", "text/xml", "text/x-rst", "text/prs.fallenstein.rst"}
+_TEXT_EXT = {".csv": "text/csv", ".json": "application/json", ".rst": "text/x-rst", ".txt": "text/plain"}
 _HTML_DECLARED = {"text/html", "application/xhtml+xml"}
 _MARKDOWN_EXT = {".md", ".markdown", ".mdown"}
 _HTML_EXT = {".html", ".htm", ".xhtml"}
@@ -73,6 +111,12 @@ def sniff(head: bytes) -> str | None:
     for offset, magic, mime in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
             return mime
+    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0" and int.from_bytes(head[14:18], "little") in _BMP_HEADERS:
+        return "image/bmp"  # "BM" alone starts words too: the reserved zeros and DIB header size decide
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[head[8:12]]
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in (b"M4A ", b"M4B "):
@@ -117,6 +161,19 @@ def _decide(head: bytes, declared: str | None, url: str) -> Decision:
 
     if sniffed == "application/pdf":
         return Decision("application/pdf", Kind.PDF)
+    if sniffed in IMAGE_TYPES:
+        return Decision(sniffed, Kind.IMAGE)
+    if sniffed == "application/rtf":
+        return Decision(RTF, Kind.DOCUMENT)
+    if sniffed == "application/zip":
+        container = zip_container(head, media, ext)
+        if container:
+            return Decision(container, CONTAINER_KINDS[container])
+    if sniffed == OLE_TYPE:
+        legacy = _LEGACY_EXT.get(ext, "a legacy Office file (.doc, .xls, .ppt)")
+        raise UnsupportedContentType(
+            f"the URL returned an OLE compound file: {legacy} or a password-protected Office document, "
+            f"which cannot be read; save it as DOCX, XLSX or PPTX without a password. Supported are {ACCEPTED}")
     if sniffed in AUDIO_TYPES:
         return Decision(sniffed, Kind.AUDIO)
     if sniffed in VIDEO_TYPES:
@@ -125,17 +182,42 @@ def _decide(head: bytes, declared: str | None, url: str) -> Decision:
     if sniffed is None or not (sniffed.startswith("text/")):
         shown = sniffed or "unrecognised binary data"
         raise UnsupportedContentType(
-            f"the URL returned {shown} (declared {media or 'nothing'}); supported are text, Markdown, HTML, "
-            "PDF, audio (FLAC, MP3, Ogg, WAV, M4A) and video (MP4, MOV, WebM, MKV)")
+            f"the URL returned {shown} (declared {media or 'nothing'}); supported are {ACCEPTED}")
     if sniffed == "text/html" and media not in ("text/plain", "text/markdown", "text/x-markdown"):
         return Decision("text/html", Kind.HTML)
     if media in _HTML_DECLARED or (not media and ext in _HTML_EXT):
         return Decision("text/html", Kind.HTML)
     if media in ("text/markdown", "text/x-markdown") or ext in _MARKDOWN_EXT:
         return Decision("text/markdown", Kind.TEXT)
+    if media == "text/prs.fallenstein.rst":
+        return Decision("text/x-rst", Kind.TEXT)
+    if (media in ("", "text/plain", "application/octet-stream")) and ext in _TEXT_EXT:
+        return Decision(_TEXT_EXT[ext], Kind.TEXT)
     if media in _TEXT_DECLARED or media.startswith("text/"):
         return Decision(media if media != "text/x-markdown" else "text/markdown", Kind.TEXT)
     return Decision("text/plain", Kind.TEXT)
+
+
+def zip_container(head: bytes, media: str, ext: str) -> str | None:
+    """Which document format a ZIP body is, from its first entry (an OpenDocument or EPUB file
+    begins with an uncompressed `mimetype` entry naming its type; an Office Open XML package
+    holds `[Content_Types].xml`), then the part names in the first bytes, the declared type and
+    the extension. None for any other ZIP. Processing checks the whole body's structure again."""
+    name_length = int.from_bytes(head[26:28], "little")
+    extra_length = int.from_bytes(head[28:30], "little")
+    first = head[30:30 + name_length]
+    if first == b"mimetype":
+        start = 30 + name_length + extra_length
+        declared = head[start:start + 80].split(b"PK", 1)[0].decode("ascii", "replace").strip()
+        return declared if declared in CONTAINER_KINDS else None
+    if first != b"[Content_Types].xml" and b"[Content_Types].xml" not in head:
+        return _CONTAINER_EXT.get(ext) if ext in (".docx", ".pptx", ".xlsx") else None
+    for part, mime in _OOXML_PARTS:
+        if part in head:
+            return mime
+    if media in (DOCX, PPTX, XLSX):
+        return media
+    return _CONTAINER_EXT.get(ext) if ext in (".docx", ".pptx", ".xlsx") else OOXML
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +228,11 @@ class SizeLimits:
     text: int = 10 * 1024 * 1024
     html: int = 10 * 1024 * 1024
     pdf: int = 50 * 1024 * 1024
+    image: int = 50 * 1024 * 1024
+    document: int = 50 * 1024 * 1024
+    presentation: int = 200 * 1024 * 1024
+    spreadsheet: int = 50 * 1024 * 1024
+    ebook: int = 50 * 1024 * 1024
     audio: int = 1024 * 1024 * 1024
     video: int = 4 * 1024 * 1024 * 1024
 

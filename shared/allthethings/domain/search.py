@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import Asset, ChunkHit, Kind
+from allthethings.domain.assets import Asset, ChunkHit, Kind, Location
 from allthethings.domain.errors import InvalidInput
 
 
@@ -196,8 +196,8 @@ def relevance(hit: ChunkHit, terms: Sequence[str], floor: float | None, strong: 
 class SearchResult:
     """One asset found: its best chunk (the snippet, with the query's words at `highlights`),
     that chunk's score (a rank score in hybrid mode: it orders, it does not measure), how
-    relevant it is in words (None when the model is not calibrated and no word matched) and,
-    for a recording, where in it the chunk starts and ends."""
+    relevant it is in words (None when the model is not calibrated and no word matched), for a
+    recording where in it the chunk starts and ends, and for a document the chunk's location."""
 
     asset: Asset
     score: float
@@ -206,6 +206,7 @@ class SearchResult:
     start_s: float | None = None
     end_s: float | None = None
     relevance: Relevance | None = None
+    location: Location | None = None  # where in its document the snippet is: page, slide, sheet, section
 
 
 @dataclasses.dataclass(frozen=True)

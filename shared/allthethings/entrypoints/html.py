@@ -22,6 +22,8 @@ table{width:100%;border-collapse:collapse} td,th{text-align:left;padding:.35rem;
 mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-radius:.3rem;background:#e6eefc}
 .badge.audio,.badge.video{background:#f6e3fb} .badge.pdf{background:#fde8e0}
 .player{display:block;margin:.3rem 0;max-width:100%}
+.badge.image{background:#e0f5ec} .badge.document,.badge.presentation,.badge.spreadsheet,.badge.ebook{background:#fbf3d9}
+.thumb{float:right;max-height:96px;margin:0 0 .5rem .8rem;border-radius:.3rem;object-fit:cover} .result{overflow:auto}
 .chunk p{margin:.2rem 0 .8rem;white-space:pre-wrap} .facts{width:auto} .facts th{padding-right:1.5rem}
 pre{background:#f6f6f6;padding:.5rem;overflow:auto}
 .controls{flex-wrap:wrap} form.inline{display:inline-flex;margin:0 .2rem 0 0}
@@ -142,6 +144,8 @@ def _progress(a: Asset) -> str:
 
 
 def _span(chunk: Chunk) -> str:
+    if chunk.location is not None:
+        return f" · {escape(chunk.location.label())}"
     if chunk.start_s is None:
         return ""
     return f" · {_clock(chunk.start_s)}–{_clock(chunk.end_s if chunk.end_s is not None else chunk.start_s)}"
@@ -164,7 +168,9 @@ def asset(a: Asset, chunks: list[Chunk]) -> str:
                     f"<p>{escape(c.text)}</p></div>" for c in chunks)
     shown = ("<h3>Text</h3>" + (f"<p class=muted>The first {len(chunks)} of {total} chunks.</p>"
                                  if total > len(chunks) else "") + texts) if chunks else "<p>No text yet.</p>"
-    body = (f"<h2>{escape(_label(a))}</h2><p>{_origin(a)}</p>{error}<table class=facts>{table}</table>"
+    thumb = (f"<img class=thumb src=\"{escape(a.thumbnail_url)}\" alt=\"thumbnail\" width=160>"
+             if a.thumbnail_key else "")
+    body = (f"<h2>{escape(_label(a))}</h2>{thumb}<p>{_origin(a)}</p>{error}<table class=facts>{table}</table>"
             f"<p class=actions>{_actions(a)}</p>{meta}{shown}")
     return _page(f"{_label(a)} · allthethings", body, refresh=not a.status.is_final)
 
@@ -235,9 +241,17 @@ def _result(r: SearchResult) -> str:
         src = escape(f"{asset.url}#t={int(r.start_s)}")
         player = (f"<{kind} controls preload=none src=\"{src}\" class=player></{kind}>"
                   f"<div class=muted>from {_clock(r.start_s)} to {_clock(r.end_s or r.start_s)}</div>")
-    return (f"<div class=result><span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
+    where = ""
+    if r.location is not None:
+        label = escape(r.location.label())
+        # A PDF viewer opens a `#page=N` fragment at that page (RFC 8118).
+        where = (f" · <a class=where href=\"{escape(f'{asset.url}#page={r.location.page}')}\">{label}</a>"
+                 if kind == "pdf" and r.location.page else f" · <span class=where>{label}</span>")
+    thumb = (f"<img class=thumb src=\"{escape(asset.thumbnail_url)}\" alt=\"\" loading=lazy width=96>"
+             if asset.thumbnail_key else "")
+    return (f"<div class=result>{thumb}<span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
             f"<a href=\"{escape(asset.url)}\">{escape(asset.title or asset.url)}</a>"
-            f"<div class=muted>{escape(asset.url)}{_relevance(r)}</div>"
+            f"<div class=muted>{escape(asset.url)}{where}{_relevance(r)}</div>"
             f"<p>{_marked(shown, spans)}</p>{player}</div>")
 
 
@@ -278,7 +292,7 @@ def _controls(params: dict) -> str:
     options = "".join(f"<option value={m}{' selected' if m == mode else ''}>{m}</option>"
                       for m in ("hybrid", "vector", "keyword"))
     boxes = "".join(f"<label><input type=checkbox name=kind value={k}{' checked' if k in kinds else ''}> {k}</label>"
-                    for k in ("html", "pdf", "text", "audio", "video"))
+                    for k in (kind.value for kind in Kind))
     return (f"<form action=/search method=get class=controls><input type=text name=query required "
             f"value=\"{escape(params.get('query') or '')}\" aria-label=Search placeholder=\"Search by meaning\">"
             f"<select name=mode aria-label=Mode>{options}</select><button>Search</button>"

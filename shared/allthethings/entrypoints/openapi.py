@@ -54,6 +54,11 @@ _INSTANT = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-tim
             "examples": ["2026-11-21", "2026-11-21T08:00:00Z"]}
 
 
+KINDS_DESCRIPTION = ("Only these kinds, comma-separated: " + ", ".join(k.value for k in Kind) + ". image: PNG, "
+                     "JPEG, WebP, GIF, TIFF, BMP, HEIC; document: DOCX, ODT, RTF; presentation: PPTX, ODP; "
+                     "spreadsheet: XLSX, ODS; ebook: EPUB; text: plain text, Markdown, reStructuredText, CSV, JSON.")
+
+
 def _schemas() -> dict:
     nullable_string = {"type": ["string", "null"]}
     return {
@@ -76,6 +81,9 @@ def _schemas() -> dict:
                 "when the origin declared it).")},
             "embedded_chunks": {"type": "integer", "description": (
                 "While GENERATING_EMBEDDINGS in groups: how many of chunk_count chunks have their vectors.")},
+            "thumbnail_url": {"type": "string", "description": (
+                "An image's thumbnail (a small JPEG staged beside it): GET it with the API key; it redirects "
+                "to a short-lived URL.")},
             "error": {"type": "string", "description": "Why the asset failed (error statuses only)."}}},
         "AssetPage": {"type": "object", "required": ["assets", "next_cursor"], "properties": {
             "assets": {"type": "array", "items": _ref("Asset")}, "next_cursor": nullable_string}},
@@ -85,7 +93,8 @@ def _schemas() -> dict:
             "asset": {"type": "object", "properties": {
                 "id": {"type": "string"}, "url": {"type": "string"}, "content_type": nullable_string,
                 "kind": nullable_string, "title": nullable_string,
-                "created_at": {"type": "string", "format": "date-time"}, "metadata": {"type": "object"}}},
+                "created_at": {"type": "string", "format": "date-time"}, "metadata": {"type": "object"},
+                "thumbnail_url": {"type": "string"}}},
             "score": {"type": "number", "description": "Orders the results; in hybrid mode a reciprocal rank "
                                                       "score, not a measure of relevance (see relevance)."},
             "snippet": {"type": "string"},
@@ -97,7 +106,15 @@ def _schemas() -> dict:
                 "Absent when the model's similarities are not calibrated and no word matched."), "properties": {
                     "level": {"type": "string", "enum": ["strong", "good", "weak"]},
                     "similarity": {"type": ["number", "null"]}, "keyword": {"type": "boolean"}}},
-            "start_s": {"type": "number"}, "end_s": {"type": "number"}}},
+            "start_s": {"type": "number"}, "end_s": {"type": "number"},
+            "location": _ref("Location")}},
+        "Location": {"type": "object", "additionalProperties": False, "description": (
+            "Where in its document the snippet is: a PDF's page (the UI links url#page=N), a presentation's "
+            "slide, a spreadsheet's sheet, or a section: a heading path (`Part 2 › Safety`) in a DOCX, ODT or "
+            "Markdown file, an e-book's chapter, or which part of an image the text is (its description, with "
+            "where that came from, or the text visible in it). Numbers count from 1."), "properties": {
+                "page": {"type": "integer", "minimum": 1}, "slide": {"type": "integer", "minimum": 1},
+                "sheet": {"type": "string"}, "section": {"type": "string"}}},
         "SearchPage": {"type": "object", "required": ["results", "next_cursor"], "properties": {
             "results": {"type": "array", "items": _ref("SearchResult")}, "next_cursor": nullable_string}},
         "Document": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
@@ -185,7 +202,7 @@ def _paths(search_keyed: bool) -> dict:
                        {"type": "string"}),
                 _query("status", "Only assets in these statuses, comma-separated.",
                        {"type": "string", "examples": ["SEARCHABLE", "PROCESSING_ERROR,EMBEDDINGS_ERROR"]}),
-                _query("kind", "Only these kinds, comma-separated.", {"type": "string", "examples": ["pdf,html"]}),
+                _query("kind", KINDS_DESCRIPTION, {"type": "string", "examples": ["pdf,html"]}),
                 _query("q", "Only assets whose URL or title holds this text (case-insensitive, taken literally; "
                             "a document's URL is document:<id>).",
                        {"type": "string", "maxLength": MAX_TEXT_CHARS})],
@@ -196,6 +213,11 @@ def _paths(search_keyed: bool) -> dict:
             "delete": {"summary": "Delete an asset, its chunks and its staged body", "tags": ["assets"],
                        "parameters": [_ASSET_ID],
                        "responses": {"204": {"description": "Deleted."}, **_errors(400, 403, 404)}}},
+        "/api/assets/{id}/thumbnail": {"get": {
+            "summary": "An image's thumbnail", "tags": ["assets"], "parameters": [_ASSET_ID],
+            "description": "A redirect to a short-lived URL of the staged thumbnail (a JPEG of at most 320 px).",
+            "responses": {"302": {"description": "The thumbnail is at the `Location` URL.", "headers": {
+                "Location": {"schema": {"type": "string"}}}}, **_errors(400, 403, 404)}}},
         "/api/assets/{id}/retry": {"post": {
             "summary": "Retry a failed asset from the step that failed", "tags": ["assets"],
             "description": ("A failed processing starts from a fresh fetch of the URL (except a recording whose "
@@ -217,8 +239,7 @@ def _paths(search_keyed: bool) -> dict:
                  "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS}},
                 _query("mode", "hybrid (default), vector or keyword.",
                        {"type": "string", "enum": ["hybrid", "vector", "keyword"]}),
-                _query("kind", "Only these kinds, comma-separated.", {"type": "string",
-                                                                       "examples": ["pdf,html"]}),
+                _query("kind", KINDS_DESCRIPTION, {"type": "string", "examples": ["pdf,document,image"]}),
                 _query("host", "Only assets from this host.", {"type": "string", "examples": ["en.wikipedia.org"]}),
                 _query("after", "Only assets submitted after this date or instant (ISO 8601).", _INSTANT),
                 _query("before", "Only assets submitted before this date or instant (ISO 8601).", _INSTANT),
@@ -255,6 +276,7 @@ def _paths(search_keyed: bool) -> dict:
         "/api/openapi.json": {"get": {"summary": "This document", "tags": ["service"], "security": [],
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
         "/webhooks/audio/{id}": {"post": {**webhook, "summary": "Replicate: a transcription finished"}},
+        "/webhooks/image/{id}": {"post": {**webhook, "summary": "Replicate: an image reading finished"}},
         "/webhooks/embedding/{id}": {"post": {**webhook, "summary": "Replicate: embeddings finished"}},
     }
 

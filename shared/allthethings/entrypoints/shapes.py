@@ -8,13 +8,14 @@ from allthethings.domain.search import SearchPage, SearchResult
 
 def search_result(result: SearchResult) -> dict:
     """A result as GET /api/search shows it: the asset's public summary, the score, the snippet
-    with its highlights, the relevance (when known) and, for a recording, the snippet's start and
-    end in seconds."""
+    with its highlights, the relevance (when known), for a recording the snippet's start and end
+    in seconds, and for a document where the snippet is (`location`: page, slide, sheet, section)."""
     asset = result.asset
     body = {
         "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
                   "kind": asset.kind.value if asset.kind else None, "title": asset.title,
                   "created_at": asset.created_at.isoformat(),
+                  **({"thumbnail_url": asset.thumbnail_url} if asset.thumbnail_key else {}),
                   **({"metadata": shown_metadata(asset.metadata)} if asset.metadata is not None else {})},
         "score": result.score,
         "snippet": result.snippet,
@@ -25,6 +26,8 @@ def search_result(result: SearchResult) -> dict:
                              "keyword": result.relevance.keyword}
     if result.start_s is not None:
         body["start_s"], body["end_s"] = result.start_s, result.end_s
+    if result.location is not None:
+        body["location"] = result.location.to_public()
     return body
 
 

@@ -11,8 +11,10 @@ from allthethings.ports import (
     Embedder,
     Extractor,
     Fetcher,
+    ImageReader,
     Metrics,
     NoMetrics,
+    PageOcr,
     Predictions,
     Secrets,
     ServedModel,
@@ -42,6 +44,8 @@ class Deps:
     secrets: Secrets
     fetches: TaskQueue  # the fetch queue: bodies too large or too slow to fetch inside a request
     metrics: Metrics = dataclasses.field(default_factory=NoMetrics)
+    image_reader: ImageReader | None = None  # the vision model; None: images cannot be read
+    page_ocr: PageOcr | None = None  # text detection on scanned pages; None: a page without text stays unread
     # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
     served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)
 

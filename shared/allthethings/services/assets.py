@@ -1,5 +1,5 @@
-"""Reading assets (one by id with its first chunks, or a page of them newest first, filtered),
-and failing one with its reason."""
+"""Reading assets (one by id with its first chunks, or a page of them newest first, filtered;
+an image's thumbnail), and failing one with its reason."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def get_asset(asset_id: str, deps: Deps) -> Asset:
     if asset is None:
         raise NotFound(f"no asset with id {asset_id}")
     return asset
+
+
+THUMBNAIL_URL_S = 3600
+
+
+def thumbnail_link(asset_id: str, deps: Deps) -> str:
+    """A short-lived URL of the asset's staged thumbnail (NotFound: it has none)."""
+    asset = get_asset(asset_id, deps)
+    if not asset.thumbnail_key:
+        raise NotFound(f"asset {asset.id} has no thumbnail (only images have one, once processed)")
+    return deps.blobs.presigned_url(asset.thumbnail_key, THUMBNAIL_URL_S)
 
 
 def parse_limit(raw: str | None, default: int, maximum: int) -> int:

@@ -21,9 +21,10 @@ import json
 import logging
 from collections.abc import Sequence
 
-from allthethings.domain.assets import Asset, Status, check_asset_id
+from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id
+from allthethings.domain.chunking import chunk_text
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
-from allthethings.ports import Pending
+from allthethings.ports import Extracted, Pending, Section
 from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
 
@@ -43,6 +44,28 @@ def chunk_window(deps: Deps) -> tuple[int, int]:
     (two positions of its window hold the [CLS]/[SEP] special tokens)."""
     max_tokens = min(deps.settings.chunk_tokens, deps.embedder.max_tokens - 2)
     return max_tokens, min(deps.settings.chunk_overlap, max_tokens // 2 - 1)
+
+
+def section_chunks(asset_id: str, extracted: Extracted, deps: Deps) -> list[Chunk]:
+    """The chunks of an extracted document: each section chunked on its own (so every chunk has
+    one location: its page, slide, sheet or heading path), or the whole text when it has none."""
+    window = chunk_window(deps)
+    parts = extracted.sections or (Section(extracted.text),)
+    chunks: list[Chunk] = []
+    for part in parts:
+        for text in chunk_text(part.text, deps.tokenizer.spans(part.text), *window):
+            chunks.append(Chunk(asset_id=asset_id, index=len(chunks), text=text, location=part.location))
+    return chunks
+
+
+def index_chunks(asset_id: str, title: str | None, chunks: Sequence[Chunk], deps: Deps, webhook_base: str | None,
+                 **fields) -> Status:
+    """Store a PROCESSING asset's chunks, move it to PROCESSED (with its title and `fields`) and
+    request its embeddings; only the caller whose move wins requests them."""
+    deps.store.put_chunks(asset_id, chunks)
+    if not deps.store.move(asset_id, Status.PROCESSED, title=title, chunk_count=len(chunks), **fields):
+        return deps.store.get(asset_id).status  # a concurrent delivery got there first
+    return request_embeddings(asset_id, deps, webhook_base)
 
 
 def webhook_url(deps: Deps, webhook_base: str | None, kind: str, asset_id: str) -> str:

@@ -43,14 +43,15 @@ def retry_asset(asset_id: str, deps: Deps, *, webhook_base: str | None = None, r
 
 
 def _model_failed_on_kept_bytes(asset: Asset, deps: Deps) -> bool:
-    """A recording whose staged body is still there failed in the model, not in its bytes:
-    transcribing it again needs no new download."""
-    return (asset.kind in (Kind.AUDIO, Kind.VIDEO) and bool(asset.staged_key)
+    """A recording or image whose staged body is still there failed in the model, not in its
+    bytes: transcribing or reading it again needs no new download."""
+    return (asset.kind in (Kind.AUDIO, Kind.VIDEO, Kind.IMAGE) and bool(asset.staged_key)
             and deps.blobs.exists(asset.staged_key))
 
 
 def delete_asset(asset_id: str, deps: Deps) -> None:
     asset = get_asset(asset_id, deps)
     deps.store.delete(asset.id)
-    if asset.staged_key:
-        deps.blobs.delete(asset.staged_key)
+    for key in (asset.staged_key, asset.thumbnail_key):
+        if key:
+            deps.blobs.delete(key)

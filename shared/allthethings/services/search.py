@@ -136,7 +136,8 @@ def _result(asset: Asset, hit: ChunkHit, terms: list[str], floor: float | None, 
     if hit.start_s is not None and hit.end_s is not None:  # a recording: start where the words are said
         start_s = passage_start(hit.text, hit.start_s, hit.end_s, marks)
     return SearchResult(asset=asset, score=round(hit.score, 6), snippet=hit.text, highlights=marks,
-                        start_s=start_s, end_s=hit.end_s, relevance=relevance(hit, terms, floor, strong))
+                        start_s=start_s, end_s=hit.end_s, relevance=relevance(hit, terms, floor, strong),
+                        location=hit.location)
 
 
 def similarity_scale(deps: Deps) -> tuple[float | None, float | None]:

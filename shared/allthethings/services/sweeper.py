@@ -5,6 +5,8 @@ SUBMITTED, PROCESSED, or PROCESSING without a prediction), or a Replicate predic
 should come (PROCESSING with one: a transcription; GENERATING_EMBEDDINGS). Webhooks get
 lost and messages get dead-lettered, so an asset not updated for `stuck_after_s` is looked at:
 
+- A scanned PDF waiting on text detection: the OCR service is asked for the job's result (a
+  job it no longer knows is started again; one still running waits).
 - With a prediction id, the model API is asked for the prediction. Finished: it is applied
   exactly as its webhook would have been (succeeded: onwards; failed or canceled: an error
   status with the reason). Unknown to the API: an error status. Still running: left alone
@@ -25,13 +27,15 @@ import dataclasses
 import logging
 from datetime import datetime, timedelta
 
-from allthethings.domain.assets import Asset, Status, now
+from allthethings.domain.assets import Asset, Kind, Status, now
 from allthethings.domain.errors import NotFound, UpstreamUnavailable
 from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
 from allthethings.ports import PREDICTION_FINISHED
 from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
+from allthethings.services.images import apply_image_prediction
+from allthethings.services.scans import finish_page_ocr, is_ocr_job
 from allthethings.services.transcription import apply_transcription_prediction
 
 STUCK = (Status.FETCHING, Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
@@ -59,7 +63,9 @@ def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
     for asset in deps.store.stale(STUCK, at - timedelta(seconds=settings.stuck_after_s), BATCH):
         overdue = at - asset.updated_at >= timedelta(seconds=settings.give_up_after_s)
         waits_on_model = asset.status in (Status.PROCESSING, Status.GENERATING_EMBEDDINGS)
-        if waits_on_model and asset.prediction_id:
+        if asset.status is Status.PROCESSING and is_ocr_job(asset.prediction_id):
+            _ask_the_ocr_service(asset, overdue, deps, report)
+        elif waits_on_model and asset.prediction_id:
             _ask_the_model_api(asset, overdue, deps, report)
         elif overdue:
             _give_up(asset, deps, report)
@@ -90,7 +96,9 @@ def _ask_the_model_api(asset: Asset, overdue: bool, deps: Deps, report: SweepRep
         # Applying may request the next prediction (the embeddings of the next group of chunks, or
         # of a finished transcript): when the model API refuses that, the asset waits for the next sweep.
         try:
-            if asset.status is Status.PROCESSING:
+            if asset.status is Status.PROCESSING and asset.kind is Kind.IMAGE:
+                after = apply_image_prediction(asset.id, prediction, deps, deps.settings.api_url)
+            elif asset.status is Status.PROCESSING:
                 after = apply_transcription_prediction(asset.id, prediction, deps, deps.settings.api_url)
             else:
                 after = apply_embedding_prediction(asset.id, prediction, deps, deps.settings.api_url)
@@ -102,6 +110,30 @@ def _ask_the_model_api(asset: Asset, overdue: bool, deps: Deps, report: SweepRep
         _give_up(asset, deps, report)
     else:
         report.waiting.append(asset.id)
+
+
+def _ask_the_ocr_service(asset: Asset, overdue: bool, deps: Deps, report: SweepReport) -> None:
+    """A scanned PDF whose text-detection notice is late: read the job's result as the notice
+    would have. A job the service no longer knows (the local stand-in restarted) is started again
+    by the processing step; one still running waits, until `give_up_after_s`."""
+    if deps.page_ocr is None:
+        _fail(asset, "its scanned pages were sent to OCR, which is no longer configured; retry the asset", deps)
+        report.failed.append(asset.id)
+        return
+    try:
+        after = finish_page_ocr(asset, deps, deps.settings.api_url)
+    except NotFound:
+        if deps.store.move(asset.id, Status.PROCESSING, prediction_id=None):
+            deps.queue.send(to_message(ProcessAsset(asset.id, deps.settings.api_url)))
+        report.requeued.append(asset.id)
+        return
+    except UpstreamUnavailable:
+        if overdue:
+            _give_up(asset, deps, report)
+        else:
+            report.waiting.append(asset.id)
+        return
+    (report.failed if after.status.is_error else report.finished).append(asset.id)
 
 
 def _give_up(asset: Asset, deps: Deps, report: SweepReport) -> None:

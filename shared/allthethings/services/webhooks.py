@@ -29,11 +29,14 @@ from allthethings.domain.errors import Conflict, InvalidInput, NotFound, Upstrea
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
 from allthethings.services.embeddings import apply_embedding_prediction, current_group
+from allthethings.services.images import apply_image_prediction
+from allthethings.services.scans import apply_ocr_notice
 from allthethings.services.transcription import apply_transcription_prediction
 
-KINDS = ("audio", "embedding")
+KINDS = ("audio", "image", "embedding")
 # The statuses in which an asset waits for a delivery of each kind.
-WAITING = {"audio": (Status.PROCESSING,), "embedding": (Status.PROCESSED, Status.GENERATING_EMBEDDINGS)}
+WAITING = {"audio": (Status.PROCESSING,), "image": (Status.PROCESSING,),
+           "embedding": (Status.PROCESSED, Status.GENERATING_EMBEDDINGS)}
 log = logging.getLogger(__name__)
 
 
@@ -96,15 +99,18 @@ def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> s
     or a later asset, or of an earlier group, fails either way."""
     if kind == "audio" and asset.kind not in (Kind.AUDIO, Kind.VIDEO):
         return f"a transcription, but the asset is {asset.kind.value if asset.kind else 'not a recording'}"
+    if kind == "image" and asset.kind is not Kind.IMAGE:
+        return f"an image reading, but the asset is {asset.kind.value if asset.kind else 'not an image'}"
     if asset.status not in WAITING[kind]:
         return None  # a late or repeated delivery: the asset has moved on, and applying it changes nothing
     if asset.prediction_id:
         return None if prediction.get("id") == asset.prediction_id else "another prediction than the asset's"
-    if kind == "audio":
-        audio = deps.transcriber.audio_url_of(prediction)
+    if kind in ("audio", "image"):
+        given = deps.transcriber.audio_url_of(prediction) if kind == "audio" \
+            else deps.image_reader.image_url_of(prediction) if deps.image_reader else None
         staged = f"/{asset.staged_key}" if asset.staged_key else None
-        if not audio or not staged or not unquote(urlsplit(audio).path).endswith(staged):
-            return "it transcribed another recording"
+        if not given or not staged or not unquote(urlsplit(given).path).endswith(staged):
+            return "it transcribed another recording" if kind == "audio" else "it read another image"
         return None
     # Embeddings come in groups: the delivery must have embedded the chunks of the group the
     # asset waits for, from its first chunk on (however many the group holds).
@@ -116,8 +122,12 @@ def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> s
 
 
 def apply_webhook(message: dict, deps: Deps) -> Asset | None:
-    """Apply one queued delivery; raise (to retry, then dead-letter) when it cannot be applied.
-    A delivery for an asset deleted since it was queued has nothing left to do (None)."""
+    """Apply one queued delivery, or a text-detection job's completion notice; raise (to retry,
+    then dead-letter) when it cannot be applied. A delivery for an asset deleted since it was
+    queued has nothing left to do (None)."""
+    notice = deps.page_ocr.notice_of(message) if deps.page_ocr is not None else None
+    if notice is not None:
+        return apply_ocr_notice(notice, deps, deps.settings.api_url)
     if message.get("kind") not in KINDS:
         raise ValueError(f"unknown webhook kind {message.get('kind')!r}")
     try:
@@ -136,6 +146,8 @@ def apply_webhook(message: dict, deps: Deps) -> Asset | None:
         before = asset.status
         if message["kind"] == "audio":
             asset = apply_transcription_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
+        elif message["kind"] == "image":
+            asset = apply_image_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
         else:
             asset = apply_embedding_prediction(message["asset_id"], prediction, deps, message.get("webhook_base"))
     except NotFound:

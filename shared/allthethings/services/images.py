@@ -1,0 +1,109 @@
+"""Images: a thumbnail, then one vision-model prediction that reads the staged image (a
+description of what it shows and the text visible in it), then chunks and embeddings.
+
+As with a transcription, the model fetches the image from a presigned URL of the staged object,
+never from the user's URL, and reports by webhook (`/webhooks/image/{id}`). Before the
+prediction, the process step opens the image once: a decompression bomb, a truncated file or a
+TIFF of too many pages fails here with its reason (and costs no prediction), and a small JPEG
+thumbnail is staged beside the body (`thumbnails/{id}.jpg`) for results to show.
+
+The reading becomes up to two sections, each with a location a result shows: the description
+(`Description (EXIF ImageDescription)`, or `(model)`) and `Text in the image`. A description is
+never invented: the local stand-in takes it from the image's own metadata only.
+"""
+
+from __future__ import annotations
+
+import io
+
+from allthethings.domain.assets import Asset, Location, Status, check_asset_id
+from allthethings.domain.errors import ExtractionFailed, NotFound
+from allthethings.ports import Extracted, Reading, Section
+from allthethings.services import Deps
+from allthethings.services.assets import fail_asset
+from allthethings.services.embeddings import index_chunks, section_chunks, webhook_url
+from allthethings.services.transcription import PRESIGNED_URL_S
+
+
+def thumbnail_key(asset_id: str) -> str:
+    return f"thumbnails/{asset_id}.jpg"
+
+
+def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) -> Status:
+    """Check the staged image, stage its thumbnail, and request its reading (once)."""
+    if asset.status is Status.PROCESSING and asset.prediction_id:
+        return Status.PROCESSING  # requested already; its webhook will come
+    if deps.image_reader is None:
+        fail_asset(asset.id, Status.PROCESSING_ERROR, "images cannot be read here: no vision model is configured",
+                   deps)
+        return Status.PROCESSING_ERROR
+    deps.store.move(asset.id, Status.PROCESSING)
+    if not asset.thumbnail_key:
+        try:
+            key = _stage_thumbnail(asset, deps)
+        except ExtractionFailed as exc:
+            fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
+            return Status.PROCESSING_ERROR
+        deps.store.move(asset.id, Status.PROCESSING, thumbnail_key=key)
+    image_url = deps.blobs.presigned_url(asset.staged_key or "", PRESIGNED_URL_S)
+    pending = deps.image_reader.submit(image_url, webhook_url(deps, webhook_base, "image", asset.id))
+    deps.metrics.count("predictions_created")
+    deps.store.move(asset.id, Status.PROCESSING, prediction_id=pending.prediction_id)
+    return deps.store.get(asset.id).status
+
+
+def _stage_thumbnail(asset: Asset, deps: Deps) -> str:
+    from allthethings.adapters.images import ImageLimits, inspect_image, thumbnail
+
+    if not asset.staged_key:
+        raise ExtractionFailed("the asset has no staged body")
+    try:
+        body = deps.blobs.get(asset.staged_key)
+    except NotFound:
+        raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
+                               "the URL again") from None
+    limits = ImageLimits(max_pixels=deps.settings.image_max_pixels, max_frames=deps.settings.image_max_frames)
+    inspect_image(body, limits)
+    key = thumbnail_key(asset.id)
+    deps.blobs.put(key, io.BytesIO(thumbnail(body, limits)), "image/jpeg")
+    return key
+
+
+def reading_sections(reading: Reading) -> Extracted:
+    """The reading as sections: the description first (its source named), then the visible text."""
+    sections = []
+    if reading.description:
+        sections.append(Section(reading.description,
+                                Location(section=f"Description ({reading.description_source or 'model'})")))
+    if reading.text:
+        sections.append(Section(reading.text, Location(section="Text in the image")))
+    return Extracted.of_sections(None, sections)
+
+
+def apply_image_prediction(asset_id: str, prediction: dict, deps: Deps, webhook_base: str | None = None) -> Asset:
+    asset = deps.store.get(check_asset_id(asset_id))
+    if asset is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    if asset.status is not Status.PROCESSING:
+        return asset  # a repeated or late delivery: the asset has moved on
+    if asset.prediction_id and prediction.get("id") != asset.prediction_id:
+        return asset  # a stale prediction: the current one decides
+    status = prediction.get("status")
+    if status in ("failed", "canceled"):
+        reason = prediction.get("error") or "no reason given"
+        fail_asset(asset_id, Status.PROCESSING_ERROR, f"reading the image {status}: {reason}", deps)
+        return deps.store.get(asset_id)
+    if status != "succeeded":
+        return asset
+    try:
+        reading = deps.image_reader.reading_from_output(prediction.get("output"))
+    except ValueError as exc:
+        fail_asset(asset_id, Status.PROCESSING_ERROR, f"the image reading is unusable: {exc}", deps)
+        return deps.store.get(asset_id)
+    chunks = section_chunks(asset_id, reading_sections(reading), deps)
+    if not chunks:
+        fail_asset(asset_id, Status.PROCESSING_ERROR, "the image shows no text and carries no description "
+                   "(EXIF, XMP or IPTC) to index", deps)
+        return deps.store.get(asset_id)
+    index_chunks(asset_id, asset.title, chunks, deps, webhook_base, prediction_id=None)
+    return deps.store.get(asset_id)
