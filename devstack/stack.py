@@ -34,6 +34,11 @@ def write_private(path: Path, text: str) -> None:
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
 
+# The template's OCR topic and Textract's role, as the local stack names them: the local Textract
+# takes any ARN and delivers a finished job's notice to the webhook queue itself.
+LOCAL_OCR_REFS = {"OcrTopic": "arn:aws:sns:us-east-1:000000000000:allthethings-local-ocr",
+                  "TextractPublishRole": "arn:aws:iam::000000000000:role/allthethings-local-textract"}
+
 # What local mode changes from the deployed configuration; any of these set in the
 # environment wins (for example ALLOW_PRIVATE_URLS=false or EMBEDDING_MODEL=all-mpnet-base-v2).
 LOCAL_SETTINGS = {
@@ -155,6 +160,7 @@ class LocalStack:
         self.queue_urls: dict[str, str] = {}
         self._moto: subprocess.Popen | None = None
         self.replicate = None
+        self.textract = None
         self._pumps: list[QueuePump] = []
         self._schedules: list[Schedule] = []
         self._server = None
@@ -241,6 +247,26 @@ class LocalStack:
         os.environ.update({"REPLICATE_API_BASE": self.replicate.url, "REPLICATE_API_TOKEN": self.replicate.token,
                            "REPLICATE_WEBHOOK_SECRET": self.replicate.webhook_secret})
 
+    def _start_textract(self, user_env: dict[str, str]) -> None:
+        """The local Textract (scanned PDFs' text detection), unless TEXTRACT_ENDPOINT_URL names
+        another. It reads staged objects from the stack's bucket and puts a finished job's notice
+        on the webhook queue, as the template's SNS topic does with raw delivery."""
+        if user_env.get("TEXTRACT_ENDPOINT_URL"):
+            return
+        from allthethings import bootstrap
+        from devstack.textract import LocalTextract
+
+        def read_object(bucket: str, key: str) -> bytes:  # noqa: ARG001 - one bucket
+            return bootstrap.deps().blobs.get(key)
+
+        self.textract = LocalTextract(read_object=read_object,
+                                      notify=lambda notice: bootstrap.deps().webhooks.send(notice)).start()
+        os.environ["TEXTRACT_ENDPOINT_URL"] = self.textract.url
+        # boto3 signs every request, even to 127.0.0.1; the embedded mode sets no credentials.
+        for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            os.environ.setdefault(key, value)
+
     def _api_keys(self, user_env: dict[str, str]) -> str:
         """API_KEYS from the environment, or this data folder's own key, made on the first run."""
         if user_env.get("API_KEYS"):
@@ -285,11 +311,13 @@ class LocalStack:
         else:
             self._start_aws()
             refs = self._create_resources()
+        refs.update(LOCAL_OCR_REFS)
         os.environ.update(self.environment(refs, user_env))
         if self.embedded:
             os.environ.update(self._embedded_env)
         os.environ["API_KEYS"] = self._api_keys(user_env)
         self._start_replicate(user_env)
+        self._start_textract(user_env)
         self._write_manifest()
         gateway.configure(self.template)
         self._resume_unfinished()
@@ -396,6 +424,8 @@ class LocalStack:
                 if isinstance(message, dict):
                     if isinstance(message.get("asset_id"), str):
                         ids.add(message["asset_id"])
+                    if isinstance(message.get("JobTag"), str):  # a text-detection job's notice
+                        ids.add(message["JobTag"])
                     if isinstance(message.get("asset_ids"), list):
                         ids.update(i for i in message["asset_ids"] if isinstance(i, str))
         return named
@@ -405,17 +435,20 @@ class LocalStack:
         what did not:
         - the step between storing an asset and queueing its work (a kill there leaves an asset
           no message names): its work is queued now;
-        - the local Replicate's predictions (it runs in this process). A transcription is asked
-          for again. An asset waiting for an embedding prediction whose delivery is not queued
-          goes back to its stored chunks and is queued, unless a processing message for it is
-          already waiting (which then asks for the embeddings: one prediction, not two).
+        - the local Replicate's predictions and the local Textract's jobs (they run in this
+          process). A transcription, an image reading or a scan's text detection is asked for
+          again. An asset waiting for an embedding prediction whose delivery is not queued goes
+          back to its stored chunks and is queued, unless a processing message for it is already
+          waiting (which then asks for the embeddings: one prediction, not two).
         A message in a dead-letter queue counts as queued: it waits for a redrive, as it would have.
         """
         from allthethings.domain.assets import Status
         from allthethings.domain.tasks import FetchAsset, ProcessAsset, to_message
+        from allthethings.services.scans import is_ocr_job
 
         waiting = {step: asset.id in ids for step, ids in queued.items()}
-        local_predictions = self.replicate is not None  # another Replicate's predictions outlive us
+        # Another Replicate's predictions (another Textract's jobs) outlive us; the local ones do not.
+        local_predictions = (self.textract if is_ocr_job(asset.prediction_id) else self.replicate) is not None
         if asset.status is Status.FETCHING and not waiting.get("Fetch"):
             deps.fetches.send(to_message(FetchAsset(asset.id, self.url)))
         elif asset.status in (Status.SUBMITTED, Status.PROCESSED, Status.PROCESSING):
@@ -451,6 +484,8 @@ class LocalStack:
             pump.join(timeout=5)
         if self.replicate is not None:
             self.replicate.stop()
+        if self.textract is not None:
+            self.textract.stop()
         if self._server is not None:
             if self._serving:
                 self._server.shutdown()

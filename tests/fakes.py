@@ -391,7 +391,7 @@ class FakePageOcr(PageOcr):
         self.results: dict[str, dict[int, str]] = {}
         self.forgotten: set[str] = set()
 
-    def start(self, staged_key, asset_id):
+    def start(self, staged_key, asset_id, attempt=""):
         self.started.append((staged_key, asset_id))
         return f"job{len(self.started)}"
 

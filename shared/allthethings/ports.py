@@ -507,9 +507,9 @@ class PageOcr(abc.ABC):
     speaks the same API with a real OCR engine."""
 
     @abc.abstractmethod
-    def start(self, staged_key: str, asset_id: str) -> str:
+    def start(self, staged_key: str, asset_id: str, attempt: str = "") -> str:
         """Start detecting the text of the staged object; the job's id. Starting again for the
-        same asset and object within Textract's idempotency window returns the same job."""
+        same asset, object and `attempt` (which a retry of the asset changes) returns the same job."""
 
     @abc.abstractmethod
     def pages(self, job_id: str) -> dict[int, str]:

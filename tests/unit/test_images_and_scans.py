@@ -141,6 +141,25 @@ def test_a_scanned_pdf_starts_one_ocr_job_and_its_notice_fills_the_pages_in_each
     assert page.results[0].location == Location(page=2)
 
 
+def test_a_crash_between_starting_the_job_and_recording_it_gets_the_same_job_back():
+    deps = fake_deps(extractor=PagedPdf(), page_ocr=FakePageOcr())
+    asset = _scanned(deps)
+    attempts = []
+    start = deps.page_ocr.start
+
+    def crashing_start(staged_key, asset_id, attempt=""):
+        attempts.append(attempt)
+        if len(attempts) == 1:
+            raise RuntimeError("the function timed out")
+        return start(staged_key, asset_id, attempt)
+
+    deps.page_ocr.start = crashing_start
+    with pytest.raises(RuntimeError):
+        process_asset(asset.id, deps)
+    assert process_asset(asset.id, deps) is Status.PROCESSING  # the message, redelivered
+    assert attempts[0] == attempts[1] and deps.store.get(asset.id).prediction_id == "ocr:job1"
+
+
 def test_a_notice_of_an_earlier_job_or_another_asset_changes_nothing():
     deps = fake_deps(extractor=PagedPdf(), page_ocr=FakePageOcr())
     asset = _scanned(deps)

@@ -12,6 +12,7 @@ inside an invocation, and a notice that comes twice, late or for an earlier job 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from allthethings.domain.assets import Asset, Location, Status
 from allthethings.domain.errors import ExtractionFailed, NotFound
@@ -21,6 +22,10 @@ from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import index_chunks, section_chunks
 
 OCR_PREFIX = "ocr:"
+# Recorded before a job is started: the attempt whose idempotency token the start carries, so a
+# message redelivered after a crash between the start and its record gets the same job back,
+# while a retry of the failed asset (which clears it) starts a new one.
+PENDING_PREFIX = "ocr-pending:"
 log = logging.getLogger(__name__)
 
 
@@ -28,9 +33,18 @@ def is_ocr_job(prediction_id: str | None) -> bool:
     return bool(prediction_id) and prediction_id.startswith(OCR_PREFIX)
 
 
+def is_pending_ocr(prediction_id: str | None) -> bool:
+    return bool(prediction_id) and prediction_id.startswith(PENDING_PREFIX)
+
+
 def request_page_ocr(asset: Asset, deps: Deps) -> Status:
     """Start text detection on the staged PDF (UpstreamUnavailable: the message is retried)."""
-    job_id = deps.page_ocr.start(asset.staged_key or "", asset.id)
+    if is_pending_ocr(asset.prediction_id):
+        attempt = asset.prediction_id[len(PENDING_PREFIX):]
+    else:
+        attempt = uuid.uuid4().hex
+        deps.store.move(asset.id, Status.PROCESSING, prediction_id=PENDING_PREFIX + attempt)
+    job_id = deps.page_ocr.start(asset.staged_key or "", asset.id, attempt)
     deps.metrics.count("ocr_jobs_started")
     deps.store.move(asset.id, Status.PROCESSING, prediction_id=OCR_PREFIX + job_id)
     return Status.PROCESSING

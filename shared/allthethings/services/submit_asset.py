@@ -86,7 +86,7 @@ def refetch_asset(asset: Asset, deps: Deps, *, webhook_base: str | None = None) 
         raise Conflict("a document has no URL to fetch again: send the document again")
     if not asset.status.is_error:
         raise Conflict(f"only a failed asset can be fetched again; this one is {asset.status.value}")
-    restart = dict(error=None, prediction_id=None, chunk_count=None, embedded_chunks=None)
+    restart = dict(error=None, prediction_id=None, chunk_count=None, embedded_chunks=None, thumbnail_key=None)
     with _opened(asset.url, deps) as (decision, fetched, total):
         if fetched is None:
             if deps.store.move(asset.id, Status.FETCHING, staged_key=None, content_type=decision.content_type,

@@ -35,7 +35,7 @@ from allthethings.services import Deps
 from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.images import apply_image_prediction
-from allthethings.services.scans import finish_page_ocr, is_ocr_job
+from allthethings.services.scans import finish_page_ocr, is_ocr_job, is_pending_ocr
 from allthethings.services.transcription import apply_transcription_prediction
 
 STUCK = (Status.FETCHING, Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
@@ -65,7 +65,7 @@ def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
         waits_on_model = asset.status in (Status.PROCESSING, Status.GENERATING_EMBEDDINGS)
         if asset.status is Status.PROCESSING and is_ocr_job(asset.prediction_id):
             _ask_the_ocr_service(asset, overdue, deps, report)
-        elif waits_on_model and asset.prediction_id:
+        elif waits_on_model and asset.prediction_id and not is_pending_ocr(asset.prediction_id):
             _ask_the_model_api(asset, overdue, deps, report)
         elif overdue:
             _give_up(asset, deps, report)
