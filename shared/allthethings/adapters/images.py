@@ -26,6 +26,7 @@ import io
 import re
 from collections.abc import Iterator
 
+from allthethings.domain import content
 from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Reading
 
@@ -33,8 +34,7 @@ __all__ = ["IMAGE_TYPES", "VISION_MAX_NEW_TOKENS", "VISION_PROMPT", "ImageInfo",
            "first_frame", "inspect_image", "metadata_description", "reading_from_output", "thumbnail",
            "xmp_fields"]
 
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/tiff", "image/bmp",
-                         "image/heic", "image/heif"})
+IMAGE_TYPES = frozenset(content.IMAGE_TYPES)
 
 # Pillow format names we open, and their types (a JPEG with a Multi-Picture index opens as MPO;
 # a HEIF's type is read from its `ftyp` brand).

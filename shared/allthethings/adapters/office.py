@@ -22,23 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote
 
 from allthethings.domain.assets import Location
+from allthethings.domain.content import DOCX, EPUB, ODP, ODS, ODT, OLE_MAGIC, PPTX, RTF, XLSX
 from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, Section
 
 __all__ = ["DOCX", "EPUB", "ODP", "ODS", "ODT", "PPTX", "RTF", "XLSX", "OfficeLimits", "container_type",
            "extract_office"]
 
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-ODT = "application/vnd.oasis.opendocument.text"
-ODP = "application/vnd.oasis.opendocument.presentation"
-ODS = "application/vnd.oasis.opendocument.spreadsheet"
-EPUB = "application/epub+zip"
-RTF = "application/rtf"
-
-# A Compound File: a Word, Excel or PowerPoint 97-2003 file, or an encrypted DOCX, XLSX or PPTX.
-OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 MiB = 1024 * 1024
 
