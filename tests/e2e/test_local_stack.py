@@ -63,7 +63,7 @@ def test_errors_over_http_are_json_with_the_right_status(stack, fixture_server):
         ({"url": "not a url"}, 400),
         ({"url": f"{fixture_server}/nothing-here.html"}, 422),
         ({"url": f"http://127.0.0.1:{_closed_port()}/"}, 422),
-        ({"url": f"{fixture_server}/binary/pixel.png"}, 415),
+        ({"url": f"{fixture_server}/binary/legacy-word.doc"}, 415),
     ]
     before = stack.http.get("/api/assets", params={"limit": 100}).json()["assets"]
     for body, status in cases:

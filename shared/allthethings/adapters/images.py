@@ -170,6 +170,8 @@ def _opened(body: bytes, limits: ImageLimits) -> Iterator[tuple[object, ImageInf
             raise ExtractionFailed("the HEIC/HEIF image could not be read (pillow-heif cannot open it)") from None
         raise ExtractionFailed(f"not an image that can be read here (expected {_READABLE})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise any type on crafted headers
+        if "truncated" in str(exc).lower():
+            raise ExtractionFailed(f"the image is truncated or corrupt ({_reason(exc)})") from None
         raise ExtractionFailed(f"not an image that can be read here ({_reason(exc)})") from None
     # Never closed here: a BytesIO holds no descriptor, and a closed image cannot be returned.
     width, height = image.size
