@@ -21,8 +21,8 @@ from tests.conftest import FIXTURES
 
 PAGE = (FIXTURES / "html" / "bbc-1" / "source.html").read_bytes()
 MiB = 1024 * 1024
-ONE_MIB = SizeLimits(*[MiB] * 5)
-TEN_MIB = SizeLimits(*[10 * MiB] * 5)
+ONE_MIB = SizeLimits(**dict.fromkeys(SizeLimits.__dataclass_fields__, MiB))
+TEN_MIB = SizeLimits(**dict.fromkeys(SizeLimits.__dataclass_fields__, 10 * MiB))
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -228,13 +228,13 @@ class SizeLimits:
     text: int = 10 * 1024 * 1024
     html: int = 10 * 1024 * 1024
     pdf: int = 50 * 1024 * 1024
+    audio: int = 1024 * 1024 * 1024
+    video: int = 4 * 1024 * 1024 * 1024
     image: int = 50 * 1024 * 1024
     document: int = 50 * 1024 * 1024
     presentation: int = 200 * 1024 * 1024
     spreadsheet: int = 50 * 1024 * 1024
     ebook: int = 50 * 1024 * 1024
-    audio: int = 1024 * 1024 * 1024
-    video: int = 4 * 1024 * 1024 * 1024
 
     @property
     def ceiling(self) -> int:
