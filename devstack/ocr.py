@@ -55,7 +55,9 @@ def lines(image) -> list[str]:
             if crop.height < LINE_PX:
                 scale = LINE_PX / crop.height
                 crop = crop.resize((max(1, round(crop.width * scale)), LINE_PX), Image.LANCZOS)
-            read, _ = _ocr()(_bgr(crop), use_det=False, use_cls=True, use_rec=True)
+            # The angle classifier turned upright lines of a real scan upside down (garbling them):
+            # lines are read as they stand.
+            read, _ = _ocr()(_bgr(crop), use_det=False, use_cls=False, use_rec=True)
             text = read[0][0].strip() if read and read[0] and read[0][0] else ""
             if text:
                 found.append(text)
