@@ -39,12 +39,13 @@ from allthethings.config import Settings
 from allthethings.domain.errors import Unauthorized
 from bench.common import serve
 from bench.recording import TEST_FILLER, TEST_MARKERS, build_recording
-from devstack.replicate import EMBEDDING_MODEL, WHISPER_MODEL, LocalReplicate
+from devstack.replicate import EMBEDDING_MODEL, VISION_MODEL, WHISPER_MODEL, LocalReplicate
 
 TOKEN = "r8_test"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 WHISPER_VERSION = Settings().replicate_whisper_version
 EMBEDDING_VERSION = "e" * 64
+VISION_VERSION = Settings().replicate_vision_version
 TERMINAL = ("succeeded", "failed", "canceled")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JFK_LINE = "ask not what your country can do for you"
@@ -130,7 +131,8 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def replicate():
     server = LocalReplicate(token=TOKEN, webhook_secret=SECRET, whisper_version=WHISPER_VERSION,
-                            embedding_version=EMBEDDING_VERSION, embedding_model="all-MiniLM-L6-v2").start()
+                            embedding_version=EMBEDDING_VERSION, vision_version=VISION_VERSION,
+                            embedding_model="all-MiniLM-L6-v2").start()
     yield server
     server.stop()
 
@@ -626,6 +628,36 @@ def test_created_counts_accepted_predictions_per_model(api, replicate, fixture_s
     assert api.post("/predictions", json={"version": "0" * 64, "input": {"text": "x"}}).status_code == 422
     failing = api.post("/predictions", json=whisper_body(f"{fixture_server}/no-such-recording.flac")).json()
     after = dict(replicate.created)
-    assert set(after) == {WHISPER_MODEL, EMBEDDING_MODEL}
-    assert {model: after[model] - before[model] for model in after} == {WHISPER_MODEL: 1, EMBEDDING_MODEL: 2}
+    assert set(after) == {WHISPER_MODEL, EMBEDDING_MODEL, VISION_MODEL}
+    assert {model: after[model] - before[model] for model in after} == {WHISPER_MODEL: 1, EMBEDDING_MODEL: 2,
+                                                                        VISION_MODEL: 0}
     assert poll(api, failing["id"])["status"] == "failed"
+
+
+def test_the_vision_model_reads_an_image_in_the_format_its_prompt_asks_for(api, fixture_server):
+    from allthethings.adapters.images import VISION_PROMPT, reading_from_output
+
+    body = {"version": VISION_VERSION, "input": {"media": f"{fixture_server}/images/xmp-bluesquare-described.jpg",
+                                                 "prompt": VISION_PROMPT, "max_new_tokens": 512}}
+    done = poll(api, api.post("/predictions", json=body).json()["id"])
+    assert done["status"] == "succeeded" and isinstance(done["output"], str)
+    reading = reading_from_output(done["output"])
+    assert "BlueSquare" in reading.description and "EXIF ImageDescription" in reading.description_source
+    text = {"version": VISION_VERSION, "input": {"media": f"{fixture_server}/images/tesseract-eurotext.png",
+                                                 "prompt": VISION_PROMPT}}
+    reading = reading_from_output(poll(api, api.post("/predictions", json=text).json()["id"])["output"])
+    assert "aspammer@website.com" in reading.text and reading.description is None
+
+
+@pytest.mark.parametrize("inputs, named", [({"prompt": "x"}, "media"), ({"media": "file:///etc/passwd"}, "media"),
+                                           ({"media": "http://x.test/a.png", "max_new_tokens": 4096},
+                                            "max_new_tokens")])
+def test_the_vision_model_refuses_input_outside_its_schema(api, inputs, named):
+    response = api.post("/predictions", json={"version": VISION_VERSION, "input": inputs})
+    assert response.status_code == 422 and named in response.json()["detail"]
+
+
+def test_an_image_the_vision_model_cannot_read_fails_the_prediction_with_the_reason(api, fixture_server):
+    body = {"version": VISION_VERSION, "input": {"media": f"{fixture_server}/binary/legacy-word.doc"}}
+    done = poll(api, api.post("/predictions", json=body).json()["id"])
+    assert done["status"] == "failed" and "image" in done["error"]
