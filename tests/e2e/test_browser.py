@@ -175,3 +175,24 @@ def test_the_list_filters_by_text_and_a_row_opens_its_asset_page(browser, stack,
     assert browser.find_element(By.TAG_NAME, "h2").text == "Keeping a sourdough starter alive"
     assert "Feed the starter once a day" in browser.page_source and "## Feeding" not in browser.page_source
     browser.save_screenshot(str(ARTIFACTS / "asset.png"))
+
+
+def test_a_document_result_shows_where_it_is_and_an_image_result_its_thumbnail(browser, stack, fixture_server):
+    from selenium.webdriver.common.by import By
+
+    pdf = stack.http.post("/api/assets", json={"url": f"{fixture_server}/pdf/multi-column-2p.pdf"}).json()
+    image = stack.http.post("/api/assets", json={"url": f"{fixture_server}/images/tesseract-eurotext.png"}).json()
+    assert stack.wait_for(pdf["id"])["status"] == "SEARCHABLE"
+    assert stack.wait_for(image["id"], timeout_s=300)["status"] == "SEARCHABLE"
+    sign_in(browser, stack, stack.api_key)
+
+    browser.get(f"{stack.url}/search?query=dense+passage+retrieval+for+open-domain+question+answering&kind=pdf")
+    where = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".result a.where"))[0]
+    assert where.text.startswith("page ") and "multi-column-2p.pdf#page=" in where.get_attribute("href")
+
+    browser.get(f"{stack.url}/search?query=spam+from+a+spammer%27s+e-mail+address&kind=image")
+    thumb = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".result img.thumb"))[0]
+    wait_until(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumb))
+    assert 0 < browser.execute_script("return arguments[0].naturalWidth", thumb) <= 320
+    assert "Text in the image" in browser.find_element(By.CSS_SELECTOR, ".result .where").text
+    browser.save_screenshot(str(ARTIFACTS / "image-result.png"))
