@@ -460,6 +460,13 @@ class FakeSecrets(Secrets):
         raise ValueError(f"{what} is not configured: set {what} or {what}_PARAM")
 
 
+def _pictures():
+    """The real image checks: Pillow on bytes in memory, no I/O."""
+    from allthethings.adapters.images import PillowPictures
+
+    return PillowPictures()
+
+
 def fake_deps(**overrides) -> Deps:
     from allthethings.adapters.signatures import ReplicateVerifier
 
@@ -467,7 +474,7 @@ def fake_deps(**overrides) -> Deps:
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
                  extractor=FakeExtractor(), tokenizer=WordTokenizer(), embedder=FakeEmbedder(),
                  transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(),
-                 image_reader=FakeImageReader(),
+                 image_reader=FakeImageReader(), pictures=_pictures(),
                  predictions=FakePredictions(), metrics=FakeMetrics(), secrets=FakeSecrets(),
                  verifier=ReplicateVerifier(settings.replicate_webhook_secret))
     parts.update(overrides)

@@ -44,6 +44,7 @@ def build(settings: Settings) -> Deps:
 
         store = SqliteStore(settings.sqlite_path, settings.dimensions, settings.model)
 
+    from allthethings.adapters.images import ImageLimits, PillowPictures
     from allthethings.adapters.replicate import (
         ReplicateClient,
         ReplicateEmbedder,
@@ -101,6 +102,8 @@ def build(settings: Settings) -> Deps:
         verifier=_verifier(settings, secrets),
         predictions=ReplicatePredictions(replicate),
         image_reader=ReplicateImageReader(replicate, settings.replicate_vision_version),
+        pictures=PillowPictures(ImageLimits(max_pixels=settings.image_max_pixels,
+                                            max_frames=settings.image_max_frames)),
         page_ocr=_page_ocr(settings),
         metrics=_metrics(settings),
         served=served,

@@ -474,6 +474,16 @@ class Reading:
     text: str
 
 
+class Pictures(abc.ABC):
+    """Opening an image before any model sees it: the checks a hostile file must pass (pixels,
+    pages, truncation) and the small derivative results show."""
+
+    @abc.abstractmethod
+    def thumbnail(self, body: bytes) -> bytes:
+        """A small JPEG of the image's first frame; ExtractionFailed (with a reason a user can read)
+        for a decompression bomb, too many pages, a truncated or unreadable file."""
+
+
 class ImageReader(abc.ABC):
     """An image's description and visible text from a vision model, always asynchronous: one
     prediction per image, its result by webhook (as a transcription)."""

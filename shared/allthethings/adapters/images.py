@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 from allthethings.domain import content
 from allthethings.domain.errors import ExtractionFailed
-from allthethings.ports import Reading
+from allthethings.ports import Pictures, Reading
 
 __all__ = ["IMAGE_TYPES", "VISION_MAX_NEW_TOKENS", "VISION_PROMPT", "ImageInfo", "ImageLimits", "Reading",
            "first_frame", "inspect_image", "metadata_description", "reading_from_output", "thumbnail",
@@ -482,3 +482,14 @@ def reading_from_output(output: object) -> Reading:
 
 def _is_nothing(text: str) -> bool:
     return not text or text.strip(" .*_").casefold() in _NOTHING or text.strip().casefold() in _NOTHING
+
+
+class PillowPictures(Pictures):
+    """The image checked in full (`inspect_image`), then its thumbnail, within `limits`."""
+
+    def __init__(self, limits: ImageLimits = ImageLimits()):
+        self.limits = limits
+
+    def thumbnail(self, body: bytes) -> bytes:
+        inspect_image(body, self.limits)
+        return thumbnail(body, self.limits)

@@ -15,6 +15,7 @@ from allthethings.ports import (
     Metrics,
     NoMetrics,
     PageOcr,
+    Pictures,
     Predictions,
     Secrets,
     ServedModel,
@@ -45,6 +46,7 @@ class Deps:
     fetches: TaskQueue  # the fetch queue: bodies too large or too slow to fetch inside a request
     metrics: Metrics = dataclasses.field(default_factory=NoMetrics)
     image_reader: ImageReader | None = None  # the vision model; None: images cannot be read
+    pictures: Pictures | None = None  # checks images and makes their thumbnails
     page_ocr: PageOcr | None = None  # text detection on scanned pages; None: a page without text stays unread
     # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
     served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)

@@ -33,7 +33,7 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
     """Check the staged image, stage its thumbnail, and request its reading (once)."""
     if asset.status is Status.PROCESSING and asset.prediction_id:
         return Status.PROCESSING  # requested already; its webhook will come
-    if deps.image_reader is None:
+    if deps.image_reader is None or deps.pictures is None:
         fail_asset(asset.id, Status.PROCESSING_ERROR, "images cannot be read here: no vision model is configured",
                    deps)
         return Status.PROCESSING_ERROR
@@ -53,8 +53,6 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
 
 
 def _stage_thumbnail(asset: Asset, deps: Deps) -> str:
-    from allthethings.adapters.images import ImageLimits, inspect_image, thumbnail
-
     if not asset.staged_key:
         raise ExtractionFailed("the asset has no staged body")
     try:
@@ -62,10 +60,8 @@ def _stage_thumbnail(asset: Asset, deps: Deps) -> str:
     except NotFound:
         raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
                                "the URL again") from None
-    limits = ImageLimits(max_pixels=deps.settings.image_max_pixels, max_frames=deps.settings.image_max_frames)
-    inspect_image(body, limits)
     key = thumbnail_key(asset.id)
-    deps.blobs.put(key, io.BytesIO(thumbnail(body, limits)), "image/jpeg")
+    deps.blobs.put(key, io.BytesIO(deps.pictures.thumbnail(body)), "image/jpeg")
     return key
 
 
