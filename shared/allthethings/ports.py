@@ -483,6 +483,11 @@ class Pictures(abc.ABC):
         """A small JPEG of the image's first frame; ExtractionFailed (with a reason a user can read)
         for a decompression bomb, too many pages, a truncated or unreadable file."""
 
+    @abc.abstractmethod
+    def for_model(self, body: bytes, content_type: str) -> bytes | None:
+        """A JPEG of the first frame for a vision model that may not decode this format (TIFF,
+        BMP, HEIC) or this size; None when the image can be given as it is."""
+
 
 class ImageReader(abc.ABC):
     """An image's description and visible text from a vision model, always asynchronous: one

@@ -235,3 +235,33 @@ def test_office_bytes_that_prove_more_precise_than_their_first_bytes_correct_the
     done = deps.store.get(asset.id)
     assert done.status is Status.SEARCHABLE and done.content_type == DOCX and done.title == "Minutes"
     assert deps.store.chunks(asset.id)[0].location == Location(section="Decisions")
+
+
+def test_a_tiff_reaches_the_vision_model_as_a_jpeg_copy_whose_delivery_is_its_own():
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (80, 40), "white").save(out, "TIFF")
+    deps = fake_deps()
+    asset = _submitted(deps, "http://x.test/fax.tif", "image/tiff", out.getvalue())
+    assert asset.content_type == "image/tiff"
+    process_asset(asset.id, deps)
+    (image_url, _), = deps.image_reader.submitted
+    assert f"readable/{asset.id}.jpg" in image_url and asset.staged_key not in image_url
+    assert deps.blobs.objects[f"readable/{asset.id}.jpg"][:3] == b"\xff\xd8\xff"
+    stored = deps.store.get(asset.id)
+    after = apply_webhook(_delivered(asset.id, stored.prediction_id, image_url, "DESCRIPTION: NONE\nTEXT:\nFAX"),
+                          deps)
+    assert after.status is Status.SEARCHABLE
+    from allthethings.services.lifecycle import delete_asset
+
+    delete_asset(asset.id, deps)
+    assert not [key for key in deps.blobs.objects if asset.id in key]
+
+
+def test_a_png_the_model_reads_as_it_is_is_given_as_staged():
+    deps = fake_deps()
+    asset = _submitted(deps, "http://x.test/board.png", "image/png", _png())
+    process_asset(asset.id, deps)
+    (image_url, _), = deps.image_reader.submitted
+    assert asset.staged_key in image_url and f"readable/{asset.id}" not in deps.blobs.objects

@@ -484,6 +484,12 @@ def _is_nothing(text: str) -> bool:
     return not text or text.strip(" .*_").casefold() in _NOTHING or text.strip().casefold() in _NOTHING
 
 
+# What a hosted vision model's image loader decodes as it is, and the longest side worth sending
+# (a larger image is downscaled by the model anyway, after a longer download).
+_MODEL_READS = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+MODEL_SIDE_PX = 2048
+
+
 class PillowPictures(Pictures):
     """The image checked in full (`inspect_image`), then its thumbnail, within `limits`."""
 
@@ -493,3 +499,21 @@ class PillowPictures(Pictures):
     def thumbnail(self, body: bytes) -> bytes:
         inspect_image(body, self.limits)
         return thumbnail(body, self.limits)
+
+    def for_model(self, body: bytes, content_type: str) -> bytes | None:
+        info = inspect_image(body, self.limits)
+        if content_type.split(";", 1)[0].strip() in _MODEL_READS and max(info.width, info.height) <= MODEL_SIDE_PX * 2:
+            return None
+        frame = first_frame(body, self.limits, max_side=MODEL_SIDE_PX)
+        # The copy keeps the EXIF and XMP that describe the picture (the local stand-in of the
+        # model reads its description from them); the orientation is already applied.
+        with _opened(body, self.limits) as (image, _info):
+            exif, xmp = image.getexif(), image.info.get("xmp")
+        exif.pop(0x0112, None)
+        out = io.BytesIO()
+        try:
+            frame.save(out, "JPEG", quality=90, exif=exif.tobytes(), **({"xmp": xmp} if xmp else {}))
+        except Exception:  # noqa: BLE001 - a metadata block Pillow cannot write back: the picture alone
+            out = io.BytesIO()
+            frame.save(out, "JPEG", quality=90)
+        return out.getvalue()

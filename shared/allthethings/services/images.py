@@ -5,7 +5,9 @@ As with a transcription, the model fetches the image from a presigned URL of the
 never from the user's URL, and reports by webhook (`/webhooks/image/{id}`). Before the
 prediction, the process step opens the image once: a decompression bomb, a truncated file or a
 TIFF of too many pages fails here with its reason (and costs no prediction), and a small JPEG
-thumbnail is staged beside the body (`thumbnails/{id}.jpg`) for results to show.
+thumbnail is staged beside the body (`thumbnails/{id}.jpg`) for results to show. A format the
+model may not decode (TIFF, BMP, HEIC) or a very large picture is given to it as a JPEG copy of
+its first frame (`readable/{id}.jpg`, at most 2,048 px).
 
 The reading becomes up to two sections, each with a location a result shows: the description
 (`Description (EXIF ImageDescription)`, or `(model)`) and `Text in the image`. A description is
@@ -29,6 +31,12 @@ def thumbnail_key(asset_id: str) -> str:
     return f"thumbnails/{asset_id}.jpg"
 
 
+def model_copy_key(asset_id: str) -> str:
+    """Where a JPEG copy of an image waits for the vision model, when the model may not read the
+    original (a TIFF, BMP or HEIC, or a very large picture)."""
+    return f"readable/{asset_id}.jpg"
+
+
 def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) -> Status:
     """Check the staged image, stage its thumbnail, and request its reading (once)."""
     if asset.status is Status.PROCESSING and asset.prediction_id:
@@ -38,31 +46,34 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
                    deps)
         return Status.PROCESSING_ERROR
     deps.store.move(asset.id, Status.PROCESSING)
-    if not asset.thumbnail_key:
-        try:
-            key = _stage_thumbnail(asset, deps)
-        except ExtractionFailed as exc:
-            fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
-            return Status.PROCESSING_ERROR
-        deps.store.move(asset.id, Status.PROCESSING, thumbnail_key=key)
-    image_url = deps.blobs.presigned_url(asset.staged_key or "", PRESIGNED_URL_S)
+    given = asset.staged_key or ""
+    try:
+        body = _staged(asset, deps)
+        if not asset.thumbnail_key:
+            deps.blobs.put(thumbnail_key(asset.id), io.BytesIO(deps.pictures.thumbnail(body)), "image/jpeg")
+            deps.store.move(asset.id, Status.PROCESSING, thumbnail_key=thumbnail_key(asset.id))
+        copy = deps.pictures.for_model(body, asset.content_type or "")
+    except ExtractionFailed as exc:
+        fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
+        return Status.PROCESSING_ERROR
+    if copy is not None:
+        given = model_copy_key(asset.id)
+        deps.blobs.put(given, io.BytesIO(copy), "image/jpeg")
+    image_url = deps.blobs.presigned_url(given, PRESIGNED_URL_S)
     pending = deps.image_reader.submit(image_url, webhook_url(deps, webhook_base, "image", asset.id))
     deps.metrics.count("predictions_created")
     deps.store.move(asset.id, Status.PROCESSING, prediction_id=pending.prediction_id)
     return deps.store.get(asset.id).status
 
 
-def _stage_thumbnail(asset: Asset, deps: Deps) -> str:
+def _staged(asset: Asset, deps: Deps) -> bytes:
     if not asset.staged_key:
         raise ExtractionFailed("the asset has no staged body")
     try:
-        body = deps.blobs.get(asset.staged_key)
+        return deps.blobs.get(asset.staged_key)
     except NotFound:
         raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
                                "the URL again") from None
-    key = thumbnail_key(asset.id)
-    deps.blobs.put(key, io.BytesIO(deps.pictures.thumbnail(body)), "image/jpeg")
-    return key
 
 
 def reading_sections(reading: Reading) -> Extracted:

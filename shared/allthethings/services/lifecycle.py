@@ -18,6 +18,7 @@ from allthethings.domain.errors import Conflict
 from allthethings.domain.tasks import ProcessAsset, to_message
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
+from allthethings.services.images import model_copy_key
 from allthethings.services.submit_asset import refetch_asset
 
 
@@ -52,6 +53,7 @@ def _model_failed_on_kept_bytes(asset: Asset, deps: Deps) -> bool:
 def delete_asset(asset_id: str, deps: Deps) -> None:
     asset = get_asset(asset_id, deps)
     deps.store.delete(asset.id)
-    for key in (asset.staged_key, asset.thumbnail_key):
+    copy = model_copy_key(asset.id) if asset.kind is Kind.IMAGE else None
+    for key in (asset.staged_key, asset.thumbnail_key, copy):
         if key:
             deps.blobs.delete(key)

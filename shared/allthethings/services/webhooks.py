@@ -29,7 +29,7 @@ from allthethings.domain.errors import Conflict, InvalidInput, NotFound, Upstrea
 from allthethings.services import Deps
 from allthethings.services.assets import get_asset
 from allthethings.services.embeddings import apply_embedding_prediction, current_group
-from allthethings.services.images import apply_image_prediction
+from allthethings.services.images import apply_image_prediction, model_copy_key
 from allthethings.services.scans import apply_ocr_notice
 from allthethings.services.transcription import apply_transcription_prediction
 
@@ -108,8 +108,10 @@ def foreign_delivery(kind: str, asset: Asset, prediction: dict, deps: Deps) -> s
     if kind in ("audio", "image"):
         given = deps.transcriber.audio_url_of(prediction) if kind == "audio" \
             else deps.image_reader.image_url_of(prediction) if deps.image_reader else None
-        staged = f"/{asset.staged_key}" if asset.staged_key else None
-        if not given or not staged or not unquote(urlsplit(given).path).endswith(staged):
+        staged = [f"/{asset.staged_key}"] if asset.staged_key else []
+        if kind == "image":
+            staged.append(f"/{model_copy_key(asset.id)}")
+        if not given or not any(unquote(urlsplit(given).path).endswith(key) for key in staged):
             return "it transcribed another recording" if kind == "audio" else "it read another image"
         return None
     # Embeddings come in groups: the delivery must have embedded the chunks of the group the
