@@ -9,7 +9,8 @@ reads it (RapidOCR, `devstack/ocr.py`), one page after another. The stack gets t
 `POST /api/assets` and the figure is the time until it is SEARCHABLE (fetch, text-layer check,
 one text-detection job, its notice, chunking page by page, embedding). Reports pages per second
 both ways, their ratio (goal at least 0.8), the time to SEARCHABLE, the stack's peak RSS, and
-whether a sentence of each page finds that page.
+whether two lines from the middle of each page find that page (the best chunk of the one result
+is on it).
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ def main() -> None:
         stack_s = time.perf_counter() - started
         found = 0
         for number, text in enumerate(texts, 1):
-            sentence = text.replace("\n", " ").split(". ")[1][:200]
-            results = stack.http.get("/api/search", params={"q": sentence, "limit": 1}).json()["results"]
+            # Two lines from the middle of the page (STS sentences repeat one another's words, so
+            # one short sentence alone may be closer to another page).
+            passage = " ".join(text.splitlines()[12:14])
+            results = stack.http.get("/api/search", params={"q": passage, "limit": 1}).json()["results"]
             found += bool(results) and (results[0].get("location") or {}).get("page") == number
         rss = peak_rss_mb(stack.process.pid)
     finally:
@@ -112,7 +115,7 @@ def main() -> None:
         "ratio": round(engine_s / stack_s, 3),
         "engine_s": round(engine_s, 1),
         "time_to_searchable_s": round(stack_s, 1),
-        "pages_found_by_their_own_sentence": f"{found}/{args.pages}",
+        "pages_found_by_two_of_their_lines": f"{found}/{args.pages}",
         "peak_rss_mb": rss,
     }
     print(json.dumps(report, indent=2))
