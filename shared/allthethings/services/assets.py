@@ -66,3 +66,21 @@ def fail_asset(asset_id: str, status: Status, reason: str, deps: Deps) -> bool:
     if moved:
         deps.metrics.count("assets_failed")
     return moved
+
+
+def due_prediction(asset_id: str, prediction: dict, deps: Deps, step: str) -> tuple[Asset, bool]:
+    """Whether a delivered prediction of the processing step (a transcription, an image reading)
+    is to be applied: (the asset, True) when it succeeded and is the asset's current one. A late,
+    repeated, stale or unfinished delivery changes nothing; a failed or canceled one fails the
+    asset with the model's reason (`step` names it: "transcription {status}: reason")."""
+    asset = get_asset(asset_id, deps)
+    if asset.status is not Status.PROCESSING:
+        return asset, False  # a repeated or late delivery: the asset has moved on
+    if asset.prediction_id and prediction.get("id") != asset.prediction_id:
+        return asset, False  # a stale prediction: the current one decides
+    status = prediction.get("status")
+    if status in ("failed", "canceled"):
+        reason = prediction.get("error") or "no reason given"
+        fail_asset(asset_id, Status.PROCESSING_ERROR, f"{step} {status}: {reason}", deps)
+        return deps.store.get(asset_id), False
+    return asset, status == "succeeded"

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import io
 
-from allthethings.domain.assets import Asset, Location, Status, check_asset_id
+from allthethings.domain.assets import Asset, Location, Status
 from allthethings.domain.errors import ExtractionFailed, NotFound
 from allthethings.ports import Extracted, Reading, Section
 from allthethings.services import Deps
-from allthethings.services.assets import fail_asset
+from allthethings.services.assets import due_prediction, fail_asset
 from allthethings.services.embeddings import index_chunks, section_chunks, webhook_url
 from allthethings.services.transcription import PRESIGNED_URL_S
 
@@ -88,19 +88,8 @@ def reading_sections(reading: Reading) -> Extracted:
 
 
 def apply_image_prediction(asset_id: str, prediction: dict, deps: Deps, webhook_base: str | None = None) -> Asset:
-    asset = deps.store.get(check_asset_id(asset_id))
-    if asset is None:
-        raise NotFound(f"no asset with id {asset_id}")
-    if asset.status is not Status.PROCESSING:
-        return asset  # a repeated or late delivery: the asset has moved on
-    if asset.prediction_id and prediction.get("id") != asset.prediction_id:
-        return asset  # a stale prediction: the current one decides
-    status = prediction.get("status")
-    if status in ("failed", "canceled"):
-        reason = prediction.get("error") or "no reason given"
-        fail_asset(asset_id, Status.PROCESSING_ERROR, f"reading the image {status}: {reason}", deps)
-        return deps.store.get(asset_id)
-    if status != "succeeded":
+    asset, due = due_prediction(asset_id, prediction, deps, "reading the image")
+    if not due:
         return asset
     try:
         reading = deps.image_reader.reading_from_output(prediction.get("output"))

@@ -9,11 +9,10 @@ PROCESSING to PROCESSED requests embeddings, so duplicates and races pay for not
 
 from __future__ import annotations
 
-from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id
+from allthethings.domain.assets import Asset, Chunk, Status
 from allthethings.domain.chunking import chunk_segments
-from allthethings.domain.errors import NotFound
 from allthethings.services import Deps
-from allthethings.services.assets import fail_asset
+from allthethings.services.assets import due_prediction, fail_asset
 from allthethings.services.embeddings import chunk_window, request_embeddings, webhook_url
 
 # Long enough for a queued prediction to start; the object itself expires with the bucket's rule.
@@ -33,19 +32,8 @@ def request_transcription(asset: Asset, deps: Deps, webhook_base: str | None) ->
 
 def apply_transcription_prediction(asset_id: str, prediction: dict, deps: Deps,
                                    webhook_base: str | None = None) -> Asset:
-    asset = deps.store.get(check_asset_id(asset_id))
-    if asset is None:
-        raise NotFound(f"no asset with id {asset_id}")
-    if asset.status is not Status.PROCESSING:
-        return asset  # a repeated or late delivery: the asset has moved on
-    if asset.prediction_id and prediction.get("id") != asset.prediction_id:
-        return asset  # a stale prediction: the current one decides
-    status = prediction.get("status")
-    if status in ("failed", "canceled"):
-        reason = prediction.get("error") or "no reason given"
-        fail_asset(asset_id, Status.PROCESSING_ERROR, f"transcription {status}: {reason}", deps)
-        return deps.store.get(asset_id)
-    if status != "succeeded":
+    asset, due = due_prediction(asset_id, prediction, deps, "transcription")
+    if not due:
         return asset
     try:
         segments = deps.transcriber.segments_from_output(prediction.get("output"))
