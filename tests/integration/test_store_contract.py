@@ -26,7 +26,7 @@ from allthethings import ports
 from allthethings.adapters.atlas_store import AtlasStore, vector_search_pipeline
 from allthethings.adapters.sqlite_store import SqliteStore
 from allthethings.domain import cursor as cursors
-from allthethings.domain.assets import TRANSITIONS, Kind, Status
+from allthethings.domain.assets import TRANSITIONS, Chunk, Kind, Location, Status
 from allthethings.domain.errors import InvalidInput
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
@@ -595,6 +595,25 @@ class TestAssetStoreContract:
         (hit,) = backend.store.search(axis(5), 1)
         assert (hit.asset_id, hit.index, hit.text, hit.start_s, hit.end_s) == (asset.id, 1, "second", 10.0, 19.5)
         assert isinstance(hit.score, float)
+
+    def test_a_chunks_location_is_kept_read_back_and_carried_by_every_search_and_copy(self, backend):
+        store = backend.store
+        asset = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+        where = [Location(page=3), Location(slide=2, section="Pricing › Team tier"), Location(sheet="Stock"), None]
+        texts = ["harbour wall granite", "twelve euros per seat", "brass compass shelf", "no place at all"]
+        store.put_chunks(asset.id, [Chunk(asset_id=asset.id, index=i, text=t, location=w)
+                                    for i, (t, w) in enumerate(zip(texts, where))])
+        assert [c.location for c in store.chunks(asset.id)] == where
+        if not backend.can_search:
+            return
+        assert store.make_searchable(asset.id, [axis(i) for i in range(4)])
+        backend.settle()
+        assert [h.location for h in store.search(axis(1), 1)] == [where[1]]
+        assert [h.location for h in store.keyword_search("brass compass", 1)] == [where[2]]
+        assert [h.location for h in store.search(axis(3), 1)] == [None]
+        copy = store.get(asset.id).copied_to("https://mirror.example/located", size_bytes=1, content_type="text/plain")
+        store.add_copy(copy, asset.id)
+        assert [c.location for c in store.chunks(copy.id)] == where
 
     def test_replacing_chunks_discards_their_old_vectors(self, backend):
         needs_search(backend)
