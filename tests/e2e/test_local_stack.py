@@ -244,7 +244,7 @@ def page_cursor_of(stack) -> str:
 
 
 @pytest.mark.parametrize("params, named", [
-    ({"q": "x", "mode": "fuzzy"}, "mode"), ({"q": "x", "kind": "spreadsheet"}, "kind"),
+    ({"q": "x", "mode": "fuzzy"}, "mode"), ({"q": "x", "kind": "sculpture"}, "kind"),
     ({"q": "x", "after": "last week"}, "after"), ({"q": "x", "limit": "500"}, "limit"),
     ({"q": "x", "cursor": "%%%"}, "cursor"), ({"q": "x", "host": "a b"}, "host"), ({}, "q"),
 ])
