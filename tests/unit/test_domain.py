@@ -10,7 +10,7 @@ from allthethings.config import load_settings
 from allthethings.domain import cursor
 from allthethings.domain.assets import RETRY_FROM, TRANSITIONS, Kind, Status, can_move, check_asset_id, normalise_url
 from allthethings.domain.chunking import Segment, chunk_segments, chunk_spans, chunk_text
-from allthethings.domain.content import SizeLimits, decide, sniff
+from allthethings.domain.content import Decision, SizeLimits, decide, sniff
 from allthethings.domain.errors import InvalidInput, UnsupportedContentType
 from allthethings.domain.network import ipv4_spelling
 
@@ -339,3 +339,45 @@ def test_a_recordings_result_starts_where_the_querys_words_are_said_not_at_the_c
     assert passage_start(text, 100.0, 120.0, []) == 100.0, "a match by meaning alone keeps the chunk's start"
     assert passage_start("ask " + text, 100.0, 120.0, highlights("ask " + text, ["ask", "country"])) >= 100.0
     assert passage_start(text, 100.0, 100.0, spans) == 100.0
+
+
+def _zip_head(first_entry: bytes, data: bytes = b"") -> bytes:
+    """A ZIP's first local header: its entry stored, `data` its content (sizes at offsets 18 and 22)."""
+    sizes = len(data).to_bytes(4, "little") * 2
+    return (b"PK\x03\x04" + bytes(14) + sizes + len(first_entry).to_bytes(2, "little") + bytes(2) + first_entry
+            + data + bytes(64))
+
+
+@pytest.mark.parametrize("head, declared, url, content_type, kind", [
+    (_zip_head(b"mimetype", b"application/vnd.oasis.opendocument.text"), None, "http://x/a",
+     "application/vnd.oasis.opendocument.text", Kind.DOCUMENT),
+    (_zip_head(b"mimetype", b"application/epub+zip"), "application/zip", "http://x/book", "application/epub+zip",
+     Kind.EBOOK),
+    (_zip_head(b"[Content_Types].xml", b"...ppt/presentation.xml"), None, "http://x/a",
+     "application/vnd.openxmlformats-officedocument.presentationml.presentation", Kind.PRESENTATION),
+    (_zip_head(b"[Content_Types].xml"), None, "http://x/a.xlsx",
+     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", Kind.SPREADSHEET),
+    (_zip_head(b"[Content_Types].xml"), None, "http://x/a", "application/vnd.openxmlformats-officedocument",
+     Kind.DOCUMENT),
+    (_zip_head(b"_rels/.rels"), "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "http://x/a",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document", Kind.DOCUMENT),
+    (_zip_head(b"_rels/.rels"), None, "http://x/notes.odt", "application/vnd.oasis.opendocument.text", Kind.DOCUMENT),
+    (b"{\\rtf1\\ansi Hello}", "text/plain", "http://x/a.txt", "application/rtf", Kind.DOCUMENT),
+    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", None, "http://x/a", "image/webp", Kind.IMAGE),
+    (b"II*\x00\x08\x00\x00\x00", None, "http://x/a", "image/tiff", Kind.IMAGE),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "video/mp4", "http://x/a.mp4", "image/heic", Kind.IMAGE),
+    (b"BMW makes cars and motorcycles", None, "http://x/a", "text/plain", Kind.TEXT),
+    (b"name,count\nwick,3\n", None, "http://x/stock.csv", "text/csv", Kind.TEXT),
+    (b"Title\n=====\n\nText.", "text/prs.fallenstein.rst", "http://x/a", "text/x-rst", Kind.TEXT),
+])
+def test_documents_and_images_are_told_apart_by_their_bytes_first(head, declared, url, content_type, kind):
+    assert decide(head, declared, url) == Decision(content_type, kind)
+
+
+@pytest.mark.parametrize("head, url", [(_zip_head(b"notes.txt"), "http://x/a.zip"),
+                                       (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "http://x/report.doc"),
+                                       (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "http://x/budget.xls")])
+def test_a_plain_zip_or_a_legacy_office_file_is_refused_naming_what_is_accepted(head, url):
+    with pytest.raises(UnsupportedContentType) as refused:
+        decide(head, None, url)
+    assert "DOCX" in refused.value.message and "EPUB" in refused.value.message

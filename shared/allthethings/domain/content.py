@@ -208,10 +208,16 @@ def zip_container(head: bytes, media: str, ext: str) -> str | None:
     first = head[30:30 + name_length]
     if first == b"mimetype":
         start = 30 + name_length + extra_length
-        declared = head[start:start + 80].split(b"PK", 1)[0].decode("ascii", "replace").strip()
+        # Stored, so its compressed size is its size; a writer that left the sizes to a data
+        # descriptor (zero here) is read up to the next entry's header.
+        size = int.from_bytes(head[18:22], "little")
+        raw = head[start:start + min(size, 80)] if size else head[start:start + 80].split(b"PK\x03\x04", 1)[0]
+        declared = raw.decode("ascii", "replace").strip()
         return declared if declared in CONTAINER_KINDS else None
     if first != b"[Content_Types].xml" and b"[Content_Types].xml" not in head:
-        return _CONTAINER_EXT.get(ext) if ext in (".docx", ".pptx", ".xlsx") else None
+        # Its telling entries lie past the first bytes: the declared type or the extension may
+        # name the format (processing then checks the whole body, and fails it if it is not).
+        return media if media in CONTAINER_KINDS and media not in (OOXML, RTF) else _CONTAINER_EXT.get(ext)
     for part, mime in _OOXML_PARTS:
         if part in head:
             return mime
