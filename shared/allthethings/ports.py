@@ -474,19 +474,23 @@ class Reading:
     text: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What an image becomes before the vision model sees it: its thumbnail (a small JPEG), and a
+    JPEG copy of its first frame when the model may not decode the original (None: it can)."""
+
+    thumbnail: bytes
+    for_model: bytes | None
+
+
 class Pictures(abc.ABC):
     """Opening an image before any model sees it: the checks a hostile file must pass (pixels,
-    pages, truncation) and the small derivative results show."""
+    pages, truncation) and the derivatives made from it."""
 
     @abc.abstractmethod
-    def thumbnail(self, body: bytes) -> bytes:
-        """A small JPEG of the image's first frame; ExtractionFailed (with a reason a user can read)
-        for a decompression bomb, too many pages, a truncated or unreadable file."""
-
-    @abc.abstractmethod
-    def for_model(self, body: bytes, content_type: str) -> bytes | None:
-        """A JPEG of the first frame for a vision model that may not decode this format (TIFF,
-        BMP, HEIC) or this size; None when the image can be given as it is."""
+    def prepare(self, body: bytes, content_type: str) -> Prepared:
+        """The image checked and its derivatives made; ExtractionFailed (with a reason a user can
+        read) for a decompression bomb, too many pages, a truncated or unreadable file."""
 
 
 class ImageReader(abc.ABC):

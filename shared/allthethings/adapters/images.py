@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 from allthethings.domain import content
 from allthethings.domain.errors import ExtractionFailed
-from allthethings.ports import Pictures, Reading
+from allthethings.ports import Pictures, Prepared, Reading
 
 __all__ = ["IMAGE_TYPES", "VISION_MAX_NEW_TOKENS", "VISION_PROMPT", "ImageInfo", "ImageLimits", "Reading",
            "first_frame", "inspect_image", "metadata_description", "reading_from_output", "thumbnail",
@@ -491,19 +491,20 @@ MODEL_SIDE_PX = 2048
 
 
 class PillowPictures(Pictures):
-    """The image checked in full (`inspect_image`), then its thumbnail, within `limits`."""
+    """The image checked in full (`inspect_image`, one decode), then its thumbnail and, for a
+    format or size a hosted model may not take, a JPEG copy (EXIF and XMP kept), within `limits`."""
 
     def __init__(self, limits: ImageLimits = ImageLimits()):
         self.limits = limits
 
-    def thumbnail(self, body: bytes) -> bytes:
-        inspect_image(body, self.limits)
-        return thumbnail(body, self.limits)
-
-    def for_model(self, body: bytes, content_type: str) -> bytes | None:
+    def prepare(self, body: bytes, content_type: str) -> Prepared:
         info = inspect_image(body, self.limits)
-        if content_type.split(";", 1)[0].strip() in _MODEL_READS and max(info.width, info.height) <= MODEL_SIDE_PX * 2:
-            return None
+        readable = content_type.split(";", 1)[0].strip() in _MODEL_READS \
+            and max(info.width, info.height) <= MODEL_SIDE_PX * 2
+        return Prepared(thumbnail=thumbnail(body, self.limits),
+                        for_model=None if readable else self._copy(body))
+
+    def _copy(self, body: bytes) -> bytes:
         frame = first_frame(body, self.limits, max_side=MODEL_SIDE_PX)
         # The copy keeps the EXIF and XMP that describe the picture (the local stand-in of the
         # model reads its description from them); the orientation is already applied.

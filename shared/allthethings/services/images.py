@@ -48,17 +48,15 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
     deps.store.move(asset.id, Status.PROCESSING)
     given = asset.staged_key or ""
     try:
-        body = _staged(asset, deps)
-        if not asset.thumbnail_key:
-            deps.blobs.put(thumbnail_key(asset.id), io.BytesIO(deps.pictures.thumbnail(body)), "image/jpeg")
-            deps.store.move(asset.id, Status.PROCESSING, thumbnail_key=thumbnail_key(asset.id))
-        copy = deps.pictures.for_model(body, asset.content_type or "")
+        prepared = deps.pictures.prepare(_staged(asset, deps), asset.content_type or "")
     except ExtractionFailed as exc:
         fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
         return Status.PROCESSING_ERROR
-    if copy is not None:
+    deps.blobs.put(thumbnail_key(asset.id), io.BytesIO(prepared.thumbnail), "image/jpeg")
+    deps.store.move(asset.id, Status.PROCESSING, thumbnail_key=thumbnail_key(asset.id))
+    if prepared.for_model is not None:
         given = model_copy_key(asset.id)
-        deps.blobs.put(given, io.BytesIO(copy), "image/jpeg")
+        deps.blobs.put(given, io.BytesIO(prepared.for_model), "image/jpeg")
     image_url = deps.blobs.presigned_url(given, PRESIGNED_URL_S)
     pending = deps.image_reader.submit(image_url, webhook_url(deps, webhook_base, "image", asset.id))
     deps.metrics.count("predictions_created")
