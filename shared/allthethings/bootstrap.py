@@ -94,7 +94,7 @@ def build(settings: Settings) -> Deps:
         queue=queue(settings.process_queue_url, "the processing queue"),
         fetches=queue(settings.fetch_queue_url, "the fetch queue"),
         fetcher=HttpFetcher(allow_private=settings.allow_private_urls, timeout_s=settings.fetch_timeout_s),
-        extractor=DocumentExtractor(),
+        extractor=DocumentExtractor(ocr_min_page_chars=settings.ocr_min_page_chars),
         tokenizer=packaged_tokenizer(settings.model),
         embedder=embedder,
         transcriber=transcriber,

@@ -316,3 +316,22 @@ def test_a_pdf_with_lines_of_several_words_keeps_its_lines(name, extractor):
     result = extractor.extract((PDF / name).read_bytes(), "application/pdf", "https://example.org/p")
     first_page = PdfReader(PDF / name).pages[0].extract_text()
     assert first_page.splitlines()[:5] == result.text.splitlines()[:5]
+
+
+def test_a_pdf_page_with_less_text_than_the_setting_is_named_for_ocr_and_the_stack_wires_the_setting(tmp_path):
+    from allthethings import bootstrap
+    from allthethings.config import Settings
+    from allthethings.domain.assets import Location
+
+    memo = (FIXTURES / "pdf" / "fake-memo.pdf").read_bytes()
+    read = DocumentExtractor().extract(memo, "application/pdf", "http://x/memo.pdf")
+    assert read.unread_pages == () and [s.location for s in read.sections] == [Location(page=1)]
+    page_chars = len(read.sections[0].text)
+
+    (tmp_path / "aws").mkdir()
+    settings = Settings(sqlite_path=str(tmp_path / "db.sqlite"), embedded_aws_dir=str(tmp_path / "aws"),
+                        embedded_blob_url="http://127.0.0.1:9", embedded_blob_secret="s" * 32,
+                        ocr_min_page_chars=page_chars + 1)
+    extractor = bootstrap.build(settings).extractor
+    unread = extractor.extract(memo, "application/pdf", "http://x/memo.pdf")
+    assert unread.unread_pages == (1,) and unread.sections == ()
