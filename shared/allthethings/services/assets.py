@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from allthethings.domain.assets import Asset, Chunk, Status, check_asset_id, without_paths
-from allthethings.domain.errors import InvalidInput, NotFound
+from allthethings.domain.errors import ExtractionFailed, InvalidInput, NotFound
 from allthethings.domain.listing import AssetFilter
 from allthethings.services import Deps
 
@@ -30,6 +30,17 @@ def get_asset(asset_id: str, deps: Deps) -> Asset:
 
 
 THUMBNAIL_URL_S = 3600
+
+
+def staged_body(asset: Asset, deps: Deps) -> bytes:
+    """The asset's staged bytes; ExtractionFailed (the asset's error, retryable) when there are none."""
+    if not asset.staged_key:
+        raise ExtractionFailed("the asset has no staged body")
+    try:
+        return deps.blobs.get(asset.staged_key)
+    except NotFound:
+        raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
+                               "the URL again") from None
 
 
 def thumbnail_link(asset_id: str, deps: Deps) -> str:

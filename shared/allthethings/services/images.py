@@ -19,10 +19,10 @@ from __future__ import annotations
 import io
 
 from allthethings.domain.assets import Asset, Location, Status
-from allthethings.domain.errors import ExtractionFailed, NotFound
+from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, Reading, Section
 from allthethings.services import Deps
-from allthethings.services.assets import due_prediction, fail_asset
+from allthethings.services.assets import due_prediction, fail_asset, staged_body
 from allthethings.services.embeddings import index_chunks, section_chunks, webhook_url
 from allthethings.services.transcription import PRESIGNED_URL_S
 
@@ -48,7 +48,7 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
     deps.store.move(asset.id, Status.PROCESSING)
     given = asset.staged_key or ""
     try:
-        prepared = deps.pictures.prepare(_staged(asset, deps), asset.content_type or "")
+        prepared = deps.pictures.prepare(staged_body(asset, deps), asset.content_type or "")
     except ExtractionFailed as exc:
         fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
         return Status.PROCESSING_ERROR
@@ -62,16 +62,6 @@ def request_image_reading(asset: Asset, deps: Deps, webhook_base: str | None) ->
     deps.metrics.count("predictions_created")
     deps.store.move(asset.id, Status.PROCESSING, prediction_id=pending.prediction_id)
     return deps.store.get(asset.id).status
-
-
-def _staged(asset: Asset, deps: Deps) -> bytes:
-    if not asset.staged_key:
-        raise ExtractionFailed("the asset has no staged body")
-    try:
-        return deps.blobs.get(asset.staged_key)
-    except NotFound:
-        raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
-                               "the URL again") from None
 
 
 def reading_sections(reading: Reading) -> Extracted:

@@ -16,10 +16,10 @@ import logging
 from allthethings.domain.assets import Asset, Kind, Status
 from allthethings.domain.content import CONTAINER_KINDS
 from allthethings.domain.documents import SCHEME as DOCUMENT_SCHEME
-from allthethings.domain.errors import ExtractionFailed, NotFound
+from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted
 from allthethings.services import Deps
-from allthethings.services.assets import fail_asset
+from allthethings.services.assets import fail_asset, staged_body
 from allthethings.services.embeddings import index_chunks, request_embeddings, section_chunks
 from allthethings.services.images import request_image_reading
 from allthethings.services.scans import is_ocr_job, request_page_ocr
@@ -74,11 +74,6 @@ def _extract(asset: Asset, deps: Deps) -> Extracted:
     if asset.url.startswith(DOCUMENT_SCHEME):
         raise ExtractionFailed("the request that sent this document failed before its chunks were stored: "
                                "send the document again")
-    if not asset.staged_key or not asset.content_type:
+    if not asset.content_type:
         raise ExtractionFailed("the asset has no staged body")
-    try:
-        body = deps.blobs.get(asset.staged_key)
-    except NotFound:
-        raise ExtractionFailed("the staged body is gone (staged bodies expire): delete the asset and submit "
-                               "the URL again") from None
-    return deps.extractor.extract(body, asset.content_type, asset.url)
+    return deps.extractor.extract(staged_body(asset, deps), asset.content_type, asset.url)

@@ -4,8 +4,9 @@ Textract in production, a local stand-in with a real OCR engine on the laptop).
 One job per document, whatever its page count: the process step starts it on the staged object
 (1 call) and records it as the asset's `prediction_id` (`ocr:<job id>`); the job's completion
 notice arrives on the webhook queue (SNS → SQS), and its consumer reads the result (1 call per
-1,000 lines), fills the unread pages in from it, keeps the text-layer pages as extracted, and
-chunks every page on its own so that each result carries its `page`. Nothing loops over pages
+1,000 blocks: its words, lines and pages), fills the unread pages in from it, keeps the
+text-layer pages as extracted, and chunks every page on its own so that each result carries its
+`page`. Nothing loops over pages
 inside an invocation, and a notice that comes twice, late or for an earlier job changes nothing.
 """
 
@@ -15,10 +16,10 @@ import logging
 import uuid
 
 from allthethings.domain.assets import Asset, Location, Status
-from allthethings.domain.errors import ExtractionFailed, NotFound
+from allthethings.domain.errors import ExtractionFailed
 from allthethings.ports import Extracted, OcrNotice, Section
 from allthethings.services import Deps
-from allthethings.services.assets import fail_asset
+from allthethings.services.assets import fail_asset, staged_body
 from allthethings.services.embeddings import index_chunks, section_chunks
 
 OCR_PREFIX = "ocr:"
@@ -77,14 +78,10 @@ def finish_page_ocr(asset: Asset, deps: Deps, webhook_base: str | None) -> Asset
         fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
         return deps.store.get(asset.id)
     try:
-        body = deps.blobs.get(asset.staged_key or "")
-        extracted = deps.extractor.extract(body, asset.content_type or "application/pdf", asset.url)
+        extracted = deps.extractor.extract(staged_body(asset, deps), asset.content_type or "application/pdf",
+                                           asset.url)
     except ExtractionFailed as exc:
         fail_asset(asset.id, Status.PROCESSING_ERROR, exc.message, deps)
-        return deps.store.get(asset.id)
-    except NotFound:
-        fail_asset(asset.id, Status.PROCESSING_ERROR, "the staged body is gone (staged bodies expire): delete the "
-                   "asset and submit the URL again", deps)
         return deps.store.get(asset.id)
     chunks = section_chunks(asset.id, with_ocr_pages(extracted, pages), deps)
     if not chunks:
