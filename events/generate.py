@@ -288,6 +288,13 @@ def samples(now: bool) -> dict[str, Sample]:
             {"kind": "audio", "asset_id": ASSET_ID, "delivery_id": "msg_2pQzF3hUj9eLy2WcP0dJt5ZxMn",
              "webhook_base": f"https://{DOMAIN}", "body": json.dumps(audio)},
             queue="allthethings-WebhookQueue-Tq7LmR2zX9cD", sender="allthethings-WebhookAudioFunction-Mv3nB6yP0sKw")),
+        # A scanned PDF's text detection finished: Textract's notice, put on the webhook queue by the
+        # OCR topic's raw delivery (the job id is the one the process function recorded).
+        "webhook-consumer-ocr-sqs.json": Sample("WebhookConsumerFunction", sqs_event(
+            {"JobId": "8e4c1f2a9b7d3e6f0a5c2b8d1e9f4a7c3b6d0e2f5a8c1b4d7e0f3a6c9b2d5e8f", "Status": "SUCCEEDED",
+             "API": "StartDocumentTextDetection", "JobTag": ASSET_ID, "Timestamp": 1763703720000,
+             "DocumentLocation": {"S3ObjectName": f"staged/{ASSET_ID}", "S3Bucket": "allthethings-stagingbucket"}},
+            queue="allthethings-WebhookQueue-Tq7LmR2zX9cD", sender="sns.amazonaws.com")),
         "search.json": Sample("SearchFunction", http_event(
             7, "GET", "/api/search", "/api/search", query={"q": "open source web browser", "limit": "5"}, keyed=True)),
         # Signing in is public (it is how a browser gets its key); the pages after it are keyed.
