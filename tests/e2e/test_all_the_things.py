@@ -25,7 +25,7 @@ FILES = {
         "document", {"section": "Introduction"}),
     "office/childrens-literature.epub": (
         "villagers secretly keep paying the old piper his salary after his piping is no longer of any use",
-        "ebook", {"section": ""}),
+        "ebook", {"section": "FAIRY STORIES"}),
     "scanned/huckfinn-chapter3-page29-scan.pdf": (
         "praying every day got him a fish-line but no hooks", "pdf", {"page": 1}),
     "images/tesseract-eurotext.png": (
