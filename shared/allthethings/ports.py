@@ -19,6 +19,7 @@ from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
+from allthethings.domain.sources import Entry, EntryState, ParsedSource, Source, SourceLimits
 
 
 class LazyVector:
@@ -134,6 +135,17 @@ class AssetStore(abc.ABC):
     def delete(self, asset_id: str) -> None:
         """Remove an asset and its chunks (used to undo a submission that could not be queued)."""
 
+    @abc.abstractmethod
+    def link_source(self, asset_id: str, source_id: str, **item) -> bool:
+        """Give an asset that belongs to no source yet `source_id` and the item's fields
+        (`published_at`, `author`, `description`, and `title` where the asset has none), on the
+        asset and on the search metadata of its chunks, so that a `source` filter finds it at
+        once. Return whether it happened (False: the asset is gone or already has a source)."""
+
+    @abc.abstractmethod
+    def source_counts(self, source_id: str) -> dict[Status, int]:
+        """How many of the source's assets are in each status (absent: none), in one query."""
+
     def move(self, asset_id: str, target: Status, **fields) -> bool:
         """Set status to `target` (and `fields`) only if the transition is allowed from the
         stored status; return whether it happened. Atomic: two racing callers cannot both win."""
@@ -244,6 +256,66 @@ class AssetStore(abc.ABC):
     def _attach_vectors(self, asset: Asset, vectors: Sequence[Sequence[float]]) -> None:
         """Give each of the asset's chunks, in chunk order, its vector and the asset's search
         metadata (the counts are checked equal). The status is not this method's business."""
+
+
+class SourceStore(abc.ABC):
+    """Sources and their entries (the items each listed, by URL). One source per URL; one entry
+    per (source, URL), kept in the order they were first listed."""
+
+    @abc.abstractmethod
+    def add(self, source: Source) -> Source:
+        """Insert a new source; if its URL is already known, return the existing one instead."""
+
+    @abc.abstractmethod
+    def get(self, source_id: str) -> Source | None: ...
+
+    @abc.abstractmethod
+    def get_by_url(self, url: str) -> Source | None: ...
+
+    @abc.abstractmethod
+    def list(self, limit: int, cursor: str | None) -> tuple[list[Source], str | None]:
+        """A page of sources, newest first, and an opaque cursor for the next page (or None)."""
+
+    @abc.abstractmethod
+    def update(self, source_id: str, **fields) -> bool:
+        """Set fields of a source (any of Source's but `id`, `url` and `created_at`; `updated_at`
+        is set too); return whether the source exists."""
+
+    @abc.abstractmethod
+    def claim_due(self, at: datetime, limit: int) -> list[Source]:
+        """Up to `limit` sources whose `next_refresh_at` is at or before `at`, soonest first, each
+        moved to `at + interval_s` in a conditional write, so that two schedulers running at once
+        never claim one source twice. The sources are returned as they were before the claim."""
+
+    @abc.abstractmethod
+    def delete(self, source_id: str) -> None:
+        """Remove the source and its entries (its assets are the caller's business)."""
+
+    @abc.abstractmethod
+    def add_entries(self, entries: Sequence[Entry]) -> int:
+        """Insert the entries whose (source, URL) is not yet known; return how many were new."""
+
+    @abc.abstractmethod
+    def entries(self, source_id: str, state: EntryState | None, limit: int) -> list[Entry]:
+        """Up to `limit` of the source's entries (in `state`, if given) in the order first listed."""
+
+    @abc.abstractmethod
+    def finish_entry(self, source_id: str, url: str, state: EntryState, *, asset_id: str | None = None,
+                     reason: str | None = None) -> None:
+        """Record what became of a PENDING entry: SUBMITTED with its asset, or REFUSED with a reason."""
+
+    @abc.abstractmethod
+    def entry_counts(self, source_id: str) -> dict[EntryState, int]:
+        """How many of the source's entries are in each state (absent: none), in one query."""
+
+
+class SourceReader(abc.ABC):
+    """Reads what a source's fetched bytes list (a feed's items, a sitemap's pages, a sitemap
+    index's sitemaps, the feed an HTML page links to), with no network access of its own."""
+
+    @abc.abstractmethod
+    def parse(self, body: bytes, url: str, content_type: str | None, limits: SourceLimits) -> ParsedSource:
+        """Raise ContentTooLarge, ExtractionFailed or UnsupportedContentType with a reason."""
 
 
 class BlobStore(abc.ABC):

@@ -27,7 +27,6 @@ read, never another exception type.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import io
 import mimetypes
 import re
@@ -44,70 +43,21 @@ from allthethings.domain.errors import (
     InvalidInput,
     UnsupportedContentType,
 )
+from allthethings.domain.sources import (
+    SKIP_REASONS,
+    MiB,
+    ParsedSource,
+    SourceItem,
+    SourceKind,
+    SourceLimits,
+    Transcript,
+)
 
 __all__ = ["ParsedSource", "SourceItem", "SourceKind", "SourceLimits", "Transcript", "parse_source"]
 
-MiB = 1024 * 1024
-
-
-class SourceKind(str, enum.Enum):
-    RSS = "rss"
-    ATOM = "atom"
-    SITEMAP = "sitemap"
-    SITEMAP_INDEX = "sitemap_index"
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceLimits:
-    """How much one source may cost."""
-
-    max_items: int = 1_000  # feed entries or sitemap URLs read, in document order; the rest are counted
-    max_bytes: int = 50 * MiB  # the body, after gunzip (the sitemaps.org limit is 50 MB uncompressed)
-    max_children: int = 1_000  # sitemaps listed by a sitemap index read; the rest are counted
-    max_description_chars: int = 2_000
-
-
-@dataclasses.dataclass(frozen=True)
-class Transcript:
-    """A publisher's transcript of a podcast episode (`<podcast:transcript>`)."""
-
-    url: str
-    type: str  # text/vtt, application/x-subrip, application/srt or application/json
-    language: str | None = None
-    rel: str | None = None  # "captions" when the file carries timings meant as captions
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceItem:
-    """One thing a source lists, as the asset it will become."""
-
-    url: str  # the enclosure of a podcast item, else the item's link; a sitemap's loc
-    title: str | None = None
-    published_at: datetime | None = None  # aware, in UTC; a feed's date or a sitemap's lastmod
-    author: str | None = None
-    description: str | None = None  # plain text, at most SourceLimits.max_description_chars
-    guid: str | None = None
-    transcripts: list[Transcript] = dataclasses.field(default_factory=list)
-
-
-SKIP_REASONS = ("no_url", "duplicate", "over_limit", "bad_url")
-
-
-@dataclasses.dataclass(frozen=True)
-class ParsedSource:
-    """What a source lists. `kind` is None for an HTML page, whose only use is `feed_link`."""
-
-    kind: SourceKind | None
-    title: str | None = None
-    items: list[SourceItem] = dataclasses.field(default_factory=list)
-    children: list[str] = dataclasses.field(default_factory=list)  # a sitemap index's sitemaps
-    feed_link: str | None = None  # the feed an HTML page links to, absolute
-    # Entries dropped, by reason (every reason present, zero or not); for a sitemap index, its sitemaps.
-    skipped: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
-
 
 def parse_source(body: bytes, url: str, content_type: str | None,
-                 limits: SourceLimits = SourceLimits()) -> ParsedSource:
+                 limits: SourceLimits | None = None) -> ParsedSource:
     """What the source at `url` lists, from its fetched `body`. `content_type` (the response's) only
     breaks ties: a body that is not XML and is declared text/html is read as an HTML page (an XML
     root decides alone), and its charset is passed on to feedparser.
@@ -115,6 +65,7 @@ def parse_source(body: bytes, url: str, content_type: str | None,
     Raises ContentTooLarge (over `max_bytes`, before or after gunzip), ExtractionFailed (damaged
     gzip, a sitemap or feed that is not valid XML) or UnsupportedContentType (no feed or sitemap,
     including an HTML page that links none)."""
+    limits = limits or SourceLimits()
     try:
         body = _inflated(body, limits)
         root = _root_name(body)

@@ -19,8 +19,8 @@ from allthethings.domain.assets import Asset, Kind, Status
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Asset))
 _ENUMS: dict[str, type[Status] | type[Kind]] = {"status": Status, "kind": Kind}
-_TIMES = frozenset({"created_at", "updated_at"})
-_DOCUMENTS = frozenset({"metadata"})
+_TIMES = frozenset({"created_at", "updated_at", "published_at"})
+_DOCUMENTS = frozenset({"metadata", "transcript"})
 
 
 def _same(value):

@@ -181,6 +181,12 @@ class Asset:
     fetched_bytes: int | None = None  # while FETCHING: how much of the body is staged (size_bytes: the total, if known)
     embedded_chunks: int | None = None  # while GENERATING_EMBEDDINGS in groups: how many chunks have vectors
     thumbnail_key: str | None = None  # an image's small staged derivative (GET /api/assets/{id}/thumbnail)
+    # Of an asset a source listed (a feed's item, a sitemap's page): the source, and what the item said.
+    source_id: str | None = None
+    published_at: datetime | None = None  # the item's date (a feed's pubDate, a sitemap's lastmod)
+    author: str | None = None
+    description: str | None = None
+    transcript: dict | None = None  # a publisher's transcript of a recording ({"url", "type"}), read before Whisper
 
     @classmethod
     def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int | None,
@@ -232,6 +238,15 @@ class Asset:
             body["metadata"] = shown_metadata(self.metadata)
         if self.thumbnail_key:
             body["thumbnail_url"] = self.thumbnail_url
+        if self.source_id:
+            body["source_id"] = self.source_id
+        if self.published_at:
+            body["published_at"] = self.published_at.isoformat()
+        for name in ("author", "description"):
+            if getattr(self, name):
+                body[name] = getattr(self, name)
+        if self.transcript:
+            body["transcript"] = dict(self.transcript)
         if self.error:
             body["error"] = self.error
         return body
