@@ -9,7 +9,11 @@ request (with If-Range) with 206 and Content-Range. Query parameters make it mis
 - `drop_at=N`: close the connection after byte N of the body (once per path, then serve normally);
 - `stall_at=N`: stop sending after byte N and hold the connection (until the server stops);
 - `declare=N`: announce Content-Length N whatever the body's length (a lying host);
-- `chunked=1`: no Content-Length at all.
+- `chunked=1`: no Content-Length at all;
+- `conditional=0`: ignore If-None-Match and If-Modified-Since (a host that always sends the body).
+
+A conditional GET whose If-None-Match names the body's ETag (or, without one, whose
+If-Modified-Since is its Last-Modified) is answered 304 with no body.
 
 `replace(path, body)` changes a body and its validators, as a host publishing a new version does.
 """
@@ -123,10 +127,18 @@ class Origin:
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 body = origin.bodies.get(parts.path)
                 origin.requests.append({"path": parts.path, "range": self.headers.get("Range"),
-                                        "if_range": self.headers.get("If-Range")})
+                                        "if_range": self.headers.get("If-Range"),
+                                        "if_none_match": self.headers.get("If-None-Match")})
                 if body is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if query.get("conditional") != "0" and self._unchanged(body):
+                    self.send_response(304)
+                    self.send_header("ETag", body.etag)
+                    self.send_header("Last-Modified", body.last_modified)
+                    self.send_header("Connection", "close")
                     self.end_headers()
                     return
                 start, status = self._range(body, query)
@@ -146,6 +158,12 @@ class Origin:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self._send(body, start, query, chunked)
+
+            def _unchanged(self, body: Body) -> bool:
+                tags = self.headers.get("If-None-Match")
+                if tags is not None:
+                    return body.etag in [t.strip() for t in tags.split(",")] or tags.strip() == "*"
+                return self.headers.get("If-Modified-Since") == body.last_modified
 
             def _range(self, body: Body, query: dict) -> tuple[int, int]:
                 asked = self.headers.get("Range", "")

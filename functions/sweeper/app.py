@@ -9,11 +9,13 @@ SUBMITTED, PROCESSING, PROCESSED or GENERATING_EMBEDDINGS (services/sweeper.py s
 - one waiting on a processing message: the message is sent again (every step is idempotent),
   until GIVE_UP_AFTER_S;
 - past GIVE_UP_AFTER_S: an error status that says why, which the user can retry.
-When Replicate cannot answer, the asset is left for the next run. The webhook URLs of the
+When Replicate cannot answer, the asset is left for the next run. Each run also queues a read of
+every source whose refresh interval has passed. The webhook URLs of the
 predictions it starts use API_URL (no request of its own to take an origin from).
 
 Contract: the event is ignored; returns {"finished", "requeued", "failed", "waiting",
-"unreachable"} counts, which are also logged. A run that raises is retried by EventBridge.
+"unreachable", "sources"} counts, which are also logged ("sources": sources whose refresh was due,
+queued for the source worker). A run that raises is retried by EventBridge.
 """
 
 from allthethings import bootstrap

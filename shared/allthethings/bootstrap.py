@@ -21,6 +21,7 @@ def build(settings: Settings) -> Deps:
     """Real adapters for `settings`. Constructors are cheap: clients and models load on first use."""
     from allthethings.adapters.cache import CachingEmbedder
     from allthethings.adapters.extract import DocumentExtractor
+    from allthethings.adapters.feeds import FeedReader
     from allthethings.adapters.fetch import HttpFetcher
     from allthethings.adapters.models import packaged_tokenizer, tokenizer_of
     from allthethings.adapters.secrets import ParameterStoreSecrets
@@ -31,6 +32,9 @@ def build(settings: Settings) -> Deps:
     if settings.store == "atlas":
         from allthethings.adapters.atlas_store import AtlasStore
 
+        from allthethings.adapters.source_store import MongoSourceStore
+
+        @functools.cache  # one client (one connection pool) for assets and sources
         def mongo_client():
             from pymongo import MongoClient
 
@@ -39,10 +43,13 @@ def build(settings: Settings) -> Deps:
 
         store = AtlasStore(mongo_client, settings.mongodb_database, settings.vector_index,
                            text_index=settings.text_index, rank_fusion=settings.rank_fusion)
+        sources = MongoSourceStore(lambda: mongo_client()[settings.mongodb_database])
     else:
+        from allthethings.adapters.source_store import SqliteSourceStore
         from allthethings.adapters.sqlite_store import SqliteStore
 
         store = SqliteStore(settings.sqlite_path, settings.dimensions, settings.model)
+        sources = SqliteSourceStore(settings.sqlite_path)
 
     from allthethings.adapters.images import ImageLimits, PillowPictures
     from allthethings.adapters.replicate import (
@@ -93,6 +100,9 @@ def build(settings: Settings) -> Deps:
         blobs=blobs,
         queue=queue(settings.process_queue_url, "the processing queue"),
         fetches=queue(settings.fetch_queue_url, "the fetch queue"),
+        sources=sources,
+        source_reader=FeedReader(),
+        source_queue=queue(settings.source_queue_url, "the source queue"),
         fetcher=HttpFetcher(allow_private=settings.allow_private_urls, timeout_s=settings.fetch_timeout_s),
         extractor=DocumentExtractor(ocr_min_page_chars=settings.ocr_min_page_chars),
         tokenizer=packaged_tokenizer(settings.model),

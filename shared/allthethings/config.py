@@ -154,6 +154,19 @@ class Settings:
     inline_fetch_bytes: int = _setting(8 * 1024 * 1024, "INLINE_FETCH_BYTES", positive=True)
     fetch_part_bytes: int = _setting(8 * 1024 * 1024, "FETCH_PART_BYTES", positive=True)
     fetch_slice_s: float = _setting(840.0, "FETCH_SLICE_S", positive=True)
+    # Sources (feeds and sitemaps): at most source_max_items items kept per source; items are
+    # submitted by the source worker with at most source_host_concurrency requests at once to
+    # one host and source_host_delay_s between the starts of two requests to it; a source is
+    # read again every source_refresh_s unless it says otherwise; a worker invocation submits
+    # for up to source_slice_s, then queues the rest.
+    source_queue_url: str | None = _setting(None, "SOURCE_QUEUE_URL")
+    source_max_items: int = _setting(1_000, "SOURCE_MAX_ITEMS", positive=True)
+    source_host_concurrency: int = _setting(2, "SOURCE_HOST_CONCURRENCY", positive=True)
+    source_host_delay_s: float = _setting(0.5, "SOURCE_HOST_DELAY_S")
+    source_refresh_s: int = _setting(3600, "SOURCE_REFRESH_S", positive=True)
+    source_slice_s: float = _setting(600.0, "SOURCE_SLICE_S", positive=True)
+    source_max_bytes: int = _setting(50 * 1024 * 1024, "SOURCE_MAX_BYTES", positive=True, parse=lambda v: _size(
+        v, "SOURCE_MAX_BYTES"))
     # A queued message or webhook delivery larger than this travels by claim check: its body is
     # stored in the staging bucket and the message carries a pointer (SQS takes at most 1 MiB,
     # and a Lambda batch of ten at most 6 MB).

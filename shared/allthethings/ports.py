@@ -426,6 +426,7 @@ class Download:
     resumable: bool  # the origin takes Range requests (it said so, or honoured one)
     pieces: Iterator[bytes]
     close: Callable[[], None] = lambda: None
+    not_modified: bool = False  # a conditional GET answered 304: nothing to read, `validator` still holds
 
     def __enter__(self) -> Download:
         return self
@@ -437,9 +438,10 @@ class Download:
 class Fetcher(abc.ABC):
     @abc.abstractmethod
     def open(self, url: str, limits: SizeLimits, *, start: int = 0, validator: Validator | None = None,
-             limit: int | None = None) -> Download:
+             limit: int | None = None, unless: Validator | None = None) -> Download:
         """GET the URL (from byte `start` with a Range request, If-Range `validator`), following
-        redirects; read the first bytes. The body's limit is `limit` if given, else the one for
+        redirects; read the first bytes. With `unless` (the validators of a version already read),
+        a conditional GET: an origin that answers 304 gives a Download that is `not_modified`. The body's limit is `limit` if given, else the one for
         the kind its first bytes show. Raise UnreachableUrl (no answer, an HTTP error),
         ContentTooLarge (the declared size over the limit), UnsupportedContentType (no limit
         applies: a type we cannot index), or InvalidInput (a URL or a redirect leading somewhere

@@ -52,8 +52,9 @@ from allthethings.domain.sources import (
     SourceLimits,
     Transcript,
 )
+from allthethings.ports import SourceReader
 
-__all__ = ["ParsedSource", "SourceItem", "SourceKind", "SourceLimits", "Transcript", "parse_source"]
+__all__ = ["FeedReader", "ParsedSource", "SourceItem", "SourceKind", "SourceLimits", "Transcript", "parse_source"]
 
 
 def parse_source(body: bytes, url: str, content_type: str | None,
@@ -507,3 +508,10 @@ def _clipped(text: str, limit: int) -> str | None:
 def _charset(content_type: str | None) -> str | None:
     found = re.search(r"charset\s*=\s*\"?([\w.:-]+)", content_type or "", re.IGNORECASE)
     return found[1] if found else None
+
+
+class FeedReader(SourceReader):
+    """The SourceReader of feeds (feedparser) and sitemaps (lxml): `parse_source`."""
+
+    def parse(self, body: bytes, url: str, content_type: str | None, limits: SourceLimits) -> ParsedSource:
+        return parse_source(body, url, content_type, limits)

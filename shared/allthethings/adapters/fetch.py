@@ -120,8 +120,12 @@ class HttpFetcher(Fetcher):
         return fetched
 
     def open(self, url: str, limits: SizeLimits, *, start: int = 0, validator: Validator | None = None,
-             limit: int | None = None) -> Download:
+             limit: int | None = None, unless: Validator | None = None) -> Download:
         headers = {}
+        if unless is not None and unless.etag:
+            headers["If-None-Match"] = unless.etag
+        if unless is not None and unless.last_modified:
+            headers["If-Modified-Since"] = unless.last_modified
         if start:
             headers["Range"] = f"bytes={start}-"
             if validator is not None and validator.if_range():
@@ -139,6 +143,11 @@ class HttpFetcher(Fetcher):
 
     def _opened(self, url, response, stream, limits: SizeLimits, start: int, limit: int | None,
                 head_until: float) -> Download:
+        if response.status_code == 304:
+            stream.__exit__(None, None, None)
+            return Download(url=url, final_url=str(response.url), declared_type=response.headers.get("content-type"),
+                            head=b"", start=0, total=0, resumable=False, pieces=iter(()), not_modified=True,
+                            validator=Validator(response.headers.get("etag"), response.headers.get("last-modified")))
         if response.status_code >= 400:
             raise UnreachableUrl(f"the URL answered HTTP {response.status_code}")
         declared_type = response.headers.get("content-type")

@@ -190,21 +190,25 @@ class Asset:
 
     @classmethod
     def new(cls, url: str, *, content_type: str, kind: Kind, staged_key: str | None, size_bytes: int | None,
-            asset_id: str | None = None, sha256: str | None = None, status: Status = Status.SUBMITTED) -> Asset:
-        """A submitted asset: SUBMITTED with its body staged, or FETCHING (its body on its way)."""
+            asset_id: str | None = None, sha256: str | None = None, status: Status = Status.SUBMITTED,
+            **item) -> Asset:
+        """A submitted asset: SUBMITTED with its body staged, or FETCHING (its body on its way).
+        `item`: what a source said of it (ITEM_FIELDS)."""
         stamp = now()
         return cls(id=asset_id or new_asset_id(), url=url, status=status,
                    created_at=stamp, updated_at=stamp, content_type=content_type, kind=kind,
                    staged_key=staged_key, size_bytes=size_bytes, sha256=sha256,
-                   fetched_bytes=0 if status is Status.FETCHING else None)
+                   fetched_bytes=0 if status is Status.FETCHING else None, **_item_fields(item))
 
-    def copied_to(self, url: str, *, size_bytes: int, content_type: str) -> Asset:
+    def copied_to(self, url: str, *, size_bytes: int, content_type: str, **item) -> Asset:
         """A new SEARCHABLE asset for `url` whose body is byte for byte this one's: it shares this
         asset's chunks and vectors, and nothing is staged, transcribed or embedded for it."""
         stamp = now()
+        fields = _item_fields(item)
+        fields["title"] = self.title or fields.get("title")
         return Asset(id=new_asset_id(), url=url, status=Status.SEARCHABLE, created_at=stamp, updated_at=stamp,
-                     content_type=self.content_type or content_type, kind=self.kind, title=self.title,
-                     size_bytes=size_bytes, chunk_count=self.chunk_count, sha256=self.sha256)
+                     content_type=self.content_type or content_type, kind=self.kind,
+                     size_bytes=size_bytes, chunk_count=self.chunk_count, sha256=self.sha256, **fields)
 
     @property
     def host(self) -> str:
@@ -250,6 +254,17 @@ class Asset:
         if self.error:
             body["error"] = self.error
         return body
+
+
+# What a source's item gives the asset it becomes.
+ITEM_FIELDS = frozenset({"source_id", "title", "published_at", "author", "description", "transcript"})
+
+
+def _item_fields(item: dict) -> dict:
+    unknown = set(item) - ITEM_FIELDS
+    if unknown:
+        raise ValueError(f"unknown item fields {sorted(unknown)}")
+    return item
 
 
 @dataclasses.dataclass(frozen=True)

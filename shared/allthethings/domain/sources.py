@@ -57,6 +57,10 @@ class Transcript:
         return cls(raw["url"], raw["type"], raw.get("language"), raw.get("rel"))
 
 
+# The publisher transcript formats read instead of transcribing (domain/transcripts.py).
+TRANSCRIPT_TYPES = ("text/vtt", "application/x-subrip", "application/srt", "text/srt", "application/json")
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceItem:
     """One thing a source lists, as the asset it will become."""
@@ -178,6 +182,15 @@ class Entry:
         return cls(source_id=source_id, url=item.url, state=EntryState.PENDING, created_at=now(),
                    title=item.title, published_at=item.published_at, author=item.author,
                    description=item.description, transcripts=list(item.transcripts))
+
+    def asset_fields(self) -> dict:
+        """What the asset this entry becomes keeps of it (domain/assets.ITEM_FIELDS)."""
+        transcript = next((t for t in self.transcripts if t.type.split(";")[0].strip().lower() in TRANSCRIPT_TYPES),
+                          None)
+        fields = {"source_id": self.source_id, "title": self.title, "published_at": self.published_at,
+                  "author": self.author, "description": self.description,
+                  "transcript": transcript.to_public() if transcript else None}
+        return {k: v for k, v in fields.items() if v is not None}
 
     def to_public(self) -> dict:
         body = {"url": self.url, "state": self.state.value, "title": self.title,

@@ -1,6 +1,7 @@
 """The messages on the queues, each of a declared kind: on the processing queue, process one
 submitted asset, or embed the stored chunks of documents sent together; on the fetch queue,
-fetch (or go on fetching) one asset's body. A message is a small JSON object; `webhook_base` is
+fetch (or go on fetching) one asset's body; on the source queue, read a source, submit its
+pending entries, or delete a deleted source's assets. A message is a small JSON object; `webhook_base` is
 where a remote model's webhooks for it should go."""
 
 from __future__ import annotations
@@ -49,8 +50,39 @@ class FetchAsset:
     kind = "fetch_asset"
 
 
-Task = ProcessAsset | EmbedDocuments | FetchAsset
-_KINDS = {cls.kind: cls for cls in (ProcessAsset, EmbedDocuments, FetchAsset)}
+@dataclasses.dataclass(frozen=True)
+class ReadSource:
+    """Read a source (conditionally, with the validators of the last version read, unless
+    `force`), remember the items it lists that are new, and submit them."""
+
+    source_id: str
+    webhook_base: str | None = None
+    force: bool = False
+    kind = "read_source"
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitEntries:
+    """Submit a source's PENDING entries (what a read that ran out of time left)."""
+
+    source_id: str
+    webhook_base: str | None = None
+    kind = "submit_entries"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteSourceAssets:
+    """Delete the assets a deleted source brought (DELETE /api/sources/{id}?assets=true)."""
+
+    source_id: str
+    webhook_base: str | None = None
+    kind = "delete_source_assets"
+
+
+Task = ProcessAsset | EmbedDocuments | FetchAsset | ReadSource | SubmitEntries | DeleteSourceAssets
+SourceTask = ReadSource | SubmitEntries | DeleteSourceAssets
+_KINDS = {cls.kind: cls for cls in (ProcessAsset, EmbedDocuments, FetchAsset, ReadSource, SubmitEntries,
+                                     DeleteSourceAssets)}
 
 
 def to_message(task: Task) -> dict:
@@ -79,6 +111,12 @@ def from_message(message: object) -> Task:
         return EmbedDocuments(tuple(ids), base)
     if kind == "fetch_asset":
         return _fetch_asset(message, base)
+    if kind in ("read_source", "submit_entries", "delete_source_assets"):
+        if not isinstance(message.get("source_id"), str):
+            raise ValueError(f"a {kind} message needs a source_id")
+        if kind == "read_source":
+            return ReadSource(message["source_id"], base, force=message.get("force") is True)
+        return _KINDS[kind](message["source_id"], base)
     if not isinstance(message.get("asset_id"), str):
         raise ValueError("a process_asset message needs an asset_id")
     return ProcessAsset(message["asset_id"], base)

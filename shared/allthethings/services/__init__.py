@@ -19,6 +19,8 @@ from allthethings.ports import (
     Predictions,
     Secrets,
     ServedModel,
+    SourceReader,
+    SourceStore,
     TaskQueue,
     Tokenizer,
     Transcriber,
@@ -48,6 +50,9 @@ class Deps:
     image_reader: ImageReader | None = None  # the vision model; None: images cannot be read
     pictures: Pictures | None = None  # checks images and makes their thumbnails
     page_ocr: PageOcr | None = None  # text detection on scanned pages; None: a page without text stays unread
+    sources: SourceStore | None = None  # feeds and sitemaps (services/sources.py); None: no sources
+    source_reader: SourceReader | None = None
+    source_queue: TaskQueue | None = None  # the source queue: reads of sources, submissions of their items
     # The models /v1/embeddings serves, by name; empty: just the index's (embedder, tokenizer).
     served: dict[str, ServedModel] = dataclasses.field(default_factory=dict)
 

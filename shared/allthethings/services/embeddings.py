@@ -63,7 +63,9 @@ def index_chunks(asset_id: str, title: str | None, chunks: Sequence[Chunk], deps
     """Store a PROCESSING asset's chunks, move it to PROCESSED (with its title and `fields`) and
     request its embeddings; only the caller whose move wins requests them."""
     deps.store.put_chunks(asset_id, chunks)
-    if not deps.store.move(asset_id, Status.PROCESSED, title=title, chunk_count=len(chunks), **fields):
+    if title:  # else the title it has, if any (a feed item's), is kept
+        fields["title"] = title
+    if not deps.store.move(asset_id, Status.PROCESSED, chunk_count=len(chunks), **fields):
         return deps.store.get(asset_id).status  # a concurrent delivery got there first
     return request_embeddings(asset_id, deps, webhook_base)
 

@@ -29,11 +29,20 @@ from allthethings.ports import Fetched
 from allthethings.services import Deps
 
 
-def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None) -> tuple[Asset, bool]:
+def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None,
+                 item: dict | None = None) -> tuple[Asset, bool]:
     """Return the asset and whether work was queued for it now: a new asset, or a failed one
-    whose URL is sent again, which is fetched again (False: the URL is known and not failed)."""
+    whose URL is sent again, which is fetched again (False: the URL is known and not failed).
+
+    `item` is what a source said of the URL (`source_id`, `title`, `published_at`, `author`,
+    `description`, `transcript`: see domain/sources.Entry.asset_fields): a new asset carries it,
+    and a known asset that belongs to no source is linked to this one, not fetched again."""
     url = normalise_url(raw_url)
     existing = deps.store.get_by_url(url)
+    if existing is not None and item and existing.source_id is None:
+        fields = {k: v for k, v in item.items() if k not in ("source_id", "transcript")}
+        if deps.store.link_source(existing.id, item["source_id"], **fields):
+            existing = deps.store.get(existing.id) or existing
     if existing is not None and existing.status.is_error and not url.startswith(DOCUMENT_SCHEME):
         return refetch_asset(existing, deps, webhook_base=webhook_base), True
     if existing is not None:
@@ -43,11 +52,11 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
     with _opened(url, deps) as (decision, fetched, total):
         if fetched is None:
             deferred = Asset.new(url, content_type=decision.content_type, kind=decision.kind, staged_key=None,
-                                 size_bytes=total, asset_id=asset_id, status=Status.FETCHING)
+                                 size_bytes=total, asset_id=asset_id, status=Status.FETCHING, **(item or {}))
             return _queue_fetch(deferred, deps, webhook_base)
         twin = deps.store.find_by_digest(fetched.sha256)
         if twin is not None and twin.kind is decision.kind:
-            copy = twin.copied_to(url, size_bytes=fetched.size, content_type=decision.content_type)
+            copy = twin.copied_to(url, size_bytes=fetched.size, content_type=decision.content_type, **(item or {}))
             stored = deps.store.add_copy(copy, twin.id)
             if stored is not None:
                 if stored.id == copy.id:
@@ -58,7 +67,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
         deps.blobs.put(key, fetched.body, decision.content_type)
 
     asset = Asset.new(url, content_type=decision.content_type, kind=decision.kind, staged_key=key,
-                      size_bytes=fetched.size, asset_id=asset_id, sha256=fetched.sha256)
+                      size_bytes=fetched.size, asset_id=asset_id, sha256=fetched.sha256, **(item or {}))
     try:
         stored = deps.store.add(asset)
     except BaseException:

@@ -19,6 +19,9 @@ lost and messages get dead-lettered, so an asset not updated for `stuck_after_s`
 
 Every error status says why and can be retried. When the model API cannot answer, the
 asset is left for the next sweep.
+
+The same schedule reads sources again: every source whose refresh is due is queued for the
+source worker (services/sources.py), claimed first so that two sweeps read it once.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from allthethings.services.assets import fail_asset
 from allthethings.services.embeddings import apply_embedding_prediction
 from allthethings.services.images import apply_image_prediction
 from allthethings.services.scans import finish_page_ocr, is_ocr_job, is_pending_ocr
+from allthethings.services.sources import schedule_due
 from allthethings.services.transcription import apply_transcription_prediction
 
 STUCK = (Status.FETCHING, Status.SUBMITTED, Status.PROCESSING, Status.PROCESSED, Status.GENERATING_EMBEDDINGS)
@@ -50,6 +54,7 @@ class SweepReport:
     failed: list[str] = dataclasses.field(default_factory=list)
     waiting: list[str] = dataclasses.field(default_factory=list)  # its prediction is still running
     unreachable: list[str] = dataclasses.field(default_factory=list)  # the model API did not answer
+    sources: list[str] = dataclasses.field(default_factory=list)  # sources whose refresh was queued
 
     def counts(self) -> dict[str, int]:
         return {name: len(ids) for name, ids in dataclasses.asdict(self).items()}
@@ -77,6 +82,8 @@ def sweep(deps: Deps, *, at: datetime | None = None) -> SweepReport:
         else:
             deps.queue.send(to_message(ProcessAsset(asset.id, settings.api_url)))
             report.requeued.append(asset.id)
+    if deps.sources is not None and deps.source_queue is not None:
+        report.sources.extend(schedule_due(deps, at=at))
     if any(report.counts().values()):
         log.info("sweep: %s", report.counts())
     return report
