@@ -9,8 +9,8 @@ infra/template.yaml, each named after the function that owns the route (samples(
 says which). A route the template puts behind the Lambda authorizer is sent with
 the example API key in x-api-key and arrives, as API Gateway passes it on, with
 the authorizer's answer in requestContext.authorizer.lambda; authorizer-request.json
-is what the authorizer itself receives for one of them. process-sqs.json and
-webhook-consumer-sqs.json are SQS events as Lambda receives them. The webhook
+is what the authorizer itself receives for one of them. The *-sqs.json files
+are SQS events as Lambda receives them. The webhook
 events carry a real Standard Webhooks signature made with TEST_WEBHOOK_SECRET;
 verification also checks that webhook-timestamp is within five minutes, hence --now.
 Standard library only, so it runs without the project's virtualenv.
@@ -44,6 +44,10 @@ EMBEDDING_VERSION = "b6b7585c9640cd7a9572c6e129c9549d79c9c31f0d3fdce7baac7c67ca3
 WHISPER_VERSION = "8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e"
 VISION_VERSION = "bf57361c75677fc33d480d0c5f02926e621b2caa2000347cb74aeae9d2ca07ee"
 IMAGE_PREDICTION_ID = "h3kd8w1qz7tr5m0yc2vx9bn4ga"
+# The source the sources events talk about: the Python Insider blog's Atom feed.
+SOURCE_ID = "src_9d4e2a7c1b8f4e06a3c5d7b9e1f20468"
+FEED_URL = "https://blog.python.org/feeds/posts/default"
+SOURCE_QUEUE = "allthethings-SourceQueue-Vb6pK1sD9wHn"
 BASE_TIME = datetime(2025, 11, 21, 5, 40, 0, tzinfo=UTC)
 # Fake, and public: it exists only so these events (and tests/unit/test_events.py) have a key of
 # the accepted shape (a name, and at least 20 characters). Never configure it on a deployed stack.
@@ -220,7 +224,8 @@ class Sample(NamedTuple):
 
 
 def samples(now: bool) -> dict[str, Sample]:
-    """Every event file, in the order README.md lists them (a walk through one asset's life)."""
+    """Every event file, in the order README.md lists them (a walk through one asset's life, then
+    documents, embeddings and a source)."""
     form = urlencode({"url": "https://en.wikipedia.org/wiki/Mozilla"})
     browser = {"accept-encoding": "gzip, deflate, br, zstd", "accept-language": "en-US,en;q=0.5"}
     html = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -231,6 +236,8 @@ def samples(now: bool) -> dict[str, Sample]:
     form_post = {"content_type": "application/x-www-form-urlencoded", "base64_body": True, **page}
     empty_form = posted | {"content-length": "0", "content-type": "application/x-www-form-urlencoded"}
     asset = {"path_parameters": {"id": ASSET_ID}}
+    source = {"path_parameters": {"id": SOURCE_ID}}
+    on_sources = posted | {"referer": f"https://{DOMAIN}/sources"}  # a form post from the sources page
     embedding = prediction(
         PREDICTION_ID, "replicate/all-mpnet-base-v2", EMBEDDING_VERSION,
         {"text_batch": json.dumps(["Mozilla is a free software community founded in 1998."])},
@@ -342,12 +349,50 @@ def samples(now: bool) -> dict[str, Sample]:
         "embeddings-model.json": Sample("EmbeddingsFunction", http_event(
             21, "GET", "/v1/models/{model+}", "/v1/models/sentence-transformers/all-mpnet-base-v2",
             path_parameters={"model": "sentence-transformers/all-mpnet-base-v2"}, keyed=True)),
+        # A feed added as a source: its items are remembered, then submitted as assets behind the
+        # source queue by the source worker (each message is what the function named as its sender queues).
+        "sources-create-source.json": Sample("SourcesFunction", http_event(
+            43, "POST", "/api/sources", "/api/sources", keyed=True,
+            body=json.dumps({"url": FEED_URL, "refresh_interval_s": 3600}))),
+        "source-worker-submit-sqs.json": Sample("SourceWorkerFunction", sqs_event(
+            {"kind": "submit_entries", "source_id": SOURCE_ID, "webhook_base": f"https://{DOMAIN}"},
+            queue=SOURCE_QUEUE, sender="allthethings-SourcesFunction-Jc3tF8mW2qXa")),
+        "sources-list-sources.json": Sample("SourcesFunction", http_event(
+            44, "GET", "/api/sources", "/api/sources", query={"limit": "20"}, keyed=True)),
+        "sources-get-source.json": Sample("SourcesFunction", http_event(
+            45, "GET", "/api/sources/{id}", f"/api/sources/{SOURCE_ID}", **source, keyed=True)),
+        "sources-refresh-source.json": Sample("SourcesFunction", http_event(
+            46, "POST", "/api/sources/{id}/refresh", f"/api/sources/{SOURCE_ID}/refresh", **source, keyed=True)),
+        # A conditional read (force: false), as the refresh route and the sweeper's schedule queue it.
+        "source-worker-read-sqs.json": Sample("SourceWorkerFunction", sqs_event(
+            {"kind": "read_source", "source_id": SOURCE_ID, "webhook_base": f"https://{DOMAIN}", "force": False},
+            queue=SOURCE_QUEUE, sender="allthethings-SourcesFunction-Jc3tF8mW2qXa")),
+        "sources-delete-source.json": Sample("SourcesFunction", http_event(
+            47, "DELETE", "/api/sources/{id}", f"/api/sources/{SOURCE_ID}", query={"assets": "true"}, **source,
+            keyed=True)),
+        # The assets a deletion with assets=true could not delete within the request.
+        "source-worker-delete-sqs.json": Sample("SourceWorkerFunction", sqs_event(
+            {"kind": "delete_source_assets", "source_id": SOURCE_ID, "webhook_base": f"https://{DOMAIN}"},
+            queue=SOURCE_QUEUE, sender="allthethings-SourcesFunction-Jc3tF8mW2qXa")),
         # EventBridge's Scheduled Event, as the sweeper's rate(10 minutes) rule delivers it.
         "sweeper-schedule.json": Sample("SweeperFunction", {
             "version": "0", "id": "5e0f4f1c-2b8a-4c1e-9d3f-7a6b5c4d3e2f", "detail-type": "Scheduled Event",
             "source": "aws.events", "account": ACCOUNT_ID, "time": "2025-11-21T06:00:00Z", "region": REGION,
             "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/allthethings-SweeperFunctionEvery10Minutes"],
             "detail": {}}),
+        # The same source from the browser's sources page: its form adds the feed, a row's buttons
+        # read it again and delete it with its assets (each 303 back to the page with a notice).
+        "pages-sources.json": Sample("PagesFunction", http_event(
+            60, "GET", "/sources", "/sources", **page, extra_headers=browser, keyed=True)),
+        "pages-add-source-form.json": Sample("PagesFunction", http_event(
+            61, "POST", "/sources", "/sources", body=urlencode({"url": FEED_URL}), **form_post,
+            extra_headers=on_sources, keyed=True)),
+        "pages-refresh-source-form.json": Sample("PagesFunction", http_event(
+            62, "POST", "/sources/{id}/refresh", f"/sources/{SOURCE_ID}/refresh", **source, **page,
+            extra_headers=empty_form | {"referer": f"https://{DOMAIN}/sources"}, keyed=True)),
+        "pages-delete-source-form.json": Sample("PagesFunction", http_event(
+            63, "POST", "/sources/{id}/delete", f"/sources/{SOURCE_ID}/delete", body=urlencode({"assets": "true"}),
+            **source, **form_post, extra_headers=on_sources, keyed=True)),
     }
 
 

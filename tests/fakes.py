@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-from allthethings.adapters.records import SearchMetadata, search_metadata
+from allthethings.adapters.records import SearchMetadata, linked_fields, search_metadata
 from allthethings.config import Settings
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Status
@@ -119,6 +119,27 @@ class FakeStore(AssetStore):
             for held in (self.assets, self.chunk_rows, self.vectors, self.search_meta, self.seq):
                 held.pop(asset_id, None)
 
+    def link_source(self, asset_id, source_id, **item):
+        fields = linked_fields(item)
+        with self.lock:
+            asset = self.assets.get(asset_id)
+            if asset is None or asset.source_id is not None:
+                return False
+            asset.source_id = source_id
+            for k, v in fields.items():
+                if k != "title" or asset.title is None:
+                    setattr(asset, k, v)
+            if asset_id in self.search_meta:
+                self.search_meta[asset_id] = search_metadata(asset)
+            return True
+
+    def source_counts(self, source_id):
+        counts = {}
+        for asset in self.assets.values():
+            if asset.source_id == source_id:
+                counts[asset.status] = counts.get(asset.status, 0) + 1
+        return counts
+
     def _update_if(self, asset_id, sources, changes):
         with self.lock:
             asset = self.assets.get(asset_id)
@@ -155,7 +176,12 @@ class FakeStore(AssetStore):
             if f is not None and not ((not f.kinds or meta.kind in {k.value for k in f.kinds})
                                       and (not f.host or meta.host == f.host.lower())
                                       and (not f.after or meta.created_at >= f.after)
-                                      and (not f.before or meta.created_at < f.before)):
+                                      and (not f.before or meta.created_at < f.before)
+                                      and (not f.source or meta.source_id == f.source)
+                                      and (not f.published_after or (meta.published_at is not None
+                                                                     and meta.published_at >= f.published_after))
+                                      and (not f.published_before or (meta.published_at is not None
+                                                                      and meta.published_at < f.published_before))):
                 continue
             yield from zip(self.chunk_rows.get(asset_id, []), vecs)
 
@@ -253,7 +279,7 @@ class FakeFetcher(Fetcher):
     # url -> the byte after which the origin stops sending, once (Interrupted)
     interrupt_at: dict[str, int]
 
-    def open(self, url, limits, *, start=0, validator=None, limit=None):
+    def open(self, url, limits, *, start=0, validator=None, limit=None, unless=None):
         self.calls.append(url)
         self.starts.append(start)
         if url not in self.pages:

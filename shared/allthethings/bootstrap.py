@@ -31,7 +31,6 @@ def build(settings: Settings) -> Deps:
 
     if settings.store == "atlas":
         from allthethings.adapters.atlas_store import AtlasStore
-
         from allthethings.adapters.source_store import MongoSourceStore
 
         @functools.cache  # one client (one connection pool) for assets and sources

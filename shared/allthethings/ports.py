@@ -441,11 +441,11 @@ class Fetcher(abc.ABC):
              limit: int | None = None, unless: Validator | None = None) -> Download:
         """GET the URL (from byte `start` with a Range request, If-Range `validator`), following
         redirects; read the first bytes. With `unless` (the validators of a version already read),
-        a conditional GET: an origin that answers 304 gives a Download that is `not_modified`. The body's limit is `limit` if given, else the one for
-        the kind its first bytes show. Raise UnreachableUrl (no answer, an HTTP error),
-        ContentTooLarge (the declared size over the limit), UnsupportedContentType (no limit
-        applies: a type we cannot index), or InvalidInput (a URL or a redirect leading somewhere
-        it may not go)."""
+        a conditional GET: an origin that answers 304 gives a Download that is `not_modified`.
+        The body's limit is `limit` if given, else the one for the kind its first bytes show.
+        Raise UnreachableUrl (no answer, an HTTP error), ContentTooLarge (the declared size over
+        the limit), UnsupportedContentType (no limit applies: a type we cannot index), or
+        InvalidInput (a URL or a redirect leading somewhere it may not go)."""
 
     def read(self, download: Download, *, until: float | None = None, max_bytes: int | None = None,
              spool_bytes: int = 8 * 1024 * 1024) -> Fetched | None:

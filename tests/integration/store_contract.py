@@ -54,6 +54,11 @@ def at(seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
+def new_source() -> str:
+    """A fresh source id (what domain/sources.py's check_source_id accepts)."""
+    return "src_" + uuid.uuid4().hex
+
+
 @dataclasses.dataclass
 class Backend:
     """One AssetStore implementation under test, and what the contract suite must know about it."""
@@ -63,3 +68,24 @@ class Backend:
     can_search: bool = True
     # Blocks until a search would see every vector written so far (no-op where writes are visible at once).
     settle: Callable[[], None] = lambda: None
+
+
+def replay_bulk_writes(collection):
+    """A bulk_write for a mongomock collection that replays ReplaceOne/UpdateOne one by one.
+
+    pymongo 4.20 hands `sort=` to the bulk builder, which mongomock 4.3's builder does not accept, so the
+    real bulk_write fails inside mongomock before touching any document. Replaying the same operations
+    through replace_one/update_one keeps the store's own code path (its operations, filters and upserts).
+    """
+    from pymongo import ReplaceOne, UpdateOne
+
+    def bulk_write(requests, ordered=True, **_):
+        for op in requests:
+            if isinstance(op, ReplaceOne):
+                collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
+            elif isinstance(op, UpdateOne):
+                collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+            else:
+                raise NotImplementedError(f"no mongomock replay for {type(op).__name__}")
+
+    return bulk_write

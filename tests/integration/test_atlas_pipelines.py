@@ -378,11 +378,16 @@ from allthethings.adapters.atlas_store import (  # noqa: E402
 from allthethings.domain.assets import Kind  # noqa: E402
 from allthethings.domain.search import SearchFilter  # noqa: E402
 
+SOURCE = "src_" + "5" * 32
 FILTERS = [
     SearchFilter(kinds=(Kind.PDF,)),
     SearchFilter(kinds=(Kind.AUDIO, Kind.VIDEO), host="example.com"),
     SearchFilter(after=datetime(2026, 1, 1, tzinfo=UTC), before=datetime(2026, 2, 1, tzinfo=UTC)),
     SearchFilter(kinds=(Kind.HTML,), host="en.wikipedia.org", after=datetime(2025, 1, 1, tzinfo=UTC)),
+    SearchFilter(source=SOURCE),
+    SearchFilter(published_after=datetime(2026, 3, 1, tzinfo=UTC)),
+    SearchFilter(source=SOURCE, published_after=datetime(2026, 3, 1, tzinfo=UTC),
+                 published_before=datetime(2026, 4, 1, tzinfo=UTC), after=datetime(2026, 1, 1, tzinfo=UTC)),
 ]
 
 
@@ -403,11 +408,48 @@ def test_the_filter_uses_only_documented_vector_search_operators():
                              {"created_at": {"$gte": datetime(2025, 1, 1, tzinfo=UTC)}}]}
 
 
+def test_the_source_and_publication_filters_are_clauses_on_the_chunks_own_fields():
+    from allthethings.adapters.atlas_store import mql_filter, search_filter_clauses
+
+    march, april, january = (datetime(2026, m, 1, tzinfo=UTC) for m in (3, 4, 1))
+    assert mql_filter(SearchFilter(source=SOURCE)) == {"source_id": {"$eq": SOURCE}}
+    assert mql_filter(FILTERS[6]) == {"$and": [
+        {"created_at": {"$gte": january}}, {"source_id": {"$eq": SOURCE}},
+        {"published_at": {"$gte": march}}, {"published_at": {"$lt": april}}]}
+    assert search_filter_clauses(FILTERS[6]) == [
+        {"range": {"path": "created_at", "gte": january}},
+        {"equals": {"path": "source_id", "value": SOURCE}},
+        {"range": {"path": "published_at", "gte": march, "lt": april}}]
+    assert search_filter_clauses(SearchFilter(published_before=april)) == [
+        {"range": {"path": "published_at", "lt": april}}]
+    hybrid = hybrid_search_pipeline("v", "t", [0.1] * 8, "q", 5, SearchFilter(source=SOURCE))[0]["$rankFusion"]
+    pipelines = hybrid["input"]["pipelines"]
+    assert pipelines["vector"][0]["$vectorSearch"]["filter"] == {"source_id": {"$eq": SOURCE}}
+    assert pipelines["text"][0]["$search"]["compound"]["filter"] == [
+        {"equals": {"path": "source_id", "value": SOURCE}}]
+
+
+def test_an_undated_chunk_is_out_of_every_publication_bound_as_mql_compares_it(mock_store):
+    """The filters rely on a comparison with a date matching only dates: a chunk whose
+    `published_at` is null (an asset of no source) or missing passes neither bound."""
+    from allthethings.adapters.atlas_store import mql_filter
+
+    chunks = mock_store.db.chunks
+    chunks.insert_many([{"_id": "dated", "published_at": datetime(2026, 3, 15, tzinfo=UTC)},
+                        {"_id": "null", "published_at": None}, {"_id": "missing"}])
+    for bound in (SearchFilter(published_after=datetime(2000, 1, 1, tzinfo=UTC)),
+                  SearchFilter(published_before=datetime(2100, 1, 1, tzinfo=UTC))):
+        assert [d["_id"] for d in chunks.find(mql_filter(bound))] == ["dated"]
+
+
 def test_both_search_indexes_declare_every_filter_path():
     vector_filters = {f["path"] for f in vector_index_definition(768)["fields"] if f["type"] == "filter"}
     text_fields = set(search_index_definition()["mappings"]["fields"])
     assert set(FILTER_PATHS) <= vector_filters
     assert set(FILTER_PATHS) <= text_fields and "text" in text_fields
+    assert {"source_id", "published_at"} <= set(FILTER_PATHS)
+    fields = search_index_definition()["mappings"]["fields"]
+    assert (fields["source_id"], fields["published_at"]) == ({"type": "token"}, {"type": "date"})
     assert search_index_definition()["mappings"]["dynamic"] is False
 
 
@@ -509,3 +551,56 @@ def test_ensuring_indexes_twice_changes_nothing_the_second_time():
     assert len(chunks.calls) == 2
     third = store.ensure_indexes(384, wait_s=0)
     assert "chunk_vectors updated" in third and chunks.calls[-1] == "update chunk_vectors"
+
+
+# -- sources (issue 17): the chunks carry their asset's source ------------------------------------
+
+def test_the_store_indexes_assets_by_source_for_its_listing_and_counts(mock_store):
+    assert "by_source" in mock_store.ensure_btree_indexes()
+    keys = mock_store.db.assets.index_information()["by_source"]["key"]
+    assert keys[0] == ("source_id", 1) and [k for k, _ in keys[1:]] == ["created_at", "_id"]
+
+
+def _chunk_labels(store, asset_id):
+    return sorted((d["index"], d.get("source_id"), d.get("published_at"))
+                  for d in store.db.chunks.find({"asset_id": asset_id}))
+
+
+def _embedding_asset(store, chunks=2):
+    from tests.integration.store_contract import make_chunks, replay_bulk_writes
+
+    store.db.chunks.bulk_write = replay_bulk_writes(store.db.chunks)
+    asset = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+    store.put_chunks(asset.id, make_chunks(asset.id, [f"chunk {i}" for i in range(chunks)]))
+    return asset
+
+
+def test_link_source_labels_every_chunk_of_the_asset_with_its_source_and_date(mock_store):
+    asset = _embedding_asset(mock_store)
+    mock_store._attach_vectors(asset, [axis(0), axis(1)])
+    published = datetime(2026, 3, 1, tzinfo=UTC)
+    assert mock_store.link_source(asset.id, SOURCE, published_at=published)
+    assert _chunk_labels(mock_store, asset.id) == [(0, SOURCE, published), (1, SOURCE, published)]
+
+
+def test_a_link_that_races_the_vectors_write_is_not_undone_by_it(mock_store):
+    """make_searchable reads the asset, then writes its vectors with that read's metadata: a
+    link_source in between relabels the chunks before the vectors' write sets them back, and
+    there is no transaction to order the two (Atlas). The write catches up with the link."""
+    asset = _embedding_asset(mock_store)
+    read_before_the_link = mock_store.get(asset.id)
+    published = datetime(2026, 3, 1, tzinfo=UTC)
+    assert mock_store.link_source(asset.id, SOURCE, published_at=published)
+    mock_store._attach_vectors(read_before_the_link, [axis(0), axis(1)])
+    assert _chunk_labels(mock_store, asset.id) == [(0, SOURCE, published), (1, SOURCE, published)]
+
+
+def test_source_counts_is_one_group_by_status(mock_store, monkeypatch):
+    for status in (Status.SEARCHABLE, Status.SEARCHABLE, Status.FETCHING):
+        mock_store.add(make_asset(status=status, source_id=SOURCE))
+    calls = []
+    aggregate = mock_store.db.assets.aggregate
+    monkeypatch.setattr(mock_store.db.assets, "aggregate", lambda pipeline: calls.append(pipeline) or aggregate(
+        pipeline))
+    assert mock_store.source_counts(SOURCE) == {Status.SEARCHABLE: 2, Status.FETCHING: 1}
+    assert calls == [[{"$match": {"source_id": SOURCE}}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}]]

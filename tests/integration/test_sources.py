@@ -89,9 +89,9 @@ def drain(deps, slice_s: float = 60.0, limit: int = 20) -> list:
         until = time.monotonic() + slice_s
         if isinstance(task, ReadSource):
             read_source(task, deps, until=until)
-        elif isinstance(task, SubmitEntries):
-            if not submit_entries(task.source_id, deps, until=until, webhook_base=None):
-                deps.source_queue.send({"kind": "submit_entries", "source_id": task.source_id})
+        elif isinstance(task, SubmitEntries) and not submit_entries(task.source_id, deps, until=until,
+                                                                     webhook_base=None):
+            deps.source_queue.send({"kind": "submit_entries", "source_id": task.source_id})
     return ran
 
 

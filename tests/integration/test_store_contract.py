@@ -32,7 +32,17 @@ from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter
 from allthethings.services.search import MAX_CHUNKS
 from tests.fakes import FakeStore
-from tests.integration.store_contract import DIMENSIONS, Backend, at, axis, make_asset, make_chunks, unit
+from tests.integration.store_contract import (
+    DIMENSIONS,
+    Backend,
+    at,
+    axis,
+    make_asset,
+    make_chunks,
+    new_source,
+    replay_bulk_writes,
+    unit,
+)
 
 INDEX = "chunk_vectors"
 MODEL = "contract-test-model"
@@ -40,27 +50,6 @@ MODEL = "contract-test-model"
 
 
 # -- backends ------------------------------------------------------------------------------------
-
-def _replay_bulk_writes(collection):
-    """A bulk_write for a mongomock collection that replays ReplaceOne/UpdateOne one by one.
-
-    pymongo 4.20 hands `sort=` to the bulk builder, which mongomock 4.3's builder does not accept, so the
-    real bulk_write fails inside mongomock before touching any document. Replaying the same operations
-    through replace_one/update_one keeps the store's own code path (its operations, filters and upserts).
-    """
-    from pymongo import ReplaceOne, UpdateOne
-
-    def bulk_write(requests, ordered=True, **_):
-        for op in requests:
-            if isinstance(op, ReplaceOne):
-                collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
-            elif isinstance(op, UpdateOne):
-                collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
-            else:
-                raise NotImplementedError(f"no mongomock replay for {type(op).__name__}")
-
-    return bulk_write
-
 
 def _one_write_at_a_time(collection, lock) -> None:
     """Make each of a mongomock collection's writes atomic, as each is on a real server.
@@ -138,7 +127,7 @@ def backend(request, tmp_path):
         store = AtlasStore(lambda: mongomock.MongoClient(tz_aware=True), "test_db", INDEX)
         # mongomock 4.3 has no search-index commands; the B-tree indexes are all the non-search contract needs.
         store.ensure_btree_indexes()
-        store.db.chunks.bulk_write = _replay_bulk_writes(store.db.chunks)
+        store.db.chunks.bulk_write = replay_bulk_writes(store.db.chunks)
         lock = threading.RLock()
         for collection in (store.db.assets, store.db.chunks):
             _one_write_at_a_time(collection, lock)
@@ -376,6 +365,27 @@ class TestAssetStoreContract:
                 break
             assert len(pages) < 10, "the cursor never ran out"
         assert seen == list(reversed(wanted)) and pages == [3, 3, 1]
+
+    def test_a_listing_filtered_by_source_shows_only_that_sources_assets_and_pages_under_it(self, backend):
+        store, mine, other = backend.store, new_source(), new_source()
+        wanted = []
+        for i in range(7):
+            owner = (mine, other, None)[i % 3]
+            status = Status.SEARCHABLE if i % 2 else Status.SUBMITTED
+            asset = store.add(make_asset(url=f"https://example.com/{i}", created_at=at(i), status=status,
+                                         source_id=owner))
+            if owner == mine:
+                wanted.append(asset.url)
+        linked = store.add(make_asset(url="https://example.com/linked", created_at=at(10)))
+        assert store.link_source(linked.id, mine)
+        wanted.append(linked.url)
+        assert self._listed(store, AssetFilter(source=mine)) == list(reversed(wanted))
+        assert self._listed(store, AssetFilter(source=mine, statuses=(Status.SEARCHABLE,))) == [
+            "https://example.com/3"], "source and status combine"
+        assert self._listed(store, AssetFilter(source=new_source())) == []
+        first, cursor = store.list(2, None, AssetFilter(source=mine))
+        rest, after = store.list(2, cursor, AssetFilter(source=mine))
+        assert [a.url for a in first + rest] == list(reversed(wanted)) and after is None
 
     def test_chunks_may_be_read_up_to_a_limit(self, backend):
         asset = backend.store.add(make_asset())
@@ -746,6 +756,185 @@ def test_a_sqlite_file_from_before_filters_is_upgraded_in_place(tmp_path):
     upgraded = SqliteStore(path, DIMENSIONS, MODEL)
     assert [h.asset_id for h in upgraded.search(axis(2), 5, SearchFilter(kinds=(Kind.TEXT,)))] == [asset.id]
     assert [h.asset_id for h in upgraded.keyword_search("keepers", 5)] == [asset.id]
+
+
+# -- sources: the assets a feed or sitemap listed (issue 17) -------------------------------------
+
+def _found(store, mode, search_filter, limit, vector=None, query="lighthouse"):
+    """The asset ids a search in `mode` finds under the filter (vector and hybrid search near `vector`)."""
+    vector = vector or axis(0)
+    if mode == "vector":
+        hits = store.search(vector, limit, search_filter)
+    elif mode == "keyword":
+        hits = store.keyword_search(query, limit, search_filter)
+    else:
+        hits = store.hybrid_search(vector, query, limit, search_filter)
+    return {h.asset_id for h in hits}
+
+
+MODES = ["vector", "keyword", "hybrid"]
+
+
+class TestSourcesContract:
+    def test_link_source_gives_an_asset_of_no_source_its_source_and_the_items_fields(self, backend):
+        store, source = backend.store, new_source()
+        asset = store.add(make_asset())
+        item = {"published_at": at(30), "author": "Ada", "description": "An episode about lighthouses.",
+                "title": "Episode 1", "transcript": {"url": "https://example.com/t.vtt", "type": "text/vtt"}}
+        assert store.link_source(asset.id, source, **item)
+        got = store.get(asset.id)
+        assert (got.source_id, got.published_at, got.author, got.description, got.title, got.transcript) == (
+            source, at(30), "Ada", "An episode about lighthouses.", "Episode 1", item["transcript"])
+        assert got.status is asset.status
+
+    def test_an_assets_own_title_is_kept_and_the_items_taken_only_where_it_has_none(self, backend):
+        store = backend.store
+        titled = store.add(make_asset(title="Its own title"))
+        assert store.link_source(titled.id, new_source(), title="The item's title", author="Ada")
+        assert (store.get(titled.id).title, store.get(titled.id).author) == ("Its own title", "Ada")
+
+    def test_an_asset_is_linked_to_one_source_only_and_a_second_link_changes_nothing(self, backend):
+        store, first, second = backend.store, new_source(), new_source()
+        asset = store.add(make_asset())
+        assert store.link_source(asset.id, first, author="first")
+        assert store.link_source(asset.id, second, author="second") is False
+        got = store.get(asset.id)
+        assert (got.source_id, got.author) == (first, "first")
+        listed_by = store.add(make_asset(source_id=second))  # a source's own submission carries it already
+        assert store.link_source(listed_by.id, first) is False and store.get(listed_by.id).source_id == second
+
+    def test_linking_an_unknown_asset_returns_false_and_an_unknown_field_is_a_value_error(self, backend):
+        store = backend.store
+        assert store.link_source(uuid.uuid4().hex, new_source()) is False
+        asset = store.add(make_asset())
+        with pytest.raises(ValueError):
+            store.link_source(asset.id, new_source(), colour="blue")
+        assert store.get(asset.id).source_id is None
+
+    def test_source_counts_count_a_sources_assets_by_status_in_one_answer(self, backend):
+        store, source, other = backend.store, new_source(), new_source()
+        for status in (Status.SEARCHABLE, Status.SEARCHABLE, Status.FETCHING, Status.PROCESSING_ERROR):
+            store.add(make_asset(status=status, source_id=source))
+        store.add(make_asset(status=Status.SEARCHABLE, source_id=other))
+        store.add(make_asset(status=Status.SEARCHABLE))
+        linked = store.add(make_asset(status=Status.SUBMITTED))
+        assert store.link_source(linked.id, source)
+        assert store.source_counts(source) == {Status.SEARCHABLE: 2, Status.FETCHING: 1,
+                                               Status.PROCESSING_ERROR: 1, Status.SUBMITTED: 1}
+        assert store.move(linked.id, Status.PROCESSING)
+        assert store.source_counts(source)[Status.PROCESSING] == 1 and Status.SUBMITTED not in store.source_counts(
+            source)
+        assert store.source_counts(new_source()) == {}
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_a_search_filtered_by_source_finds_only_its_assets_and_never_fewer(self, backend, mode):
+        needs_search(backend)
+        store, source = backend.store, new_source()
+        for i in range(12):  # nearer and wordier chunks of assets of no source or of another
+            searchable(store, [(f"lighthouse lighthouse keepers {i}", axis(0, 0.01 * i))],
+                       source_id=new_source() if i % 2 else None)
+        wanted = {searchable(store, [(f"lighthouse {i}", axis(0, 0.5 + 0.1 * i))], source_id=source).id
+                  for i in range(3)}
+        backend.settle()
+        assert _found(store, mode, SearchFilter(source=source), 3) == wanted
+        assert _found(store, mode, SearchFilter(source=new_source()), 3) == set()
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_publication_bounds_find_the_assets_published_in_them_and_never_an_undated_one(self, backend, mode):
+        needs_search(backend)
+        store, source = backend.store, new_source()
+        for i in range(6):  # the nearest and wordiest: no publication date at all
+            searchable(store, [(f"lighthouse lighthouse keepers {i}", axis(0, 0.01 * i))])
+        dated = {t: searchable(store, [(f"lighthouse {t}", axis(0, 0.5 + 0.001 * t))], source_id=source,
+                               published_at=at(t)).id for t in (0, 100, 200)}
+        backend.settle()
+        assert _found(store, mode, SearchFilter(published_after=at(100)), 2) == {dated[100], dated[200]}
+        assert _found(store, mode, SearchFilter(published_before=at(100)), 1) == {dated[0]}
+        window = SearchFilter(published_after=at(50), published_before=at(200))
+        assert _found(store, mode, window, 1) == {dated[100]}
+        assert _found(store, mode, SearchFilter(published_before=at(10_000)), 3) == set(dated.values())
+        assert _found(store, mode, SearchFilter(published_after=at(201)), 3) == set()
+        created = SearchFilter(after=at(0) - timedelta(days=365 * 50))  # the creation date is another filter
+        assert len(_found(store, mode, created, 20)) == 9
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_linking_a_searchable_asset_makes_it_found_under_the_source_filter_at_once(self, backend, mode):
+        needs_search(backend)
+        store, source = backend.store, new_source()
+        asset = searchable(store, [("lighthouse keepers log", axis(0)), ("a lighthouse lamp", axis(1))])
+        searchable(store, [("lighthouse of another source", axis(0, 0.1))], source_id=new_source())
+        backend.settle()
+        assert _found(store, mode, SearchFilter(source=source), 5) == set()
+        assert store.link_source(asset.id, source, published_at=at(500))
+        backend.settle()
+        assert _found(store, mode, SearchFilter(source=source), 5) == {asset.id}
+        assert _found(store, mode, SearchFilter(source=source, published_after=at(400)), 5) == {asset.id}
+        assert _found(store, mode, SearchFilter(published_before=at(400)), 5) == set()
+        assert {h.index for h in store.search(axis(1), 5, SearchFilter(source=source))} == {0, 1}, \
+            "every chunk of the asset carries its source"
+
+    def test_an_asset_linked_before_its_vectors_are_written_is_found_under_the_source_filter(self, backend):
+        needs_search(backend)
+        store, source = backend.store, new_source()
+        asset = store.add(make_asset(status=Status.GENERATING_EMBEDDINGS))
+        store.put_chunks(asset.id, make_chunks(asset.id, ["lighthouse keepers"]))
+        assert store.link_source(asset.id, source, published_at=at(5))
+        assert store.make_searchable(asset.id, [axis(3)])
+        backend.settle()
+        assert _found(store, "vector", SearchFilter(source=source, published_after=at(0)), 5, axis(3)) == {asset.id}
+        copy = store.get(asset.id).copied_to("https://mirror.example/linked", size_bytes=1, content_type="text/plain")
+        store.add_copy(copy, asset.id)
+        backend.settle()
+        assert _found(store, "vector", SearchFilter(source=source), 5, axis(3)) == {asset.id}, \
+            "a copy belongs to the source only if it is linked itself"
+
+
+def test_a_sqlite_file_from_before_sources_is_upgraded_in_place(tmp_path):
+    import sqlean
+    import sqlite_vec
+
+    path = str(tmp_path / "before-sources.db")
+    store = SqliteStore(path, DIMENSIONS, MODEL)
+    asset = store.get(searchable(store, [("lighthouse keepers", axis(2))], created_at=at(0)).id)
+    store.close()
+    # Make the file as the release before sources did: no source columns on assets, and search
+    # tables whose metadata stops at the creation time.
+    conn = sqlean.connect(path)
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    rowid, embedding = conn.execute("SELECT rowid, embedding FROM chunk_vectors").fetchone()
+    conn.execute("DROP TABLE chunk_vectors")
+    conn.execute(f"CREATE VIRTUAL TABLE chunk_vectors USING vec0(embedding float[{DIMENSIONS}] "
+                 "distance_metric=cosine, kind text, host text, created_at float)")
+    conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                 (rowid, embedding, "text", "example.com", at(0).timestamp()))
+    conn.execute("DROP TABLE chunk_fts")
+    conn.execute("CREATE VIRTUAL TABLE chunk_fts USING fts5(text, kind UNINDEXED, host UNINDEXED, "
+                 "created_at UNINDEXED, tokenize='porter unicode61')")
+    conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
+                 (rowid, "lighthouse keepers", "text", "example.com", at(0).timestamp()))
+    conn.execute("DROP INDEX assets_source")
+    for column in ("source_id", "published_at", "author", "description", "transcript"):
+        conn.execute(f"ALTER TABLE assets DROP COLUMN {column}")
+    conn.commit()
+    conn.close()
+
+    upgraded = SqliteStore(path, DIMENSIONS, MODEL)
+    same_asset(upgraded.get(asset.id), asset)
+    assert [h.asset_id for h in upgraded.search(axis(2), 5, SearchFilter(kinds=(Kind.TEXT,)))] == [asset.id]
+    assert [h.asset_id for h in upgraded.keyword_search("keepers", 5, SearchFilter(before=at(1)))] == [asset.id]
+    source = new_source()
+    assert upgraded.search(axis(2), 5, SearchFilter(source=source)) == []
+    assert upgraded.link_source(asset.id, source, published_at=at(60), author="Ada")
+    assert [h.asset_id for h in upgraded.search(axis(2), 5, SearchFilter(source=source))] == [asset.id]
+    assert [h.asset_id for h in upgraded.keyword_search("keepers", 5, SearchFilter(published_after=at(60)))] \
+        == [asset.id]
+    assert upgraded.source_counts(source) == {Status.SEARCHABLE: 1}
+    assert upgraded.list(5, None, AssetFilter(source=source))[0][0].author == "Ada"
+    upgraded.close()
+    again = SqliteStore(path, DIMENSIONS, MODEL)  # upgraded once: opened again, nothing is rebuilt
+    assert [h.asset_id for h in again.search(axis(2), 5, SearchFilter(source=source))] == [asset.id]
+    again.close()
 
 
 # -- the same bytes behind another URL (issue 5) -------------------------------------------------

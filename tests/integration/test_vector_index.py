@@ -1,6 +1,7 @@
 """The embedded store's vector search reads a copy of `chunk_vectors` held in memory: it must
 answer what the table answers (sqlite-vec's own nearest-neighbour query is the oracle), stay
-current through every write that changes the table (attach, copy, re-chunk, delete), follow
+current through every write that changes the table (attach, copy, re-chunk, delete, link to a
+source), follow
 writes made by another store on the same file (another process), and never keep a row whose
 write was rolled back."""
 
@@ -15,10 +16,10 @@ import pytest
 from sqlite_vec import serialize_float32
 
 from allthethings.adapters.sqlite_store import SqliteStore, _filter_sql
-from allthethings.adapters.vector_index import IndexedRow, VectorIndex
+from allthethings.adapters.vector_index import NO_DATE, IndexedRow, VectorIndex
 from allthethings.domain.assets import Kind, Status
 from allthethings.domain.search import SearchFilter
-from tests.integration.store_contract import at, make_asset, make_chunks
+from tests.integration.store_contract import at, make_asset, make_chunks, new_source
 
 DIMENSIONS = 16
 
@@ -29,9 +30,11 @@ def random_unit(rng) -> list[float]:
 
 
 def searchable(store: SqliteStore, rng, *, chunks: int = 3, kind: Kind = Kind.TEXT, host: str = "a.example",
-               minute: int = 0):
+               minute: int = 0, source_id: str | None = None, published_minute: int | None = None):
+    published_at = at(published_minute * 60) if published_minute is not None else None
     asset = dataclasses.replace(make_asset(status=Status.PROCESSED, created_at=at(minute * 60),
-                                           url=f"https://{host}/{rng.random()}", chunk_count=chunks), kind=kind)
+                                           url=f"https://{host}/{rng.random()}", chunk_count=chunks,
+                                           source_id=source_id, published_at=published_at), kind=kind)
     asset = store.add(asset)
     store.put_chunks(asset.id, make_chunks(asset.id, [f"chunk {i} of {asset.id}" for i in range(chunks)]))
     assert store.make_searchable(asset.id, [random_unit(rng) for _ in range(chunks)])
@@ -60,16 +63,22 @@ def store(tmp_path):
     made.close()
 
 
+SOURCES = [new_source(), new_source()]
 FILTERS = [None, SearchFilter(kinds=(Kind.AUDIO,)), SearchFilter(host="b.example"),
            SearchFilter(kinds=(Kind.TEXT, Kind.VIDEO), after=at(20 * 60)),
-           SearchFilter(before=at(10 * 60)), SearchFilter(host="nowhere.example")]
+           SearchFilter(before=at(10 * 60)), SearchFilter(host="nowhere.example"),
+           SearchFilter(source=SOURCES[0]), SearchFilter(source=new_source()),
+           SearchFilter(published_after=at(15 * 60)), SearchFilter(published_before=at(15 * 60)),
+           SearchFilter(source=SOURCES[1], published_after=at(5 * 60), published_before=at(30 * 60))]
 
 
 def test_the_copy_answers_what_the_table_answers_through_every_kind_of_write(store):
     rng = np.random.default_rng(3)
     random.seed(3)
     kinds, hosts = [Kind.TEXT, Kind.AUDIO, Kind.VIDEO], ["a.example", "b.example", "c.example"]
-    assets = [searchable(store, rng, chunks=1 + n % 4, kind=kinds[n % 3], host=hosts[n % 3], minute=n)
+    sources = [SOURCES[0], SOURCES[1], None, None]  # half the assets of no source, and undated
+    assets = [searchable(store, rng, chunks=1 + n % 4, kind=kinds[n % 3], host=hosts[n % 3], minute=n,
+                         source_id=sources[n % 4], published_minute=n if sources[n % 4] else None)
               for n in range(40)]
     queries = [random_unit(rng) for _ in range(5)]
 
@@ -83,9 +92,12 @@ def test_the_copy_answers_what_the_table_answers_through_every_kind_of_write(sto
                     assert sims == pytest.approx(expected_sims, abs=1e-5)
 
     agree()
-    # Deleting, re-chunking (put_chunks drops the old vectors), copying: each is a write of the table.
+    # Deleting, re-chunking (put_chunks drops the old vectors), copying, linking to a source: each
+    # is a write of the table.
     for asset in assets[:10]:
         store.delete(asset.id)
+    for n, asset in enumerate(assets[30:40:4]):  # of no source (n % 4 == 2): linked, dated or not
+        assert store.link_source(asset.id, SOURCES[n % 2], published_at=at(n * 7 * 60) if n % 3 else None)
     for asset in assets[10:15]:
         store.put_chunks(asset.id, make_chunks(asset.id, ["a new chunk"]))
     twin = assets[20]
@@ -143,14 +155,21 @@ def test_a_copy_read_before_a_write_that_races_it_is_read_again(store):
 
 def test_the_index_ranks_by_cosine_and_breaks_ties_by_rowid():
     index = VectorIndex(2)
-    index.load([IndexedRow(1, [1.0, 0.0], "text", "h", 0.0), IndexedRow(2, [0.0, 3.0], "text", "h", 0.0),
-                IndexedRow(3, [2.0, 0.0], "audio", "h", 0.0), IndexedRow(4, [1.0, 1.0], "text", "g", 5.0)], version=1)
+    index.load([IndexedRow(1, [1.0, 0.0], "text", "h", 0.0), IndexedRow(2, [0.0, 3.0], "text", "h", 0.0, "s", 9.0),
+                IndexedRow(3, [2.0, 0.0], "audio", "h", 0.0, "s", NO_DATE),
+                IndexedRow(4, [1.0, 1.0], "text", "g", 5.0, "t", 2.0)], version=1)
     assert [r for r, _ in index.search([1.0, 0.0], 4)] == [1, 3, 4, 2]  # 1 and 3 tie (unnormalised 3)
     assert index.search([1.0, 0.0], 1)[0][1] == pytest.approx(1.0)
     assert [r for r, _ in index.search([1.0, 0.0], 4, SearchFilter(kinds=(Kind.AUDIO,)))] == [3]
     assert [r for r, _ in index.search([1.0, 0.0], 4, SearchFilter(host="g"))] == [4]
     after = SearchFilter(after=at(0) - timedelta(seconds=at(0).timestamp() - 1))
     assert [r for r, _ in index.search([1.0, 0.0], 4, after)] == [4]
+    assert [r for r, _ in index.search([1.0, 0.0], 4, SearchFilter(source="s"))] == [3, 2]
+    assert index.search([1.0, 0.0], 4, SearchFilter(source="u")) == []
+    published_before = SearchFilter(published_before=at(0) - timedelta(seconds=at(0).timestamp() - 5))
+    assert [r for r, _ in index.search([1.0, 0.0], 4, published_before)] == [4], "an undated row is never before"
+    published_after = SearchFilter(published_after=at(0) - timedelta(seconds=at(0).timestamp() - 2))
+    assert [r for r, _ in index.search([1.0, 0.0], 4, published_after)] == [4, 2]
     index.apply([], [1], version=2)  # the last row takes the removed row's place
     assert sorted(r for r, _ in index.search([0.0, 1.0], 10)) == [2, 3, 4]
     assert index.version == 2

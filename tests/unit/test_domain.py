@@ -381,3 +381,33 @@ def test_a_plain_zip_or_a_legacy_office_file_is_refused_naming_what_is_accepted(
     with pytest.raises(UnsupportedContentType) as refused:
         decide(head, None, url)
     assert "DOCX" in refused.value.message and "EPUB" in refused.value.message
+
+
+# -- listing under a source (issue 17) -----------------------------------------------------------
+
+def test_a_listing_filter_reads_a_checked_source_id_and_admits_only_that_sources_assets():
+    from datetime import UTC, datetime
+
+    from allthethings.domain.assets import Asset
+    from allthethings.domain.listing import AssetFilter, parse_filter
+
+    source = "src_" + "0123456789abcdef" * 2
+    listing = parse_filter({"source": f" {source} ", "status": "searchable"})
+    assert listing == AssetFilter(statuses=(Status.SEARCHABLE,), source=source) and not listing.is_empty
+    assert parse_filter({"source": ""}).is_empty
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    mine = Asset(id="a" * 32, url="https://x.test/1", status=Status.SEARCHABLE, created_at=stamp, updated_at=stamp,
+                 source_id=source)
+    assert AssetFilter(source=source).admits(mine)
+    assert not AssetFilter(source="src_" + "f" * 32).admits(mine)
+    assert not AssetFilter(source=source).admits(Asset(id="b" * 32, url="https://x.test/2", status=Status.SEARCHABLE,
+                                                       created_at=stamp, updated_at=stamp))
+
+
+@pytest.mark.parametrize("raw", ["feed-1", "src_" + "A" * 32, "src_" + "a" * 31, "a" * 32])
+def test_a_listing_source_that_is_not_a_source_id_is_refused_naming_the_parameter(raw):
+    from allthethings.domain.listing import parse_filter
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_filter({"source": raw})
+    assert refused.value.message.startswith("source") and refused.value.param == "source"

@@ -13,6 +13,8 @@ import pytest
 
 from allthethings import bootstrap
 from allthethings.config import Settings
+from allthethings.domain.sources import check_source_id
+from allthethings.domain.tasks import SourceTask, from_message
 from devstack import template as templates
 from devstack.gateway import LambdaContext, authorizer_event, load_handler
 from tests.fakes import fake_deps
@@ -144,3 +146,16 @@ def test_the_sign_in_event_signs_in_with_the_example_key(example_keys):
     answer = _invoke("PagesFunction", COMMITTED["pages-session.json"])
     assert answer["statusCode"] == 303 and answer["headers"]["Location"] == "/"
     assert answer["cookies"][0].startswith(f"allthethings_key={GENERATE.EXAMPLE_API_KEY};")
+
+
+def test_the_source_events_name_one_valid_source_and_the_workers_events_carry_source_queue_tasks():
+    assert check_source_id(GENERATE.SOURCE_ID)
+    named = {e["pathParameters"]["id"] for name, e in HTTP_EVENTS.items()
+             if name.startswith("sources-") and "pathParameters" in e}
+    assert named == {GENERATE.SOURCE_ID}
+    worker = {name: e for name, e in COMMITTED.items() if name.startswith("source-worker-")}
+    assert worker
+    for name, event in worker.items():
+        (record,) = event["Records"]
+        task = from_message(json.loads(record["body"]))
+        assert isinstance(task, SourceTask) and task.source_id == GENERATE.SOURCE_ID, name

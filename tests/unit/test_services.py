@@ -250,11 +250,36 @@ def test_unsearchable_assets_are_not_found():
     ({"q": "ok", "kind": "html,sculpture"}, "kind"), ({"q": "ok", "host": "bad host!"}, "host"),
     ({"q": "ok", "after": "yesterday"}, "after"), ({"q": "ok", "before": "2026-13-45"}, "before"),
     ({"q": "ok", "after": "2026-02-01", "before": "2026-01-01"}, "after"),
+    ({"q": "ok", "source": "feed-1"}, "source"), ({"q": "ok", "source": "src_" + "A" * 32}, "source"),
+    ({"q": "ok", "published_after": "last week"}, "published_after"),
+    ({"q": "ok", "published_before": "2026-02-30"}, "published_before"),
+    ({"q": "ok", "published_after": "2026-02-01", "published_before": "2026-02-01"}, "published_after"),
 ])
 def test_bad_search_parameters_are_refused_naming_the_parameter(params, named):
     with pytest.raises(InvalidInput) as refused:
         parse_request(params)
     assert refused.value.message.startswith(named)
+
+
+def test_the_source_and_publication_parameters_become_the_search_filter_and_its_cursor_key():
+    from datetime import UTC, datetime
+
+    from allthethings.domain.search import fingerprint
+
+    source = "src_" + "0123456789abcdef" * 2
+    request = parse_request({"q": "ok", "source": f" {source} ", "published_after": "2026-03-01",
+                             "published_before": "2026-04-01T12:00:00+02:00", "after": "2026-01-01"})
+    got = request.search_filter
+    assert (got.source, got.published_after, got.published_before, got.after) == (
+        source, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, 10, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC))
+    assert not got.is_empty
+    unfiltered = parse_request({"q": "ok"})
+    assert unfiltered.search_filter.source is None and unfiltered.search_filter.is_empty
+    keys = {fingerprint("ok", request.mode, parse_request({"q": "ok", **extra}).search_filter)
+            for extra in ({}, {"source": source}, {"published_after": "2026-03-01"},
+                          {"published_before": "2026-03-01"})}
+    assert len(keys) == 4, "a cursor of one of these searches is refused by the others"
 
 
 def search(query, limit, deps, **params):

@@ -2,8 +2,9 @@
 
 `assets` holds one document per asset (`_id` is the asset id, `url` unique);
 `chunks` one document per chunk (`_id` is `<asset id>:<index>`) whose
-`embedding` field is covered by an Atlas Vector Search index. The client is
-built once per container, on first use.
+`embedding` field is covered by an Atlas Vector Search index, and which carries
+its asset's search metadata (records.SearchMetadata) for the filters. The client
+is built once per container, on first use.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from allthethings.adapters.records import BSON, decode, encode, encode_changes, search_metadata
+from allthethings.adapters.records import BSON, decode, encode, encode_changes, linked_fields, search_metadata
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status
 from allthethings.domain.errors import UpstreamUnavailable
@@ -21,7 +22,7 @@ from allthethings.domain.search import SearchFilter
 from allthethings.ports import AssetStore, QueryVector, resolved
 
 # Chunk fields a search may filter on; each is declared in both search indexes.
-FILTER_PATHS = ("asset_id", "kind", "host", "created_at")
+FILTER_PATHS = ("asset_id", "kind", "host", "created_at", "source_id", "published_at")
 # A filtered vector search over at most this many chunks is exact rather than approximate.
 EXACT_SEARCH_MAX = 10_000
 
@@ -39,12 +40,14 @@ def search_index_definition() -> dict:
     return {"mappings": {"dynamic": False, "fields": {
         "text": {"type": "string", "analyzer": "lucene.english"},
         "asset_id": {"type": "token"}, "kind": {"type": "token"}, "host": {"type": "token"},
-        "created_at": {"type": "date"},
+        "created_at": {"type": "date"}, "source_id": {"type": "token"}, "published_at": {"type": "date"},
     }}}
 
 
 def mql_filter(search_filter: SearchFilter | None) -> dict:
-    """The filter in the MQL subset `$vectorSearch` accepts ($eq, $in, $gte, $lt, $and)."""
+    """The filter in the MQL subset `$vectorSearch` accepts ($eq, $in, $gte, $lt, $and). A chunk
+    whose `published_at` is null (an asset of no source) matches no bound on it: a comparison
+    with a date matches only dates."""
     if search_filter is None or search_filter.is_empty:
         return {}
     clauses: list[dict] = []
@@ -56,6 +59,12 @@ def mql_filter(search_filter: SearchFilter | None) -> dict:
         clauses.append({"created_at": {"$gte": search_filter.after}})
     if search_filter.before:
         clauses.append({"created_at": {"$lt": search_filter.before}})
+    if search_filter.source:
+        clauses.append({"source_id": {"$eq": search_filter.source}})
+    if search_filter.published_after:
+        clauses.append({"published_at": {"$gte": search_filter.published_after}})
+    if search_filter.published_before:
+        clauses.append({"published_at": {"$lt": search_filter.published_before}})
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
@@ -69,6 +78,8 @@ def listing_conditions(listing_filter: AssetFilter | None) -> list[dict]:
         conditions.append({"status": {"$in": [s.value for s in listing_filter.statuses]}})
     if listing_filter.kinds:
         conditions.append({"kind": {"$in": [k.value for k in listing_filter.kinds]}})
+    if listing_filter.source:
+        conditions.append({"source_id": listing_filter.source})
     if listing_filter.text:
         pattern = {"$regex": re.escape(listing_filter.text), "$options": "i"}
         conditions.append({"$or": [{"url": pattern}, {"title": pattern}]})
@@ -84,14 +95,18 @@ def search_filter_clauses(search_filter: SearchFilter | None) -> list[dict]:
         clauses.append({"in": {"path": "kind", "value": [k.value for k in search_filter.kinds]}})
     if search_filter.host:
         clauses.append({"equals": {"path": "host", "value": search_filter.host.lower()}})
-    if search_filter.after or search_filter.before:
-        bounds = {}
-        if search_filter.after:
-            bounds["gte"] = search_filter.after
-        if search_filter.before:
-            bounds["lt"] = search_filter.before
-        clauses.append({"range": {"path": "created_at", **bounds}})
+    clauses += _range("created_at", search_filter.after, search_filter.before)
+    if search_filter.source:
+        clauses.append({"equals": {"path": "source_id", "value": search_filter.source}})
+    clauses += _range("published_at", search_filter.published_after, search_filter.published_before)
     return clauses
+
+
+def _range(path: str, low: datetime | None, high: datetime | None) -> list[dict]:
+    """A `range` operator from `low` (included) to `high` (excluded), or none without either;
+    a document whose `path` is null or missing is out of every range."""
+    bounds = {**({"gte": low} if low else {}), **({"lt": high} if high else {})}
+    return [{"range": {"path": path, **bounds}}] if bounds else []
 
 
 _HIT_FIELDS = {"_id": 0, "asset_id": 1, "index": 1, "text": 1, "start_s": 1, "end_s": 1, "location": 1}
@@ -196,6 +211,9 @@ class AtlasStore(AssetStore):
             self.db.assets.create_index([("sha256", ASCENDING), ("status", ASCENDING)], name="same_bytes",
                                         partialFilterExpression={"sha256": {"$type": "string"}}),
             self.db.assets.create_index([("status", ASCENDING), ("updated_at", ASCENDING)], name="stale"),
+            # A source's assets: its listing (newest first) and its counts by status.
+            self.db.assets.create_index([("source_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                                        name="by_source"),
             self.db.chunks.create_index([("asset_id", ASCENDING), ("index", ASCENDING)], unique=True,
                                         name="asset_chunk_unique"),
         ]
@@ -281,6 +299,7 @@ class AtlasStore(AssetStore):
         self._call(self.db.chunks.delete_many, {"asset_id": asset.id})
         if copies:
             self._call(self.db.chunks.insert_many, copies, ordered=False)
+        self._catch_up_with_link(asset)
 
     def get_by_url(self, url: str) -> Asset | None:
         doc = self._call(self.db.assets.find_one, {"url": url})
@@ -317,6 +336,46 @@ class AtlasStore(AssetStore):
     def delete(self, asset_id: str) -> None:
         self._call(self.db.chunks.delete_many, {"asset_id": asset_id})
         self._call(self.db.assets.delete_one, {"_id": asset_id})
+
+    def link_source(self, asset_id: str, source_id: str, **item) -> bool:
+        from pymongo import ReturnDocument
+
+        fields = linked_fields(item)
+        title = fields.pop("title", None)
+        # The asset first (the one write that decides), its chunks second: there is no transaction,
+        # and a crash between the two leaves chunks a `source` filter misses (until they are written
+        # again), never one it wrongly finds.
+        doc = self._call(self.db.assets.find_one_and_update, {"_id": asset_id, "source_id": None},
+                         {"$set": encode_changes({"source_id": source_id, **fields}, BSON)},
+                         projection={"source_id": 1, "published_at": 1, "title": 1},
+                         return_document=ReturnDocument.AFTER)
+        if doc is None:
+            return False
+        if title is not None and doc.get("title") is None:
+            self._call(self.db.assets.update_one, {"_id": asset_id, "title": None}, {"$set": {"title": title}})
+        self._relabel_chunks(asset_id, doc)
+        return True
+
+    def _relabel_chunks(self, asset_id: str, doc: dict) -> None:
+        """Give the asset's chunks the source and publication time of its document `doc`."""
+        self._call(self.db.chunks.update_many, {"asset_id": asset_id},
+                   {"$set": {"source_id": doc.get("source_id"), "published_at": doc.get("published_at")}})
+
+    def _catch_up_with_link(self, asset: Asset) -> None:
+        """After chunks were written with the search metadata of `asset` as it was read: a
+        `link_source` that gave it a source since then may have relabelled the chunks before this
+        write replaced them, so relabel them again. (A link whose asset write comes after this
+        read relabels the chunks itself, after this write.) An asset's source never changes."""
+        if asset.source_id is not None:
+            return
+        doc = self._call(self.db.assets.find_one, {"_id": asset.id}, {"source_id": 1, "published_at": 1})
+        if doc is not None and doc.get("source_id") is not None:
+            self._relabel_chunks(asset.id, doc)
+
+    def source_counts(self, source_id: str) -> dict[Status, int]:
+        rows = self._call(lambda: list(self.db.assets.aggregate([
+            {"$match": {"source_id": source_id}}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}])))
+        return {Status(r["_id"]): r["count"] for r in rows}
 
     def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
         result = self._call(
@@ -355,6 +414,7 @@ class AtlasStore(AssetStore):
                for i, v in enumerate(vectors)]
         if ops:
             self._call(self.db.chunks.bulk_write, ops, ordered=False)
+        self._catch_up_with_link(asset)
 
     def _searchable_hits(self, rows: list[dict], found_by: str) -> list[ChunkHit]:
         """ChunkHits of the rows a `vector`, `keyword` or `fused` search answered."""

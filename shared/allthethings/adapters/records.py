@@ -90,12 +90,28 @@ def decode(record: Mapping, dialect: Dialect) -> Asset:
 
 class SearchMetadata(NamedTuple):
     """What rides on each searchable chunk so that search filters apply inside the search, before
-    ranking: the asset's kind (its value, or None), its URL's host, and its creation time."""
+    ranking: the asset's kind (its value, or None), its URL's host, its creation time, the source
+    that listed it and the date that source gave it (each None for an asset of no source)."""
 
     kind: str | None
     host: str
     created_at: datetime
+    source_id: str | None
+    published_at: datetime | None
 
 
 def search_metadata(asset: Asset) -> SearchMetadata:
-    return SearchMetadata(asset.kind.value if asset.kind else None, asset.host, asset.created_at)
+    return SearchMetadata(asset.kind.value if asset.kind else None, asset.host, asset.created_at,
+                          asset.source_id, asset.published_at)
+
+
+# What `AssetStore.link_source` may set besides the source itself (a source's item's fields).
+LINKED_FIELDS = frozenset({"title", "published_at", "author", "description", "transcript"})
+
+
+def linked_fields(item: Mapping[str, object]) -> dict:
+    """The item's fields for `link_source`, checked: ValueError names any it may not set."""
+    unknown = set(item) - LINKED_FIELDS
+    if unknown:
+        raise ValueError(f"unknown item fields {sorted(unknown)}")
+    return dict(item)

@@ -2,11 +2,11 @@
 
 Assets and chunks are plain tables. A searchable chunk is also in two search tables keyed by
 the chunk's rowid: `chunk_vectors` (sqlite-vec `vec0`, cosine distance) and `chunk_fts` (FTS5,
-BM25), each carrying the asset's kind, host and creation time so that filters apply inside the
-nearest-neighbour and full-text queries, before ranking. A vector search reads a copy of
-`chunk_vectors` held in memory (`vector_index.py`), which each write keeps current. One
-connection per thread, WAL journal, and every multi-statement write in a transaction, so a
-crash never leaves half an asset behind.
+BM25), each carrying the asset's kind, host, creation time, source and publication time so that
+filters apply inside the nearest-neighbour and full-text queries, before ranking. A vector
+search reads a copy of `chunk_vectors` held in memory (`vector_index.py`), which each write
+keeps current. One connection per thread, WAL journal, and every multi-statement write in a
+transaction, so a crash never leaves half an asset behind.
 """
 
 from __future__ import annotations
@@ -19,9 +19,18 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC
 
-from allthethings.adapters.records import FIELDS, SQL, SearchMetadata, decode, encode, encode_changes, search_metadata
+from allthethings.adapters.records import (
+    FIELDS,
+    SQL,
+    SearchMetadata,
+    decode,
+    encode,
+    encode_changes,
+    linked_fields,
+    search_metadata,
+)
 from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
-from allthethings.adapters.vector_index import IndexedRow, VectorIndex
+from allthethings.adapters.vector_index import NO_DATE, IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status
 from allthethings.domain.errors import InvalidInput
@@ -39,7 +48,8 @@ CREATE TABLE IF NOT EXISTS assets (
     content_type TEXT, kind TEXT, title TEXT, error TEXT, staged_key TEXT,
     size_bytes INTEGER, chunk_count INTEGER, prediction_id TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sha256 TEXT, metadata TEXT,
-    fetched_bytes INTEGER, embedded_chunks INTEGER, thumbnail_key TEXT
+    fetched_bytes INTEGER, embedded_chunks INTEGER, thumbnail_key TEXT,
+    source_id TEXT, published_at TEXT, author TEXT, description TEXT, transcript TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY,
@@ -53,6 +63,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 _COLUMNS = ", ".join(FIELDS)
+# The asset's search metadata, as both search tables name their columns (see _search_columns).
+_META = "kind, host, created_at, source_id, published_at"
+_INSERT_VECTOR = f"INSERT INTO chunk_vectors (rowid, embedding, {_META}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FTS = f"INSERT INTO chunk_fts (rowid, text, {_META}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connect(path: str):
@@ -110,18 +124,12 @@ class SqliteStore(AssetStore):
                 self._initialised = True
         return conn
 
-    def _vector_table(self, name: str) -> str:
-        return (f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING vec0(embedding float[{self.dimensions}] "
-                "distance_metric=cosine, kind text, host text, created_at float)")
+    def _vector_table(self) -> str:
+        return (f"CREATE VIRTUAL TABLE IF NOT EXISTS chunk_vectors USING vec0(embedding float[{self.dimensions}] "
+                "distance_metric=cosine, kind text, host text, created_at float, source_id text, published_at float)")
 
     def _create_schema(self, conn) -> None:
         conn.executescript(_SCHEMA)
-        existing = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunk_vectors'").fetchone()
-        conn.execute(self._vector_table("chunk_vectors"))
-        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(text, kind UNINDEXED, host UNINDEXED, "
-                     "created_at UNINDEXED, tokenize='porter unicode61')")
-        if existing and "kind text" not in existing[0]:
-            self._add_search_metadata(conn)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(assets)")}
         if "sha256" not in columns:
             conn.execute("ALTER TABLE assets ADD COLUMN sha256 TEXT")  # a file made before content reuse
@@ -132,9 +140,20 @@ class SqliteStore(AssetStore):
                 conn.execute(f"ALTER TABLE assets ADD COLUMN {column} INTEGER")
         if "thumbnail_key" not in columns:
             conn.execute("ALTER TABLE assets ADD COLUMN thumbnail_key TEXT")  # a file made before images
+        for column in ("source_id", "published_at", "author", "description", "transcript"):
+            if column not in columns:  # a file made before sources
+                conn.execute(f"ALTER TABLE assets ADD COLUMN {column} TEXT")
         if "location" not in {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}:
             conn.execute("ALTER TABLE chunks ADD COLUMN location TEXT")  # a file made before locations
+        # The search tables last: rebuilding them reads every asset column, the ones just added too.
+        existing = {name: sql for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name IN ('chunk_vectors', 'chunk_fts')")}
+        conn.execute(self._vector_table())
+        conn.execute(_FTS_TABLE)
+        if any("source_id" not in sql for sql in existing.values()):
+            self._add_search_metadata(conn)
         conn.execute("CREATE INDEX IF NOT EXISTS assets_sha256 ON assets (sha256) WHERE sha256 IS NOT NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS assets_source ON assets (source_id) WHERE source_id IS NOT NULL")
         conn.execute("CREATE INDEX IF NOT EXISTS assets_status_updated ON assets (status, updated_at)")
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('vectors_version', '0')")
         row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -150,20 +169,20 @@ class SqliteStore(AssetStore):
                     "or delete the file to re-index")
 
     def _add_search_metadata(self, conn) -> None:
-        """Upgrade a file made before filters: rebuild both search tables with asset metadata."""
+        """Upgrade a file made before filters or before sources: rebuild both search tables with
+        every column of the asset's search metadata (a virtual table's columns cannot be added)."""
         with write_transaction(conn, self._writer):
             rows = conn.execute(
                 f"SELECT v.rowid, v.embedding, c.text, {', '.join(f'a.{f}' for f in FIELDS)} FROM chunk_vectors v "
                 "JOIN chunks c ON c.rowid = v.rowid JOIN assets a ON a.id = c.asset_id").fetchall()
             conn.execute("DROP TABLE chunk_vectors")
-            conn.execute(self._vector_table("chunk_vectors"))
-            conn.execute("DELETE FROM chunk_fts")
+            conn.execute(self._vector_table())
+            conn.execute("DROP TABLE IF EXISTS chunk_fts")
+            conn.execute(_FTS_TABLE)
             for rowid, embedding, text, *asset in rows:
                 meta = _search_columns(search_metadata(_asset(asset)))
-                conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
-                             "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
-                conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                             (rowid, text, *meta))
+                conn.execute(_INSERT_VECTOR, (rowid, embedding, *meta))
+                conn.execute(_INSERT_FTS, (rowid, text, *meta))
             _next_vectors_version(conn)  # any copy held in memory reads the table again
 
     def close(self) -> None:
@@ -211,11 +230,9 @@ class SqliteStore(AssetStore):
             rowid = conn.execute(
                 "INSERT INTO chunks (asset_id, idx, text, start_s, end_s, location) VALUES (?, ?, ?, ?, ?, ?)",
                 (asset.id, idx, text, start_s, end_s, location)).lastrowid
-            conn.execute("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (rowid, embedding, *meta))
+            conn.execute(_INSERT_VECTOR, (rowid, embedding, *meta))
             self._vector_changes().added.append(IndexedRow(rowid, embedding, *meta))
-            conn.execute("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                         (rowid, text, *meta))
+            conn.execute(_INSERT_FTS, (rowid, text, *meta))
 
     def get_by_url(self, url: str) -> Asset | None:
         return self._select("url = ?", (url,))
@@ -289,6 +306,38 @@ class SqliteStore(AssetStore):
             self._delete_chunks(conn, asset_id)
             conn.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
 
+    def link_source(self, asset_id: str, source_id: str, **item) -> bool:
+        fields = linked_fields(item)
+        title = fields.pop("title", None)
+        record = encode_changes({"source_id": source_id, **fields}, SQL)
+        with self._write() as conn:  # the asset and its chunks' search metadata together
+            cur = conn.execute(
+                f"UPDATE assets SET {''.join(f'{k} = ?, ' for k in record)}title = coalesce(title, ?) "
+                "WHERE id = ? AND source_id IS NULL", (*record.values(), title, asset_id))
+            if cur.rowcount != 1:
+                return False
+            self._relabel_chunks(conn, self._select("id = ?", (asset_id,)))
+        return True
+
+    def _relabel_chunks(self, conn, asset: Asset) -> None:
+        """Give the asset's searchable chunks its source and publication time, in both search
+        tables and in the copy in memory (inside the caller's write transaction)."""
+        meta = _search_columns(search_metadata(asset))
+        source_id, published_at = meta[3], meta[4]
+        rows = conn.execute("SELECT v.rowid, v.embedding FROM chunks c JOIN chunk_vectors v ON v.rowid = c.rowid "
+                            "WHERE c.asset_id = ?", (asset.id,)).fetchall()
+        for table in ("chunk_vectors", "chunk_fts"):
+            conn.executemany(f"UPDATE {table} SET source_id = ?, published_at = ? WHERE rowid = ?",
+                             [(source_id, published_at, rowid) for rowid, _ in rows])
+        changes = self._vector_changes()  # the copy takes the rows out and back with their new metadata
+        changes.removed.extend(rowid for rowid, _ in rows)
+        changes.added.extend(IndexedRow(rowid, embedding, *meta) for rowid, embedding in rows)
+
+    def source_counts(self, source_id: str) -> dict[Status, int]:
+        rows = self._conn().execute("SELECT status, count(*) FROM assets WHERE source_id = ? GROUP BY status",
+                                    (source_id,))
+        return {Status(status): count for status, count in rows}
+
     def _update_if(self, asset_id: str, sources: frozenset[Status], changes: dict) -> bool:
         if not sources:
             return False
@@ -325,11 +374,9 @@ class SqliteStore(AssetStore):
         rows = conn.execute("SELECT rowid, text FROM chunks WHERE asset_id = ? ORDER BY idx", (asset.id,)).fetchall()
         meta = _search_columns(search_metadata(asset))
         added = [IndexedRow(rid, serialize_float32(list(v)), *meta) for (rid, _), v in zip(rows, vectors)]
-        conn.executemany("INSERT INTO chunk_vectors (rowid, embedding, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                         [(r.rowid, r.vector, *meta) for r in added])
+        conn.executemany(_INSERT_VECTOR, [(r.rowid, r.vector, *meta) for r in added])
         self._vector_changes().added.extend(added)
-        conn.executemany("INSERT INTO chunk_fts (rowid, text, kind, host, created_at) VALUES (?, ?, ?, ?, ?)",
-                         [(rid, text, *meta) for rid, text in rows])
+        conn.executemany(_INSERT_FTS, [(rid, text, *meta) for rid, text in rows])
 
     def search(self, vector: Sequence[float], limit: int, search_filter: SearchFilter | None = None) -> list[ChunkHit]:
         conn = self._conn()
@@ -352,7 +399,7 @@ class SqliteStore(AssetStore):
                 try:
                     version = _vectors_version(conn)
                     if self._index.version != version:
-                        rows = conn.execute("SELECT rowid, embedding, kind, host, created_at FROM chunk_vectors")
+                        rows = conn.execute(f"SELECT rowid, embedding, {_META} FROM chunk_vectors")
                         self._index.load((IndexedRow(*r) for r in rows), version)
                 finally:
                     conn.execute("COMMIT")
@@ -417,9 +464,15 @@ def _asset(row: Sequence) -> Asset:
     return decode(dict(zip(FIELDS, row)), SQL)
 
 
-def _search_columns(meta: SearchMetadata) -> tuple[str, str, float]:
-    """The metadata as the search tables' columns hold it: no NULL kind, the time as a Unix timestamp."""
-    return meta.kind or "", meta.host, meta.created_at.timestamp()
+_FTS_TABLE = (f"CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(text, "
+              f"{', '.join(f'{c} UNINDEXED' for c in _META.split(', '))}, tokenize='porter unicode61')")
+
+
+def _search_columns(meta: SearchMetadata) -> tuple[str, str, float, str, float]:
+    """The metadata as the search tables' columns hold it: times as Unix timestamps, and no NULL
+    (sqlite-vec's metadata columns refuse it): no kind or source is "", no publication NO_DATE."""
+    return (meta.kind or "", meta.host, meta.created_at.timestamp(), meta.source_id or "",
+            meta.published_at.timestamp() if meta.published_at else NO_DATE)
 
 
 def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, list]:
@@ -439,6 +492,16 @@ def _filter_sql(search_filter: SearchFilter | None, alias: str) -> tuple[str, li
     if search_filter.before:
         parts.append(f"{alias}.created_at < ?")
         args.append(search_filter.before.timestamp())
+    if search_filter.source:
+        parts.append(f"{alias}.source_id = ?")
+        args.append(search_filter.source)
+    if search_filter.published_after:
+        parts.append(f"{alias}.published_at >= ?")
+        args.append(search_filter.published_after.timestamp())
+    if search_filter.published_before:
+        # NO_DATE is before every instant: an asset published at no known time is left out.
+        parts += [f"{alias}.published_at < ?", f"{alias}.published_at > ?"]
+        args += [search_filter.published_before.timestamp(), NO_DATE]
     return "AND " + " AND ".join(parts), args
 
 
@@ -459,6 +522,9 @@ def _listing_sql(listing_filter: AssetFilter | None) -> tuple[list[str], list]:
     if listing_filter.kinds:
         parts.append(f"kind IN ({', '.join('?' * len(listing_filter.kinds))})")
         args += [k.value for k in listing_filter.kinds]
+    if listing_filter.source:
+        parts.append("source_id = ?")
+        args.append(listing_filter.source)
     if listing_filter.text:
         pattern = _like_pattern(listing_filter.folded_text)
         parts.append("(py_lower(url) LIKE ? ESCAPE '\\' OR py_lower(coalesce(title, '')) LIKE ? ESCAPE '\\')")

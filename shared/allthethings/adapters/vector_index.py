@@ -13,7 +13,8 @@ table stays the source of truth; this is a copy of it, kept current by the store
 
 Rows are unit vectors (a similarity is a dot product), stored densely: a removed row's place is
 taken by the last row. The filters' metadata rides along as arrays, so a filter is a mask over
-the rows before ranking, as in the table.
+the rows before ranking, as in the table. A row of no source has the empty source id and the
+publication time NO_DATE, as in the table (its metadata columns cannot hold NULL).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from allthethings.domain.search import SearchFilter
+
+# The publication time of a chunk whose asset has none: never at or after any instant, and left
+# out explicitly by a `published_before` filter (it is before every instant).
+NO_DATE = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class IndexedRow:
     kind: str
     host: str
     created_at: float
+    source_id: str = ""
+    published_at: float = NO_DATE
 
 
 class VectorIndex:
@@ -47,6 +54,7 @@ class VectorIndex:
         self._positions: dict[int, int] = {}
         self._kinds: dict[str, int] = {}
         self._hosts: dict[str, int] = {}
+        self._sources: dict[str, int] = {}
         self._allocate(0)
 
     def __len__(self) -> int:
@@ -58,10 +66,8 @@ class VectorIndex:
         fresh = VectorIndex(self.dimensions)
         fresh._add(list(rows))
         with self._lock:
-            self._size, self._positions, self._kinds, self._hosts = \
-                fresh._size, fresh._positions, fresh._kinds, fresh._hosts
-            self._matrix, self._rowids, self._kind_codes, self._host_codes, self._created = \
-                fresh._matrix, fresh._rowids, fresh._kind_codes, fresh._host_codes, fresh._created
+            for name in ("_size", "_positions", "_kinds", "_hosts", "_sources", *_ARRAYS):
+                setattr(self, name, getattr(fresh, name))
             self.version = version
 
     def apply(self, added: Sequence[IndexedRow], removed: Sequence[int], version: int) -> None:
@@ -90,6 +96,8 @@ class VectorIndex:
         self._kind_codes = np.zeros(capacity, dtype=np.int16)
         self._host_codes = np.zeros(capacity, dtype=np.int32)
         self._created = np.zeros(capacity, dtype=np.float64)
+        self._source_codes = np.zeros(capacity, dtype=np.int32)
+        self._published = np.zeros(capacity, dtype=np.float64)
 
     def _grow(self, needed: int) -> None:
         import numpy as np
@@ -98,7 +106,7 @@ class VectorIndex:
         if needed <= capacity:
             return
         capacity = max(needed, capacity * 2, 1024)
-        for name in ("_matrix", "_rowids", "_kind_codes", "_host_codes", "_created"):
+        for name in _ARRAYS:
             old = getattr(self, name)
             new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
             new[:self._size] = old[:self._size]
@@ -124,6 +132,8 @@ class VectorIndex:
             self._kind_codes[at] = self._kinds.setdefault(row.kind, len(self._kinds))
             self._host_codes[at] = self._hosts.setdefault(row.host, len(self._hosts))
             self._created[at] = row.created_at
+            self._source_codes[at] = self._sources.setdefault(row.source_id, len(self._sources))
+            self._published[at] = row.published_at
             self._positions[row.rowid] = at
         self._size = end
 
@@ -134,7 +144,8 @@ class VectorIndex:
                 continue
             last = self._size - 1
             if at != last:  # the last row takes the removed row's place
-                for array in (self._matrix, self._rowids, self._kind_codes, self._host_codes, self._created):
+                for name in _ARRAYS:
+                    array = getattr(self, name)
                     array[at] = array[last]
                 self._positions[int(self._rowids[at])] = at
             self._size = last
@@ -186,4 +197,18 @@ class VectorIndex:
             mask &= self._created[:size] >= search_filter.after.timestamp()
         if search_filter.before:
             mask &= self._created[:size] < search_filter.before.timestamp()
+        if search_filter.source:
+            code = self._sources.get(search_filter.source)
+            if code is None:
+                return np.zeros(0, dtype=np.int64)
+            mask &= self._source_codes[:size] == code
+        if search_filter.published_after:
+            mask &= self._published[:size] >= search_filter.published_after.timestamp()
+        if search_filter.published_before:
+            published = self._published[:size]
+            mask &= (published < search_filter.published_before.timestamp()) & (published > NO_DATE)
         return np.flatnonzero(mask)
+
+
+# The per-row arrays, in one place: loading, growing and removing move them all together.
+_ARRAYS = ("_matrix", "_rowids", "_kind_codes", "_host_codes", "_created", "_source_codes", "_published")

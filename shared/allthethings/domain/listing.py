@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from allthethings.domain.assets import Asset, Kind, Status
 from allthethings.domain.errors import InvalidInput
+from allthethings.domain.sources import check_source_id
 
 MAX_TEXT_CHARS = 200
 
@@ -15,16 +16,18 @@ MAX_TEXT_CHARS = 200
 @dataclasses.dataclass(frozen=True)
 class AssetFilter:
     """An asset is listed when it matches every field that is set: its status is one of
-    `statuses`, its kind one of `kinds`, and `text` is a substring of its URL or title, compared
-    without regard to case. Characters in `text` are literal (no wildcards, no patterns)."""
+    `statuses`, its kind one of `kinds`, `text` is a substring of its URL or title, compared
+    without regard to case, and `source` is the id of the source that listed it. Characters in
+    `text` are literal (no wildcards, no patterns)."""
 
     statuses: tuple[Status, ...] = ()
     kinds: tuple[Kind, ...] = ()
     text: str | None = None
+    source: str | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not (self.statuses or self.kinds or self.text)
+        return not (self.statuses or self.kinds or self.text or self.source)
 
     @property
     def folded_text(self) -> str | None:
@@ -36,6 +39,7 @@ class AssetFilter:
         folded = self.folded_text
         return ((not self.statuses or asset.status in self.statuses)
                 and (not self.kinds or asset.kind in self.kinds)
+                and (not self.source or asset.source_id == self.source)
                 and (not folded or folded in asset.url.lower() or folded in (asset.title or "").lower()))
 
 
@@ -45,7 +49,8 @@ def _values(raw: str | None) -> list[str]:
 
 
 def parse_filter(params: Mapping[str, str]) -> AssetFilter:
-    """`status`, `kind` (each comma-separated) and `q` (the text); InvalidInput names the parameter."""
+    """`status`, `kind` (each comma-separated), `q` (the text) and `source` (a source id);
+    InvalidInput names the parameter."""
     statuses: list[Status] = []
     for raw in _values(params.get("status")):
         try:
@@ -64,4 +69,8 @@ def parse_filter(params: Mapping[str, str]) -> AssetFilter:
         raise InvalidInput(f"q must be at most {MAX_TEXT_CHARS} characters")
     if text and any(ord(ch) < 32 for ch in text):
         raise InvalidInput("q must not contain control characters")
-    return AssetFilter(statuses=tuple(dict.fromkeys(statuses)), kinds=tuple(dict.fromkeys(kinds)), text=text)
+    source = (params.get("source") or "").strip() or None
+    if source:
+        check_source_id(source)
+    return AssetFilter(statuses=tuple(dict.fromkeys(statuses)), kinds=tuple(dict.fromkeys(kinds)), text=text,
+                       source=source)

@@ -30,15 +30,23 @@ class SearchFilter:
     host: str | None = None
     after: datetime | None = None  # created at or after
     before: datetime | None = None  # created strictly before
+    source: str | None = None  # the id of the source that listed the asset
+    # Of the asset's publication date (a source's item's): an asset without one matches neither.
+    published_after: datetime | None = None  # published at or after
+    published_before: datetime | None = None  # published strictly before
 
     @property
     def is_empty(self) -> bool:
-        return not (self.kinds or self.host or self.after or self.before)
+        return not (self.kinds or self.host or self.after or self.before or self.source
+                    or self.published_after or self.published_before)
 
     def fingerprint(self) -> dict:
+        def instant(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
         return {"kinds": sorted(k.value for k in self.kinds), "host": self.host,
-                "after": self.after.isoformat() if self.after else None,
-                "before": self.before.isoformat() if self.before else None}
+                "after": instant(self.after), "before": instant(self.before), "source": self.source,
+                "published_after": instant(self.published_after), "published_before": instant(self.published_before)}
 
 
 RRF_K = 60  # the constant of Cormack, Clarke and Büttcher (2009), also MongoDB's $rankFusion default

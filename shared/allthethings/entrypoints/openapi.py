@@ -13,6 +13,7 @@ from functools import cache
 from allthethings.domain.assets import Kind, Status
 from allthethings.domain.documents import MAX_TITLE_CHARS
 from allthethings.domain.listing import MAX_TEXT_CHARS
+from allthethings.domain.sources import MAX_INTERVAL_S, MIN_INTERVAL_S, EntryState, SourceKind
 from allthethings.services.assets import MAX_PAGE
 from allthethings.services.search import MAX_LIMIT, MAX_QUERY_CHARS
 
@@ -27,12 +28,13 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(*statuses: int, why: dict[int, str] | None = None) -> dict:
+    """The error responses of an operation; `why` words some of them for it (a source's, not an asset's)."""
     why = {400: "The request is not valid; the message names the problem.", 401: "The signature is missing or wrong.",
            403: "No valid API key (API Gateway's answer).", 404: "No such asset.",
            409: "The asset is not in a state that allows this.", 413: "The body is larger than allowed.",
            415: "The content type cannot be indexed.", 422: "The URL cannot be fetched or holds no text.",
-           503: "A dependency is unavailable; try again."}
+           503: "A dependency is unavailable; try again.", **(why or {})}
     out = {}
     for status in statuses:
         schema = {"type": "object", "properties": {"message": {"type": "string"}}} if status == 403 else _ref("Error")
@@ -48,6 +50,13 @@ def _openai_errors(*statuses: int) -> dict:
 
 _ASSET_ID = {"name": "id", "in": "path", "required": True, "description": "The asset's id.",
              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_SOURCE_ID_SCHEMA = {"type": "string", "pattern": "^src_[0-9a-f]{32}$",
+                     "examples": ["src_9d4e2a7c1b8f4e06a3c5d7b9e1f20468"]}
+_SOURCE_ID = {"name": "id", "in": "path", "required": True, "description": "The source's id.",
+              "schema": _SOURCE_ID_SCHEMA}
+_SOURCE_ERRORS = {404: "No such source.", 413: "The feed or sitemap is larger than allowed.",
+                  415: "The URL is no feed or sitemap (nor a page that links one).",
+                  422: "The URL cannot be fetched."}
 _KEYED = [{"apiKey": []}, {"bearer": []}]
 # A date is midnight UTC; an instant without an offset is read as UTC.
 _INSTANT = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
@@ -84,6 +93,18 @@ def _schemas() -> dict:
             "thumbnail_url": {"type": "string", "description": (
                 "An image's thumbnail (a small JPEG staged beside it): GET it with the API key; it redirects "
                 "to a short-lived URL.")},
+            "source_id": {"type": "string", "description": (
+                "The source (GET /api/sources/{id}) whose feed or sitemap listed the asset; absent for a URL "
+                "submitted on its own.")},
+            "published_at": {"type": "string", "format": "date-time", "description": (
+                "The item's publication date, as its source gave it (a feed's date, a sitemap's lastmod).")},
+            "author": {"type": "string", "description": "The item's author, as its feed gave it."},
+            "description": {"type": "string", "description": "The item's summary, as plain text."},
+            "transcript": {"type": "object", "required": ["url", "type"], "description": (
+                "A podcast episode's transcript, as its feed links it (`podcast:transcript`); read instead "
+                "of transcribing the recording."), "properties": {
+                    "url": {"type": "string"}, "type": {"type": "string", "examples": ["text/vtt"]},
+                    "language": {"type": "string"}, "rel": {"type": "string"}}},
             "error": {"type": "string", "description": "Why the asset failed (error statuses only)."}}},
         "AssetPage": {"type": "object", "required": ["assets", "next_cursor"], "properties": {
             "assets": {"type": "array", "items": _ref("Asset")}, "next_cursor": nullable_string}},
@@ -94,7 +115,11 @@ def _schemas() -> dict:
                 "id": {"type": "string"}, "url": {"type": "string"}, "content_type": nullable_string,
                 "kind": nullable_string, "title": nullable_string,
                 "created_at": {"type": "string", "format": "date-time"}, "metadata": {"type": "object"},
-                "thumbnail_url": {"type": "string"}}},
+                "thumbnail_url": {"type": "string"},
+                "source_id": {"type": "string", "description": "The source (feed or sitemap) that listed it."},
+                "published_at": {"type": "string", "format": "date-time",
+                                 "description": "The date its source gave it (a feed's pubDate, a sitemap's lastmod)."},
+                "author": {"type": "string"}}},
             "score": {"type": "number", "description": "Orders the results; in hybrid mode a reciprocal rank "
                                                       "score, not a measure of relevance (see relevance)."},
             "snippet": {"type": "string"},
@@ -161,6 +186,50 @@ def _schemas() -> dict:
                 "code": {"type": ["string", "null"]}}}}},
         "Accepted": {"type": "object", "required": ["id", "accepted"],
                      "properties": {"id": {"type": "string"}, "accepted": {"type": "boolean"}}},
+        "NewSource": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+            "url": {"type": "string", "description": (
+                "An http or https URL on the public internet: an RSS or Atom feed (a podcast's included), a "
+                "sitemap, a sitemap index, or a page that links its feed."),
+                "examples": ["https://blog.python.org/feeds/posts/default"]},
+            "refresh_interval_s": {"type": ["integer", "null"], "minimum": MIN_INTERVAL_S,
+                                   "maximum": MAX_INTERVAL_S,
+                                   "description": "Seconds between two reads (null or absent: the default)."}}},
+        "Source": {"type": "object", "required": [
+            "id", "url", "feed_url", "kind", "title", "refresh_interval_s", "created_at", "last_refresh_at",
+            "next_refresh_at", "last_error", "items", "assets", "searchable", "refused"], "properties": {
+            "id": _SOURCE_ID_SCHEMA, "url": {"type": "string", "description": "As added, normalised."},
+            "feed_url": {"type": "string", "description": "What is read: url, or the feed the page at url links."},
+            "kind": {"type": "string", "enum": [k.value for k in SourceKind]},
+            "title": nullable_string, "refresh_interval_s": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_refresh_at": {"type": ["string", "null"], "format": "date-time"},
+            "next_refresh_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_error": {"type": ["string", "null"], "description": (
+                "Why the last read failed (the feed gone or invalid); the source's assets are kept.")},
+            "skipped": {"type": "object", "additionalProperties": {"type": "integer"}, "description": (
+                "Items the last read left out, by reason: no_url, duplicate, over_limit, bad_url; for a sitemap "
+                "index also loop, unreadable_sitemap and disallowed_sitemap (robots.txt).")},
+            "items": {"type": "object", "required": ["total", *(s.value.lower() for s in EntryState)],
+                      "description": "The items the source has listed, by state: pending (not yet submitted), "
+                                     "submitted (an asset), refused (see refused).",
+                      "properties": {"total": {"type": "integer"},
+                                     **{s.value.lower(): {"type": "integer"} for s in EntryState}}},
+            "assets": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "propertyNames": {"enum": [s.value for s in Status]},
+                       "description": "The source's assets by status (statuses with none left out)."},
+            "searchable": {"type": "integer", "description": "How many of its assets are SEARCHABLE."},
+            "refused": {"type": "array", "items": _ref("SourceItem"),
+                        "description": "The first items the submission refused, with why."}}},
+        "SourceItem": {"type": "object", "required": ["url", "state", "title", "published_at"], "properties": {
+            "url": {"type": "string"}, "state": {"type": "string", "enum": [s.value for s in EntryState]},
+            "title": nullable_string, "published_at": {"type": ["string", "null"], "format": "date-time"},
+            "asset_id": {"type": "string"},
+            "reason": {"type": "string", "description": "Why it was refused (a private address, an unreachable "
+                                                        "URL, a type that cannot be indexed, robots.txt)."}}},
+        "SourcePage": {"type": "object", "required": ["sources", "next_cursor"], "properties": {
+            "sources": {"type": "array", "items": _ref("Source")}, "next_cursor": nullable_string}},
+        "DeletingSource": {"type": "object", "required": ["id", "deleting_assets"], "properties": {
+            "id": _SOURCE_ID_SCHEMA, "deleting_assets": {"const": True}}},
     }
 
 
@@ -205,7 +274,8 @@ def _paths(search_keyed: bool) -> dict:
                 _query("kind", KINDS_DESCRIPTION, {"type": "string", "examples": ["pdf,html"]}),
                 _query("q", "Only assets whose URL or title holds this text (case-insensitive, taken literally; "
                             "a document's URL is document:<id>).",
-                       {"type": "string", "maxLength": MAX_TEXT_CHARS})],
+                       {"type": "string", "maxLength": MAX_TEXT_CHARS}),
+                _query("source", "Only the assets this source listed (its id).", _SOURCE_ID_SCHEMA)],
                 "responses": {"200": _json(_ref("AssetPage"), "A page of assets."), **_errors(400, 403)}}},
         "/api/assets/{id}": {
             "get": {"summary": "One asset", "tags": ["assets"], "parameters": [_ASSET_ID],
@@ -243,11 +313,55 @@ def _paths(search_keyed: bool) -> dict:
                 _query("host", "Only assets from this host.", {"type": "string", "examples": ["en.wikipedia.org"]}),
                 _query("after", "Only assets submitted after this date or instant (ISO 8601).", _INSTANT),
                 _query("before", "Only assets submitted before this date or instant (ISO 8601).", _INSTANT),
+                _query("source", "Only the assets this source listed (its id).", _SOURCE_ID_SCHEMA),
+                _query("published_after", "Only items published at or after this date or instant (ISO 8601): "
+                                          "an asset a source listed with its date; one without a date is left "
+                                          "out.", _INSTANT),
+                _query("published_before", "Only items published before this date or instant (ISO 8601); one "
+                                           "without a date is left out.", _INSTANT),
                 _query("limit", f"Results per page, 1 to {MAX_LIMIT} (10).",
                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
                 _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
             "responses": {"200": _json(_ref("SearchPage"), "One result per asset, best first."),
                           **_errors(400, *((403,) if search_keyed else ()))}}},
+        "/api/sources": {
+            "post": {"summary": "Follow a feed or a sitemap", "tags": ["sources"], "description": (
+                "Reads the URL now (public addresses only, the same size and type rules as an asset): a URL "
+                "that is not one (400), cannot be fetched (422), is no feed or sitemap (415) or is too large "
+                "(413) is refused at once. The items it lists (a podcast episode's recording, a post's link, a "
+                "sitemap's pages) are submitted as assets behind the queue, politely, each carrying the "
+                "source's id and the item's date, author and summary; an item whose URL is already indexed is "
+                "not fetched again. The source is read again every refresh_interval_s (a conditional GET: an "
+                "unchanged feed costs one request), and only new items are submitted. A URL already added "
+                "answers 200 with its source."),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewSource")}}},
+                "responses": {"202": _json(_ref("Source"), "A new source; its items are being submitted."),
+                              "200": _json(_ref("Source"), "The source this URL already is."),
+                              **_errors(400, 403, 413, 415, 422, 503, why=_SOURCE_ERRORS)}},
+            "get": {"summary": "List sources, newest first", "tags": ["sources"], "parameters": [
+                _query("limit", f"Page size, 1 to {MAX_PAGE} (20).", {"type": "integer", "minimum": 1,
+                                                                       "maximum": MAX_PAGE}),
+                _query("cursor", "The next_cursor of the previous page.", {"type": "string"})],
+                "responses": {"200": _json(_ref("SourcePage"), "A page of sources, each with its progress."),
+                              **_errors(400, 403, why=_SOURCE_ERRORS)}}},
+        "/api/sources/{id}": {
+            "get": {"summary": "One source and its progress", "tags": ["sources"], "parameters": [_SOURCE_ID],
+                    "description": "Its items by state, its assets by status, its last and next read, why the "
+                                   "last read failed, and the first refused items with their reasons.",
+                    "responses": {"200": _json(_ref("Source"), "The source."),
+                                  **_errors(400, 403, 404, why=_SOURCE_ERRORS)}},
+            "delete": {"summary": "Stop following a source", "tags": ["sources"], "parameters": [
+                _SOURCE_ID, _query("assets", "true: delete the assets it brought too; false (default): keep them.",
+                                   {"type": "string", "enum": ["true", "false"]})],
+                "responses": {"204": {"description": "Deleted (with its assets, if asked)."},
+                              "202": _json(_ref("DeletingSource"), "Deleted; its assets are still being deleted "
+                                                                   "behind the queue."),
+                              **_errors(400, 403, 404, 503, why=_SOURCE_ERRORS)}}},
+        "/api/sources/{id}/refresh": {"post": {
+            "summary": "Read a source again now", "tags": ["sources"], "parameters": [_SOURCE_ID],
+            "description": "Queues a read (a conditional GET): new items are submitted, known ones left alone.",
+            "responses": {"202": _json(_ref("Source"), "Queued; the source as it stands."),
+                          **_errors(400, 403, 404, 503, why=_SOURCE_ERRORS)}}},
         "/api/documents": {"post": {
             "summary": "Index documents you already have (text, no URL)", "tags": ["documents"], "description": (
                 "Chunks and stores each document, then embeds them in batches; each becomes an asset, searchable "

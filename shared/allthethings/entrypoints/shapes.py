@@ -9,14 +9,18 @@ from allthethings.domain.search import SearchPage, SearchResult
 def search_result(result: SearchResult) -> dict:
     """A result as GET /api/search shows it: the asset's public summary, the score, the snippet
     with its highlights, the relevance (when known), for a recording the snippet's start and end
-    in seconds, and for a document where the snippet is (`location`: page, slide, sheet, section)."""
+    in seconds, and for a document where the snippet is (`location`: page, slide, sheet, section).
+    An asset a source brought names it (`source_id`) with the item's date and author."""
     asset = result.asset
     body = {
         "asset": {"id": asset.id, "url": asset.url, "content_type": asset.content_type,
                   "kind": asset.kind.value if asset.kind else None, "title": asset.title,
                   "created_at": asset.created_at.isoformat(),
                   **({"thumbnail_url": asset.thumbnail_url} if asset.thumbnail_key else {}),
-                  **({"metadata": shown_metadata(asset.metadata)} if asset.metadata is not None else {})},
+                  **({"metadata": shown_metadata(asset.metadata)} if asset.metadata is not None else {}),
+                  **({"source_id": asset.source_id} if asset.source_id else {}),
+                  **({"published_at": asset.published_at.isoformat()} if asset.published_at else {}),
+                  **({"author": asset.author} if asset.author else {})},
         "score": result.score,
         "snippet": result.snippet,
         "highlights": [list(span) for span in result.highlights],

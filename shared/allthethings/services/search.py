@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
+from datetime import datetime
 
 from allthethings.domain.assets import Asset, ChunkHit, Kind
 from allthethings.domain.embedding import CATALOG
@@ -41,6 +42,7 @@ from allthethings.domain.search import (
     query_terms,
     relevance,
 )
+from allthethings.domain.sources import check_source_id
 from allthethings.ports import LazyVector, QueryVector
 from allthethings.services import Deps
 from allthethings.services.assets import parse_limit
@@ -84,14 +86,25 @@ def parse_request(params: Mapping[str, str], *, query_param: str = "q") -> Searc
     host = (params.get("host") or "").strip().lower() or None
     if host and (len(host) > MAX_HOST_CHARS or not all(c.isalnum() or c in ".-:[]" for c in host)):
         raise InvalidInput("host must be a host name, like en.wikipedia.org")
-    after = parse_instant(params["after"], "after") if params.get("after") else None
-    before = parse_instant(params["before"], "before") if params.get("before") else None
-    if after and before and after >= before:
-        raise InvalidInput("after must be earlier than before")
+    after, before = _window(params, "after", "before")
+    published_after, published_before = _window(params, "published_after", "published_before")
+    source = (params.get("source") or "").strip() or None
+    if source:
+        check_source_id(source)
     limit = parse_limit((params.get("limit") or "").strip(), 10, MAX_LIMIT)
     return SearchRequest(query=query, mode=mode, limit=limit, cursor=params.get("cursor") or None,
                          search_filter=SearchFilter(kinds=tuple(dict.fromkeys(kinds)), host=host, after=after,
-                                                    before=before))
+                                                    before=before, source=source, published_after=published_after,
+                                                    published_before=published_before))
+
+
+def _window(params: Mapping[str, str], start: str, end: str) -> tuple[datetime | None, datetime | None]:
+    """The instants named `start` (at or after) and `end` (strictly before), each optional."""
+    low = parse_instant(params[start], start) if params.get(start) else None
+    high = parse_instant(params[end], end) if params.get(end) else None
+    if low and high and low >= high:
+        raise InvalidInput(f"{start} must be earlier than {end}")
+    return low, high
 
 
 def search(request: SearchRequest, deps: Deps) -> SearchPage:
