@@ -494,7 +494,9 @@ def _pictures():
 
 
 def fake_deps(**overrides) -> Deps:
+    from allthethings.adapters.feeds import FeedReader
     from allthethings.adapters.signatures import ReplicateVerifier
+    from tests.fake_sources import FakeSourceStore
 
     settings = overrides.pop("settings", Settings(chunk_tokens=20, chunk_overlap=4))
     parts = dict(settings=settings, store=FakeStore(), blobs=FakeBlobs(), queue=FakeQueue(), fetcher=FakeFetcher(),
@@ -502,6 +504,7 @@ def fake_deps(**overrides) -> Deps:
                  transcriber=FakeTranscriber(), webhooks=FakeQueue(), fetches=FakeQueue(),
                  image_reader=FakeImageReader(), pictures=_pictures(),
                  predictions=FakePredictions(), metrics=FakeMetrics(), secrets=FakeSecrets(),
-                 verifier=ReplicateVerifier(settings.replicate_webhook_secret))
+                 verifier=ReplicateVerifier(settings.replicate_webhook_secret),
+                 sources=FakeSourceStore(), source_reader=FeedReader(), source_queue=FakeQueue())
     parts.update(overrides)
     return Deps(**parts)

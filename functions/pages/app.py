@@ -4,9 +4,13 @@ The browser's side of the API, HTML with no JavaScript needed: GET /?status=&kin
 (the form and a page of assets, filtered), GET /assets/{id} (one asset and its text),
 POST /process (the form's target: 303 home, or the page with the error), POST /assets/{id}/retry
 and POST /assets/{id}/delete (the buttons), POST /session (sign in with an API key: an HttpOnly,
-SameSite=Strict cookie; then to `next`, a path of this site) and POST /signout. And the API's
-description: GET /api/openapi.json and Swagger UI at GET /api/docs. A page the authorizer marks
-"sign in" shows the sign-in form instead. The flows live in `entrypoints/pages.py`.
+SameSite=Strict cookie; then to `next`, a path of this site) and POST /signout. Sources: GET
+/sources?cursor=&notice=&id= (the form to add a feed or sitemap, and the sources with their
+progress), POST /sources (the form's target), POST /sources/{id}/refresh and POST
+/sources/{id}/delete (`assets=true`: its assets too): each 303 to /sources with a notice, or the
+page with the error. And the API's description: GET /api/openapi.json and Swagger UI at GET
+/api/docs. A page the authorizer marks "sign in" shows the sign-in form instead. The flows live
+in `entrypoints/pages.py`.
 """
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -52,6 +56,30 @@ def retry(asset_id: str):
 @signin_required
 def delete(asset_id: str):
     return pages.then_home(lambda: delete_asset(asset_id, bootstrap.deps()), bootstrap.deps())
+
+
+@app.get("/sources")
+@signin_required
+def sources():
+    return pages.sources_page(bootstrap.deps(), params=app.current_event.query_string_parameters or {})
+
+
+@app.post("/sources")
+@signin_required
+def add_source_form():
+    return pages.add_source_form(app, bootstrap.deps())
+
+
+@app.post("/sources/<source_id>/refresh")
+@signin_required
+def refresh_source_form(source_id: str):
+    return pages.refresh_source_form(source_id, app, bootstrap.deps())
+
+
+@app.post("/sources/<source_id>/delete")
+@signin_required
+def delete_source_form(source_id: str):
+    return pages.delete_source_form(source_id, app, bootstrap.deps())
 
 
 @app.post("/session")

@@ -4,8 +4,9 @@ Routes: GET /api/search?q=&mode=&kind=&host=&after=&before=&limit=&cursor= ->
 {"results": [{"asset", "score", "snippet", "highlights", "start_s"?, "end_s"?}], "next_cursor"}:
 one result per asset, best first (the service's typed results, shaped by
 `entrypoints/shapes.py`); an invalid parameter -> 400 naming the parameter.
-GET /search?query=&mode=&kind=... -> the HTML results page (`entrypoints/pages.py`), or the
-sign-in page when search is keyed and the browser has no key.
+GET /search?query=&mode=&kind=... -> the HTML results page (`entrypoints/pages.py`; a result
+from a feed or sitemap names its source by title), or the sign-in page when search is keyed and
+the browser has no key.
 Search needs an API key unless SEARCH_ACCESS is public (the authorizer decides).
 """
 

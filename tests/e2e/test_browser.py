@@ -196,3 +196,74 @@ def test_a_document_result_shows_where_it_is_and_an_image_result_its_thumbnail(b
     assert 0 < browser.execute_script("return arguments[0].naturalWidth", thumb) <= 320
     assert "Text in the image" in browser.find_element(By.CSS_SELECTOR, ".result .where").text
     browser.save_screenshot(str(ARTIFACTS / "image-result.png"))
+
+
+@pytest.fixture
+def feed_origin():
+    """An RSS feed of two small pages, served on 127.0.0.1 (the local stack allows private addresses)."""
+    from devstack.origin import Origin
+
+    posts = {"/posts/lamp.html": ("Trimming the lamp", "Every evening the keeper of the Skerryvore light trimmed "
+                                  "the wicks of the great lamp and polished its lenses until they shone."),
+             "/posts/storm.html": ("The winter storm", "In the winter storm the Skerryvore keepers were cut off "
+                                   "from the shore for six weeks, living on salted herring and ship biscuit.")}
+    with Origin() as origin:
+        links = [origin.put(path, (f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>"
+                                   f"<p>{text}</p></body></html>").encode(), "text/html; charset=utf-8")
+                 for path, (title, text) in posts.items()]
+        items = "".join(f"<item><title>{title}</title><link>{link}</link><pubDate>Mon, 0{n} Jun 2026 08:00:00 GMT"
+                        f"</pubDate></item>" for n, ((title, _), link) in enumerate(zip(posts.values(), links), 1))
+        feed = origin.put("/feed.xml", (f'<?xml version="1.0"?><rss version="2.0"><channel><title>The Skerryvore '
+                                        f"Journal</title><link>{origin.base}/</link>{items}</channel></rss>").encode(),
+                          "application/rss+xml")
+        yield feed, links
+
+
+def test_a_feed_added_on_the_sources_page_is_indexed_found_by_its_source_and_deleted_with_its_assets(
+        browser, stack, feed_origin):
+    from selenium.webdriver.common.by import By
+
+    feed, links = feed_origin
+    sign_in(browser, stack, stack.api_key)
+    browser.get(stack.url + "/")
+    browser.find_element(By.CSS_SELECTOR, "nav a[href='/sources']").click()
+    wait_until(lambda: browser.current_url.endswith("/sources")
+               and browser.execute_script("return document.readyState") == "complete")
+    field = browser.find_element(By.CSS_SELECTOR, "form[action='/sources'] input[name=url]")
+    field.send_keys(feed)
+    field.submit()
+    notice = wait_until(lambda: "notice=added" in browser.current_url
+                        and browser.find_elements(By.CSS_SELECTOR, "p.notice"))[0]
+    assert "Added “The Skerryvore Journal”" in notice.text
+    row_id = browser.find_element(By.CSS_SELECTOR, "#sources tbody tr[data-id]").get_attribute("data-id")
+
+    def row_text() -> str:
+        rows = browser.find_elements(By.CSS_SELECTOR, f"#sources tr[data-id='{row_id}']")
+        return rows[0].text if rows else ""
+
+    wait_until(lambda: "2 of 2 searchable" in row_text(), timeout_s=240)
+    assert "The Skerryvore Journal" in row_text() and "0 pending · 2 submitted · 0 refused" in row_text()
+    browser.save_screenshot(str(ARTIFACTS / "sources.png"))
+
+    box = browser.find_element(By.NAME, "query")
+    box.send_keys("Skerryvore keepers cut off from the shore by a winter storm")
+    box.submit()
+    wait_until(lambda: "Results for" in browser.page_source)
+    ours = [r for r in browser.find_elements(By.CSS_SELECTOR, ".result")
+            if r.find_element(By.TAG_NAME, "a").get_attribute("href") in links]
+    assert ours, "the feed's pages are found"
+    named = ours[0].find_element(By.CSS_SELECTOR, "a.source")
+    assert named.text == "The Skerryvore Journal" and named.get_attribute("href").endswith(f"/sources#{row_id}")
+
+    named.click()
+    row = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, f"#sources tr[data-id='{row_id}']"))[0]
+    row.find_element(By.CSS_SELECTOR, "input[name=assets]").click()
+    browser.execute_script("window.confirm = function () { return true; };")
+    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    wait_until(lambda: "notice=deleted" in browser.current_url
+               and not browser.find_elements(By.CSS_SELECTOR, f"#sources tr[data-id='{row_id}']"))
+    assert "The source is deleted." in browser.find_element(By.CSS_SELECTOR, "p.notice").text
+    assert stack.http.get(f"/api/sources/{row_id}").status_code == 404
+    assert stack.http.get("/api/assets", params={"source": row_id}).json()["assets"] == []
+    assert not [a for a in stack.http.get("/api/assets", params={"q": "/posts/"}).json()["assets"]
+                if a["url"] in links], "its assets are deleted too"

@@ -32,8 +32,22 @@ def remote():
 def test_an_asset_updated_recently_is_left_alone(remote):
     asset_id = pending_asset(remote)
     report = sweep(remote, at=later(remote, asset_id, 899))
-    assert report.counts() == {"finished": 0, "requeued": 0, "failed": 0, "waiting": 0, "unreachable": 0}
+    assert report.counts() == {"finished": 0, "requeued": 0, "failed": 0, "waiting": 0, "unreachable": 0,
+                               "sources": 0}
     assert remote.predictions.asked == []
+
+
+def test_a_source_whose_refresh_is_due_is_queued_once_for_the_source_worker(remote):
+    from allthethings.domain.sources import Source, SourceKind
+    from allthethings.domain.tasks import ReadSource, from_message
+
+    source = remote.sources.add(Source.new("https://feeds.test/a.xml", "https://feeds.test/a.xml", SourceKind.RSS,
+                                           title="A", interval_s=3600))
+    assert sweep(remote, at=source.next_refresh_at - timedelta(seconds=1)).counts()["sources"] == 0
+    assert sweep(remote, at=source.next_refresh_at).counts()["sources"] == 1
+    assert sweep(remote, at=source.next_refresh_at).counts()["sources"] == 0, "claimed: not queued twice"
+    assert [from_message(m) for m in remote.source_queue.messages] == [ReadSource(source.id, "https://api.test")]
+    assert remote.sources.get(source.id).next_refresh_at == source.next_refresh_at + timedelta(seconds=3600)
 
 
 def test_embeddings_whose_webhook_was_lost_are_fetched_and_applied(remote):
@@ -121,4 +135,4 @@ def test_the_sweeper_function_runs_on_a_schedule_and_returns_its_counts(remote):
     assert fn.schedules == [600]
     with bootstrap.use(remote):
         counts = load_handler(fn)({"detail-type": "Scheduled Event", "source": "aws.events"}, LambdaContext(fn))
-    assert counts == {"finished": 0, "requeued": 0, "failed": 0, "waiting": 0, "unreachable": 0}
+    assert counts == {"finished": 0, "requeued": 0, "failed": 0, "waiting": 0, "unreachable": 0, "sources": 0}

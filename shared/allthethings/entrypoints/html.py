@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from html import escape
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from allthethings.domain.assets import RETRY_FROM, Asset, Chunk, Kind, Status
 from allthethings.domain.documents import document_id, shown_metadata
 from allthethings.domain.search import SearchResult
+from allthethings.domain.sources import EntryState
+
+if TYPE_CHECKING:
+    from allthethings.services.sources import SourceView
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -28,16 +34,26 @@ mark{background:#fff3a8} .badge{font:12px monospace;padding:.1rem .4rem;border-r
 pre{background:#f6f6f6;padding:.5rem;overflow:auto}
 .controls{flex-wrap:wrap} form.inline{display:inline-flex;margin:0 .2rem 0 0}
 .actions button{padding:.2rem .5rem;font-size:.85em} details{width:100%} details label{margin-right:1rem}
+nav{margin:-.5rem 0 .5rem} nav a{margin-right:1rem} nav a[aria-current]{font-weight:600;color:inherit}
+.notice{background:#eef7ee;padding:.5rem} .actions label{font-size:.85em;align-self:center}
+#sources td{vertical-align:top} #sources progress{width:100%} #sources ul{margin:.3rem 0;padding-left:1.2rem}
 """
 
 
-def _page(title: str, body: str, refresh: bool = False, search_box: bool = True) -> str:
+_NAV = (("/", "Assets"), ("/search", "Search"), ("/sources", "Sources"))
+
+
+def _page(title: str, body: str, refresh: bool = False, search_box: bool = True, here: str | None = None,
+          nav: bool = True) -> str:
     meta = '<noscript><meta http-equiv="refresh" content="3"></noscript>' if refresh else ""
+    links = "".join(f'<a href="{path}"{" aria-current=page" if path == here else ""}>{name}</a>'
+                    for path, name in _NAV)
+    menu = f"<nav>{links}</nav>" if nav else ""
     box = ('<form action="/search" method="get"><input type="text" name="query" placeholder="Search by meaning" '
            'aria-label="Search"><button>Search</button></form>') if search_box else ""
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
             f'<meta name="viewport" content="width=device-width,initial-scale=1">{meta}<style>{_STYLE}</style>'
-            f'</head><body><h1><a href="/">allthethings</a></h1>{box}{body}</body></html>')
+            f'</head><body><h1><a href="/">allthethings</a></h1>{menu}{box}{body}</body></html>')
 
 
 def signin(next_path: str = "/", error: str | None = None) -> str:
@@ -52,7 +68,7 @@ def signin(next_path: str = "/", error: str | None = None) -> str:
             f"aria-label=\"API key\" placeholder=\"API key\">"
             f"<input type=hidden name=next value=\"{escape(next_path)}\">"
             f"<button>Sign in</button></form>")
-    return _page("Sign in · allthethings", body, search_box=False)
+    return _page("Sign in · allthethings", body, search_box=False, nav=False)
 
 
 def _actions(a: Asset) -> str:
@@ -124,7 +140,7 @@ def home(assets: list[Asset], error: str | None = None, params: dict | None = No
             f"<tbody>{rows or f'<tr><td colspan=4>{empty}</td></tr>'}</tbody></table>{_paging(params, next_cursor)}"
             f"<form action=/signout method=post class=inline><button>Sign out</button></form>"
             f" <a class=muted href=/api/docs>API</a>")
-    return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending)
+    return _page("allthethings", body + (_LIVE_STATUS if pending else ""), refresh=pending, here="/")
 
 
 def _megabytes(n: int) -> str:
@@ -230,7 +246,7 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def _result(r: SearchResult) -> str:
+def _result(r: SearchResult, sources: dict[str, str]) -> str:
     asset = r.asset
     kind = asset.kind.value if asset.kind else "text"
     spans = [s for s in r.highlights if s[1] <= 600]
@@ -251,8 +267,17 @@ def _result(r: SearchResult) -> str:
              if asset.thumbnail_key else "")
     return (f"<div class=result>{thumb}<span class=\"badge {escape(kind)}\">{escape(kind)}</span> "
             f"<a href=\"{escape(asset.url)}\">{escape(asset.title or asset.url)}</a>"
-            f"<div class=muted>{escape(asset.url)}{where}{_relevance(r)}</div>"
+            f"<div class=muted>{escape(asset.url)}{where}{_from_source(asset, sources)}{_relevance(r)}</div>"
             f"<p>{_marked(shown, spans)}</p>{player}</div>")
+
+
+def _from_source(asset: Asset, sources: dict[str, str]) -> str:
+    """The source that listed the asset, by its title (nothing for an asset no source listed, or
+    whose source is gone)."""
+    title = sources.get(asset.source_id) if asset.source_id else None
+    if title is None:
+        return ""
+    return f" · from <a class=source href=\"/sources#{escape(asset.source_id)}\">{escape(title)}</a>"
 
 
 _LEVELS = {"weak": 1, "good": 2, "strong": 3}
@@ -304,8 +329,10 @@ def _controls(params: dict) -> str:
             f"</details></form>")
 
 
-def results(params: dict, found: list[SearchResult], next_cursor: str | None, error: str | None = None) -> str:
-    """The search page: the query with its mode and filters, and a page of results."""
+def results(params: dict, found: list[SearchResult], next_cursor: str | None, error: str | None = None,
+            sources: dict[str, str] | None = None) -> str:
+    """The search page: the query with its mode and filters, and a page of results (each from a
+    source named by its title in `sources`, by source id)."""
     from urllib.parse import urlencode
 
     query = (params.get("query") or "").strip()
@@ -313,14 +340,189 @@ def results(params: dict, found: list[SearchResult], next_cursor: str | None, er
     if not query:
         return _page("Search · allthethings",
                      controls + "<p>Type a question or a few words: results are found by meaning.</p>",
-                     search_box=False)
+                     search_box=False, here="/search")
     if error:
         body = f"<p class=error role=alert>{escape(error)}</p>"
     else:
-        body = "".join(_result(r) for r in found) or _nothing_matched(query, params)
+        body = "".join(_result(r, sources or {}) for r in found) or _nothing_matched(query, params)
         if next_cursor:
             keep = {k: v for k, v in params.items() if k != "cursor" and v}
             more = escape(urlencode({**keep, "cursor": next_cursor}))
             body += f"<p><a rel=next href=\"/search?{more}\">More results</a></p>"
     return _page(f"{query} · allthethings", controls + f"<h2>Results for “{escape(query)}”</h2>{body}",
-                 search_box=False)
+                 search_box=False, here="/search")
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+_KINDS = {"rss": "RSS feed", "atom": "Atom feed", "sitemap": "sitemap", "sitemap_index": "sitemap index"}
+_SKIPPED = {"no_url": "without a URL", "duplicate": "listed twice", "over_limit": "over the item limit",
+            "bad_url": "with a bad URL", "loop": "sitemaps in a loop", "unreadable_sitemap": "unreadable sitemaps",
+            "disallowed_sitemap": "sitemaps robots.txt disallows"}
+# What a form's redirect asks the sources page to say (fixed words: the address names a case,
+# never the text, so a link cannot make the page say anything else).
+NOTICES = {"added": "Added {title}: its items are being indexed.",
+           "known": "{title} was already added.",
+           "refreshing": "{title} is being read again: new items will appear below.",
+           "deleted": "The source is deleted.",
+           "deleting": "The source is deleted; its assets are still being deleted."}
+# A source just added with nothing listed yet is still being read (a sitemap index's sitemaps).
+_FIRST_READ = timedelta(minutes=2)
+
+
+def sources(views: list[SourceView], *, now: datetime, error: str | None = None,
+            notice: tuple[str, str] | None = None, params: dict | None = None, next_cursor: str | None = None,
+            url: str = "") -> str:
+    """The sources page: a form to add a feed or sitemap, and a table of sources with their
+    progress, refreshes, problems and buttons. While any is still being indexed the table
+    updates itself (or, without JavaScript, the page reloads)."""
+    params = params or {}
+    said = ""
+    if notice is not None and notice[0] in NOTICES:
+        said = f"<p class=notice role=status>{escape(NOTICES[notice[0]].format(title=f'“{notice[1]}”'))}</p>"
+    alert = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    busy = any(_busy(v, now) for v in views)
+    rows = "".join(_source_row(v, now) for v in views)
+    empty = "No sources yet: add a feed or a sitemap above." if not params.get("cursor") else "No older sources."
+    paging = ""
+    if params.get("cursor") or next_cursor:
+        links = ['<a href="/sources">Newest</a>'] if params.get("cursor") else []
+        if next_cursor:
+            links.append(f'<a rel=next href="{escape("/sources?" + urlencode({"cursor": next_cursor}))}">Older</a>')
+        paging = f"<p class=paging>{' · '.join(links)}</p>"
+    body = (f"<h2>Sources</h2>{said}{alert}<p class=muted>An RSS or Atom feed (a podcast's too), a sitemap or a "
+            f"sitemap index: what it lists is indexed, and it is read again on a schedule for new items.</p>"
+            f"<form action=\"/sources\" method=\"post\"><input type=\"url\" name=\"url\" required "
+            f"value=\"{escape(url)}\" placeholder=\"https://example.com/feed.xml\" "
+            f"aria-label=\"Feed or sitemap URL\"><button>Add source</button></form>"
+            f"<table id=sources data-pending={'true' if busy else 'false'}><thead><tr><th>Source</th>"
+            f"<th>Progress</th><th>Refresh</th><th>Problems</th><th></th></tr></thead>"
+            f"<tbody>{rows or f'<tr><td colspan=5>{empty}</td></tr>'}</tbody></table>{paging}")
+    return _page("Sources · allthethings", body + (_LIVE_SOURCES if busy else ""), refresh=busy, here="/sources")
+
+
+def _busy(v: SourceView, now: datetime) -> bool:
+    """Whether the source is still being indexed: items not yet submitted, assets not yet final,
+    or a source just added that lists nothing yet."""
+    if v.entries.get(EntryState.PENDING):
+        return True
+    if any(n and not status.is_final for status, n in v.assets.items()):
+        return True
+    return not sum(v.entries.values()) and not v.source.last_error and now - v.source.created_at < _FIRST_READ
+
+
+def _source_row(v: SourceView, now: datetime) -> str:
+    s = v.source
+    sid = escape(s.id)
+    name = (f"<a href=\"{escape(s.url)}\">{escape(s.title or s.url)}</a>"
+            + (f"<div class=muted>{escape(s.url)}</div>" if s.title else "")
+            + (f"<div class=muted>reads {escape(s.feed_url)}</div>" if s.feed_url != s.url else "")
+            + f"<div><span class=badge>{escape(_KINDS.get(s.kind.value, s.kind.value))}</span></div>")
+    actions = (f"<form class=inline method=post action=\"/sources/{sid}/refresh\"><button>Refresh</button></form>"
+               f"<form class=inline method=post action=\"/sources/{sid}/delete\" onsubmit=\"return confirm("
+               f"this.assets.checked ? 'Delete this source and its assets?' : 'Delete this source? Its assets are "
+               f"kept.')\"><label><input type=checkbox name=assets value=true> also delete its assets</label>"
+               f"<button>Delete</button></form>")
+    return (f"<tr id=\"{sid}\" data-id=\"{sid}\"><td class=live>{name}</td><td class=live>{_source_progress(v, now)}"
+            f"</td><td class=live>{_source_refresh(v, now)}</td><td class=live>{_source_problems(v)}</td>"
+            f"<td class=actions>{actions}</td></tr>")
+
+
+def _source_progress(v: SourceView, now: datetime) -> str:
+    total = sum(v.entries.values())
+    searchable = v.assets.get(Status.SEARCHABLE, 0)
+    if not total:
+        waiting = not v.source.last_error and now - v.source.created_at < _FIRST_READ
+        return "<strong>Reading it…</strong>" if waiting else "<strong>No items</strong>"
+    states = " · ".join(f"{v.entries.get(state, 0):,} {state.value.lower()}" for state in EntryState)
+    assets = ", ".join(f"<span class=\"status {status.value}\">{status.value}</span> {n:,}"
+                       for status, n in sorted(v.assets.items(), key=lambda item: item[0].value) if n)
+    skipped = ", ".join(f"{n:,} {escape(_SKIPPED.get(reason, reason.replace('_', ' ')))}"
+                        for reason, n in (v.source.skipped or {}).items() if n)
+    return (f"<strong class=searchable>{searchable:,} of {total:,} searchable</strong>"
+            f"<progress max={total} value={min(searchable, total)}></progress>"
+            f"<div class=muted>items: {states}</div>"
+            + (f"<div class=muted>assets: {assets}</div>" if assets else "")
+            + (f"<div class=muted>skipped: {skipped}</div>" if skipped else ""))
+
+
+def _source_refresh(v: SourceView, now: datetime) -> str:
+    s = v.source
+    last = f"read {_moment(s.last_refresh_at, now)}" if s.last_refresh_at else "not read yet"
+    if s.next_refresh_at is None:
+        upcoming = ""
+    elif s.next_refresh_at <= now:
+        upcoming = f"<div>next: due {_moment(s.next_refresh_at, now)}</div>"
+    else:
+        upcoming = f"<div>next {_moment(s.next_refresh_at, now)}</div>"
+    return f"<div>{last}</div>{upcoming}<div class=muted>every {_duration(s.interval_s)}</div>"
+
+
+def _source_problems(v: SourceView) -> str:
+    error = f"<div class=error>{escape(v.source.last_error)}</div>" if v.source.last_error else ""
+    refused = v.entries.get(EntryState.REFUSED, 0)
+    if not refused:
+        return error or "<span class=muted>none</span>"
+    shown = "".join(f"<li><a href=\"{escape(e.url)}\">{escape(e.url)}</a>: {escape(e.reason or 'refused')}</li>"
+                    for e in v.refused)
+    more = f"<div class=muted>the first {len(v.refused)} of {refused:,}</div>" if refused > len(v.refused) else ""
+    return f"{error}<details><summary>{refused:,} refused</summary><ul>{shown}</ul>{more}</details>"
+
+
+def _moment(at: datetime, now: datetime) -> str:
+    """A time as people say it ("5 min ago", "in 2 h"), with the exact time on hover."""
+    seconds = (at - now).total_seconds()
+    span = abs(seconds)
+    if span < 60:
+        words = "just now"
+    else:
+        amount = (f"{int(span // 60)} min" if span < 3600 else f"{int(span // 3600)} h" if span < 86400
+                  else f"{int(span // 86400)} d")
+        words = f"in {amount}" if seconds > 0 else f"{amount} ago"
+    return f"<time datetime=\"{at.isoformat()}\" title=\"{at:%Y-%m-%d %H:%M} UTC\">{words}</time>"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"
+
+
+# With JavaScript, the table re-renders from the page itself, cell by cell, so that a half-typed
+# URL, a ticked box or an open list of refused items survives (without it, the page reloads).
+_LIVE_SOURCES = """<script>
+(function () {
+  function ids(table) {
+    return Array.prototype.map.call(table.querySelectorAll("tbody tr"),
+                                    function (r) { return r.getAttribute("data-id"); }).join();
+  }
+  function poll() {
+    fetch(location.pathname + location.search, {credentials: "same-origin"}).then(function (r) {
+      return r.text();
+    }).then(function (text) {
+      var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("sources");
+      var table = document.getElementById("sources");
+      if (!fresh || !table) return;  // signed out meanwhile: leave the page as it is
+      if (ids(fresh) !== ids(table)) {
+        table.replaceWith(document.importNode(fresh, true));
+      } else {
+        fresh.querySelectorAll("tbody tr[data-id]").forEach(function (row) {
+          var mine = table.querySelector("tr[data-id='" + row.getAttribute("data-id") + "']")
+            .querySelectorAll("td.live");
+          row.querySelectorAll("td.live").forEach(function (cell, i) {
+            if (mine[i].innerHTML === cell.innerHTML) return;
+            var open = mine[i].querySelector("details[open]");
+            mine[i].innerHTML = cell.innerHTML;
+            if (open && mine[i].querySelector("details")) mine[i].querySelector("details").open = true;
+          });
+        });
+        table.setAttribute("data-pending", fresh.getAttribute("data-pending"));
+      }
+      if (fresh.getAttribute("data-pending") === "true") setTimeout(poll, 2000);
+    }).catch(function () { setTimeout(poll, 5000); });
+  }
+  setTimeout(poll, 2000);
+})();
+</script>"""

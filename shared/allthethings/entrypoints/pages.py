@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from allthethings.domain.assets import now
 from allthethings.domain.errors import DomainError, InvalidInput
 from allthethings.domain.listing import parse_filter
+from allthethings.domain.search import SearchResult
+from allthethings.domain.sources import check_source_id
 from allthethings.entrypoints import html
 from allthethings.entrypoints.resolver import (
     html_response,
     needs_signin,
+    origin,
     redirect,
     session_cookie,
     status_of,
@@ -29,8 +33,16 @@ from allthethings.services import Deps
 from allthethings.services.access import configured_keys, safe_next_path
 from allthethings.services.assets import list_assets, view_asset
 from allthethings.services.search import parse_request, search
+from allthethings.services.sources import (
+    SourceView,
+    add_source,
+    delete_source,
+    list_sources,
+    refresh_source,
+)
 
 HOME_ROWS = 50
+SOURCE_ROWS = 25  # each row costs three store reads (its entries, assets and refused items)
 
 
 def signin_required(app: APIGatewayHttpResolver):
@@ -120,4 +132,107 @@ def search_page(app: APIGatewayHttpResolver, deps: Deps) -> Response:
         found = search(parse_request(params, query_param="query"), deps)
     except DomainError as exc:
         return html_response(400, html.results(params, [], None, error=exc.message))
-    return html_response(200, html.results(params, found.results, found.next_cursor))
+    return html_response(200, html.results(params, found.results, found.next_cursor,
+                                           sources=_source_titles(found.results, deps)))
+
+
+def _source_titles(results: list[SearchResult], deps: Deps) -> dict[str, str]:
+    """The titles of the sources the results' assets came from, by id: one read per distinct
+    source (a page of results has few). A source gone, or a store that fails, leaves results
+    without their source's name rather than the page without its results."""
+    ids = sorted({r.asset.source_id for r in results if r.asset.source_id})
+    if not ids or deps.sources is None:
+        return {}
+    titles = {}
+    try:
+        for source_id in ids:
+            source = deps.sources.get(source_id)
+            if source is not None:
+                titles[source_id] = source.title or source.url
+    except DomainError:
+        return {}
+    return titles
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+def sources_page(deps: Deps, params: dict | None = None, status: int = 200, error: str | None = None,
+                 url: str = "") -> Response:
+    """The form to add a source and a page of sources (paged by `cursor`), with what a form's
+    redirect asked to say (`notice`, about the source `id`) or an error above them."""
+    if deps.sources is None:
+        return html_response(503, html.message("No sources", "This index is not set up to keep sources."))
+    params = params or {}
+    try:
+        views, next_cursor = list_sources(SOURCE_ROWS, params.get("cursor"), deps)
+    except DomainError as exc:  # a bad cursor in the address, or the store unavailable
+        return html_response(status_of(exc), html.sources([], now=now(), error=exc.message, params=params))
+    notice = None if error else _notice(params, views, deps)
+    return html_response(status, html.sources(views, now=now(), error=error, notice=notice, params=params,
+                                              next_cursor=next_cursor, url=url))
+
+
+def _notice(params: dict, views: list[SourceView], deps: Deps) -> tuple[str, str] | None:
+    """What to say after a form's redirect: its case, with the title of the source it names (a
+    case about a source that cannot be found says nothing)."""
+    case = params.get("notice")
+    if case not in html.NOTICES:
+        return None
+    if "{title}" not in html.NOTICES[case]:
+        return case, ""
+    source_id = params.get("id") or ""
+    source = next((v.source for v in views if v.source.id == source_id), None)
+    if source is None:
+        try:
+            source = deps.sources.get(check_source_id(source_id))
+        except DomainError:
+            return None
+    return (case, source.title or source.url) if source is not None else None
+
+
+def _to_sources(case: str, source_id: str | None = None) -> str:
+    query = {"notice": case, **({"id": source_id} if source_id else {})}
+    return "/sources?" + urlencode(query) + (f"#{source_id}" if source_id else "")
+
+
+def then_sources(action: Callable[[], str], deps: Deps, *, url: str = "") -> Response:
+    """Run a sources form's action; to the page it names (303), or the sources page with the
+    action's error in words (its status; `url`, the address the form sent, kept in the form)."""
+    if deps.sources is None:
+        return sources_page(deps)
+    try:
+        location = action()
+    except DomainError as exc:
+        return sources_page(deps, status=status_of(exc), error=exc.message, url=url)
+    return redirect(location)
+
+
+def add_source_form(app: APIGatewayHttpResolver, deps: Deps) -> Response:
+    """POST /sources: read the URL as a feed or sitemap and keep it (or find it already kept)."""
+    try:
+        url = form(app).get("url", "")
+    except DomainError as exc:  # a body that is not UTF-8
+        return sources_page(deps, status=status_of(exc), error=exc.message)
+
+    def add() -> str:
+        view, created = add_source(url, deps, webhook_base=origin(app))
+        return _to_sources("added" if created else "known", view.source.id)
+
+    return then_sources(add, deps, url=url)
+
+
+def refresh_source_form(source_id: str, app: APIGatewayHttpResolver, deps: Deps) -> Response:
+    """POST /sources/{id}/refresh: read the source again now, behind the queue."""
+    return then_sources(lambda: _to_sources("refreshing", refresh_source(
+        source_id, deps, webhook_base=origin(app)).source.id), deps)
+
+
+def delete_source_form(source_id: str, app: APIGatewayHttpResolver, deps: Deps) -> Response:
+    """POST /sources/{id}/delete: stop reading the source; with the form's `assets` box ticked,
+    delete its assets too (those the request has no time for, behind the queue)."""
+    def delete() -> str:
+        with_assets = form(app).get("assets", "") in ("true", "on")
+        done = delete_source(source_id, deps, with_assets=with_assets, webhook_base=origin(app))
+        return _to_sources("deleted" if done else "deleting")
+
+    return then_sources(delete, deps)

@@ -117,7 +117,8 @@ class Decision:
 # one: a route added later is refused by the gateway unless it is listed here (fail closed:
 # /v1/embeddings once slipped through a "not /api/" rule).
 PAGE_ROUTES = frozenset({"GET /", "GET /assets/{id}", "POST /process", "POST /assets/{id}/retry",
-                         "POST /assets/{id}/delete", "GET /search"})
+                         "POST /assets/{id}/delete", "GET /search", "GET /sources", "POST /sources",
+                         "POST /sources/{id}/refresh", "POST /sources/{id}/delete"})
 OPENAI_ROUTES = frozenset({"POST /v1/embeddings", "GET /v1/models", "GET /v1/models/{model+}"})
 
 
