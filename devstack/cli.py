@@ -39,7 +39,7 @@ def _pairs(args) -> list[tuple[str, ...]]:
         outputs = {o["OutputKey"]: o["OutputValue"] for o in
                    client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])}
         return [(name, outputs[f"{name}DeadLetterQueueUrl"], outputs[f"{name}QueueUrl"])
-                for name in ("Process", "Fetch", "Webhook") if f"{name}DeadLetterQueueUrl" in outputs]
+                for name in ("Process", "Fetch", "Source", "Webhook") if f"{name}DeadLetterQueueUrl" in outputs]
     manifest_path = Path(args.data_dir) / "local-stack.json"
     if not manifest_path.exists():
         raise SystemExit(f"{manifest_path} not found: is `make run` running with DATA_DIR={args.data_dir}?")
