@@ -111,6 +111,14 @@ class FakeSourceStore(SourceStore):
             if entry is not None and entry.state is EntryState.PENDING:
                 entry.state, entry.asset_id, entry.reason = state, asset_id, reason
 
+    def retry_refused(self, source_id: str) -> int:
+        count = 0
+        with self._lock:
+            for entry in self.entry_rows.get(source_id, {}).values():
+                if entry.state is EntryState.REFUSED:
+                    entry.state, entry.reason, count = EntryState.PENDING, None, count + 1
+        return count
+
     def entry_counts(self, source_id: str) -> dict[EntryState, int]:
         counts: dict[EntryState, int] = {}
         with self._lock:

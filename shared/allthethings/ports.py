@@ -305,6 +305,11 @@ class SourceStore(abc.ABC):
         """Record what became of a PENDING entry: SUBMITTED with its asset, or REFUSED with a reason."""
 
     @abc.abstractmethod
+    def retry_refused(self, source_id: str) -> int:
+        """Make the source's REFUSED entries PENDING again (their reasons cleared), to be submitted
+        once more; return how many."""
+
+    @abc.abstractmethod
     def entry_counts(self, source_id: str) -> dict[EntryState, int]:
         """How many of the source's entries are in each state (absent: none), in one query."""
 

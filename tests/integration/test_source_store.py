@@ -9,8 +9,10 @@ Times here have whole milliseconds: BSON dates keep no finer ones.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -69,7 +71,24 @@ def _mongomock_database():
     return db
 
 
-@pytest.fixture(params=["sqlite", "mongomock", "fake"])
+@pytest.fixture
+def live_sources():
+    """A throwaway database on the MongoDB at MONGODB_URI (Atlas or atlas-local), dropped after."""
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        pytest.skip("MONGODB_URI is not set: the live backend needs MongoDB Atlas or atlas-local")
+    import pymongo
+
+    client = pymongo.MongoClient(uri, tz_aware=True)
+    name = f"allthethings_sources_{uuid.uuid4().hex[:12]}"
+    try:
+        yield MongoSourceStore(client[name])
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "mongomock", "fake", pytest.param("live", marks=pytest.mark.live)])
 def store(request, tmp_path) -> SourceStore:
     if request.param == "sqlite":
         sqlite = SqliteSourceStore(str(tmp_path / "store.db"))
@@ -77,6 +96,8 @@ def store(request, tmp_path) -> SourceStore:
         sqlite.close()
     elif request.param == "mongomock":
         yield MongoSourceStore(_mongomock_database())
+    elif request.param == "live":
+        yield request.getfixturevalue("live_sources")
     else:
         yield FakeSourceStore()
 
@@ -281,6 +302,17 @@ class TestSourceStoreContract:
         submitted, refused = store.entries(source.id, None, 10)
         assert (submitted.state, submitted.asset_id, submitted.reason) == (EntryState.SUBMITTED, "asset-1", None)
         assert (refused.state, refused.asset_id, refused.reason) == (EntryState.REFUSED, None, "unreachable")
+
+    def test_retry_refused_makes_only_refused_entries_pending_again_without_their_reasons(self, store):
+        source = store.add(make_source())
+        store.add_entries([make_entry(source.id, n) for n in (1, 2, 3)])
+        store.finish_entry(source.id, "https://example.com/items/1", EntryState.SUBMITTED, asset_id="asset-1")
+        store.finish_entry(source.id, "https://example.com/items/2", EntryState.REFUSED, reason="unreachable")
+        assert store.retry_refused(source.id) == 1
+        assert store.entry_counts(source.id) == {EntryState.SUBMITTED: 1, EntryState.PENDING: 2}
+        again = [e for e in store.entries(source.id, EntryState.PENDING, 10) if e.url.endswith("/2")]
+        assert again[0].reason is None
+        assert store.retry_refused(source.id) == 0
 
     def test_a_finished_entry_is_not_finished_again(self, store):
         source = store.add(make_source())

@@ -314,3 +314,17 @@ def test_the_host_gate_spaces_the_starts_of_requests_to_one_host():
     other = time.monotonic()
     with gate.slot("example.com"):
         assert time.monotonic() - other < 0.04, "another host does not wait"
+
+
+def test_a_refresh_tries_again_the_items_refused_before(origin, deps):
+    good = origin.put("/posts/1", page(1), "text/html")
+    late = origin.base + "/posts/2"  # not there yet: 404, refused
+    view, _ = add_source(origin.put("/feed.xml", rss([("One", good), ("Two", late)]), "application/rss+xml"), deps)
+    drain(deps)
+    assert get_source(view.source.id, deps).entries == {EntryState.SUBMITTED: 1, EntryState.REFUSED: 1}
+    origin.put("/posts/2", page(2), "text/html")
+    refresh_source(view.source.id, deps)
+    drain(deps)
+    after = get_source(view.source.id, deps)
+    assert after.entries == {EntryState.SUBMITTED: 2} and after.refused == []
+    assert deps.store.get_by_url(late).source_id == view.source.id

@@ -330,6 +330,11 @@ class SqliteSourceStore(SourceStore):
                          "WHERE source_id = ? AND url = ? AND state = ?",
                          (finished(state).value, asset_id, reason, source_id, url, EntryState.PENDING.value))
 
+    def retry_refused(self, source_id: str) -> int:
+        with self._write() as conn:
+            return conn.execute("UPDATE source_entries SET state = ?, reason = NULL WHERE source_id = ? AND state = ?",
+                                (EntryState.PENDING.value, source_id, EntryState.REFUSED.value)).rowcount
+
     def entry_counts(self, source_id: str) -> dict[EntryState, int]:
         rows = self._conn().execute("SELECT state, count(*) FROM source_entries WHERE source_id = ? GROUP BY state",
                                     (source_id,))
@@ -506,6 +511,12 @@ class MongoSourceStore(SourceStore):
         self._call(self.db.source_entries.update_one,
                    {"source_id": source_id, "url": url, "state": EntryState.PENDING.value},
                    {"$set": {"state": finished(state).value, "asset_id": asset_id, "reason": reason}})
+
+    def retry_refused(self, source_id: str) -> int:
+        result = self._call(self.db.source_entries.update_many,
+                            {"source_id": source_id, "state": EntryState.REFUSED.value},
+                            {"$set": {"state": EntryState.PENDING.value, "reason": None}})
+        return result.modified_count
 
     def entry_counts(self, source_id: str) -> dict[EntryState, int]:
         rows = self._call(lambda: list(self.db.source_entries.aggregate(

@@ -53,11 +53,13 @@ class FetchAsset:
 @dataclasses.dataclass(frozen=True)
 class ReadSource:
     """Read a source (conditionally, with the validators of the last version read, unless
-    `force`), remember the items it lists that are new, and submit them."""
+    `force`), remember the items it lists that are new, and submit them; with `retry`, the items
+    refused before are submitted again too (a user's refresh)."""
 
     source_id: str
     webhook_base: str | None = None
     force: bool = False
+    retry: bool = False
     kind = "read_source"
 
 
@@ -115,7 +117,8 @@ def from_message(message: object) -> Task:
         if not isinstance(message.get("source_id"), str):
             raise ValueError(f"a {kind} message needs a source_id")
         if kind == "read_source":
-            return ReadSource(message["source_id"], base, force=message.get("force") is True)
+            return ReadSource(message["source_id"], base, force=message.get("force") is True,
+                              retry=message.get("retry") is True)
         return _KINDS[kind](message["source_id"], base)
     if not isinstance(message.get("asset_id"), str):
         raise ValueError("a process_asset message needs an asset_id")

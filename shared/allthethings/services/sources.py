@@ -147,9 +147,10 @@ def list_sources(limit: int, cursor: str | None, deps: Deps) -> tuple[list[Sourc
 
 
 def refresh_source(source_id: str, deps: Deps, *, webhook_base: str | None = None) -> SourceView:
-    """Read the source again now (behind the queue): a conditional GET, new items submitted."""
+    """Read the source again now (behind the queue): a conditional GET, new items submitted, and
+    the items refused before tried again (the host that was down may be up)."""
     current = get_source(source_id, deps)
-    deps.source_queue.send(to_message(ReadSource(current.source.id, webhook_base)))
+    deps.source_queue.send(to_message(ReadSource(current.source.id, webhook_base, retry=True)))
     return current
 
 
@@ -211,6 +212,8 @@ def read_source(task: ReadSource, deps: Deps, *, until: float) -> str:
         deps.sources.update(source.id, last_error=exc.message, **timing)
         deps.metrics.count("source_reads_failed")
         return "failed"
+    if task.retry:
+        deps.sources.retry_refused(source.id)
     if listing is None:
         deps.sources.update(source.id, last_error=None, **timing)
         deps.metrics.count("source_reads_unchanged")
