@@ -13,7 +13,7 @@ authorizer's work). Errors are JSON {"error": {"code", "message"}}: 400 a bad UR
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictInt
 
 from allthethings import bootstrap
 from allthethings.domain.errors import InvalidInput
@@ -31,7 +31,8 @@ class NewSource(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently dropped
 
     url: str
-    refresh_interval_s: int | None = None
+    # Strict: "3600" or true is refused, as the service's own check refuses it (pydantic would coerce it).
+    refresh_interval_s: StrictInt | None = None
 
 
 @app.post("/api/sources")

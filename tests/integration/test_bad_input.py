@@ -1,7 +1,8 @@
 """The bad-input corpus: every request here is one a careless or hostile client could send.
 
 Each gets a clear JSON 4xx naming the problem, or an asset that ends in an error status
-after processing; none gets a 5xx, none leaves a half-written record, and none reaches a
+after processing (a source: a `last_error`, or items refused with their reasons, after the
+source worker has run); none gets a 5xx, none leaves a half-written record, and none reaches a
 private address. Requests go through the template's route table to the real handlers, with
 the real fetcher and extractor against real HTTP servers on loopback.
 
@@ -13,9 +14,12 @@ path through the API gets a request past it.
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import http.server
 import json
 import threading
+import time
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -26,7 +30,9 @@ from allthethings.adapters.fetch import HttpFetcher
 from allthethings.config import Settings
 from allthethings.domain.content import SizeLimits
 from tests.fakes import fake_deps
+from tests.integration.test_sources import page, rss, sitemap, sitemap_index
 from tests.unit.test_handlers import KEY, call, process_all
+from tests.unit.test_source_handlers import NO_FAILURES, work_sources
 
 KiB = 1024
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -345,8 +351,6 @@ def origin():
 
 @pytest.mark.parametrize("fault", sorted(ORIGIN_FAULTS))
 def test_an_origin_that_misbehaves_part_way_ends_staged_or_in_an_error_never_stuck(deps, origin, fault):
-    import dataclasses
-
     from allthethings.domain.assets import Status
     from tests.unit.test_handlers import drain
 
@@ -449,3 +453,341 @@ def test_a_redirect_to_a_host_name_no_encoding_accepts_is_a_4xx(deps, public):
     status, body = submit(f"http://public.test:{public.server_address[1]}/to?url={quote('http://xn--a-/x', safe='')}")
     assert status in (400, 422), body
     clear_4xx(status, body, deps)
+
+
+# -- sources: feeds and sitemaps whose items become assets -------------------------------------------
+#
+# A bad source ends in a JSON 4xx at POST /api/sources, or in a source whose `last_error` or
+# REFUSED items (each with its reason) say what was wrong, after the source worker has run its
+# messages. None reaches the canary, and none holds up the next source: after each, a good feed
+# added next is read and all its items submitted.
+
+@pytest.fixture(scope="module")
+def site():
+    """The public origin of the sources' tests: one server for the module (stopping one takes half
+    a second), emptied before each test."""
+    from devstack.origin import Origin
+
+    with Origin() as server:
+        yield server
+
+
+@pytest.fixture
+def sources(deps, site, canary):
+    """The deps, with the politeness delay off (the origin is ours) and a check after the test that
+    another source still goes through and nothing reached the private network."""
+    site.bodies.clear()
+    site.requests.clear()
+    deps.settings = dataclasses.replace(deps.settings, source_host_delay_s=0.0)
+    yield deps
+    a_good_feed_is_still_read_and_fully_submitted(deps, site)
+    assert canary.hits == [], f"requests reached the private address: {canary.hits}"
+
+
+def public_url(site, path: str) -> str:
+    """The origin's `path` as the public internet names it (public.test resolves to 127.0.0.1)."""
+    return f"http://public.test:{site.base.rsplit(':', 1)[1]}{path}"
+
+
+def serve(site, path: str, body: bytes, content_type: str) -> str:
+    site.put(path, body, content_type)
+    return public_url(site, path)
+
+
+def serve_pages(site, prefix: str, count: int) -> list[str]:
+    return [serve(site, f"{prefix}/{n}", page(n), "text/html") for n in range(count)]
+
+
+def post_source(url, **fields) -> tuple[int, dict]:
+    return call("POST", "/api/sources", json.dumps({"url": url, **fields}), {"Content-Type": "application/json"})
+
+
+def run_source_worker(deps) -> None:
+    assert all(reply == NO_FAILURES for reply in work_sources(deps)), "a source message failed"
+
+
+def shown(source_id: str) -> dict:
+    status, body = call("GET", f"/api/sources/{source_id}")
+    assert status == 200, body
+    return body
+
+
+def source_refused(status: int, body, deps, *words: str) -> None:
+    """A clear JSON 4xx naming the problem, and no source kept or queued."""
+    assert 400 <= status < 500, f"expected a 4xx, got {status}: {body}"
+    assert isinstance(body, dict) and body["error"]["code"] and body["error"]["message"], body
+    for word in words:
+        assert word in body["error"]["message"], body["error"]["message"]
+    assert deps.sources.sources == {} and deps.source_queue.messages == []
+
+
+def a_good_feed_is_still_read_and_fully_submitted(deps, site) -> None:
+    links = serve_pages(site, "/good", 3)
+    status, source = post_source(serve(site, "/good.xml", rss([(f"Good {n}", u) for n, u in enumerate(links)]),
+                                       "application/rss+xml"))
+    assert status == 202, source
+    run_source_worker(deps)
+    assert shown(source["id"])["items"] == {"total": 3, "pending": 0, "submitted": 3, "refused": 0}
+
+
+def test_a_feed_of_100000_items_is_cut_at_the_item_limit_and_the_rest_counted(sources, site):
+    sources.settings = dataclasses.replace(sources.settings, source_max_items=200)
+    link = serve_pages(site, "/posts", 1)[0]
+    status, source = post_source(serve(site, "/big.xml", rss([(f"Post {n}", f"{link}?n={n}") for n in range(100_000)]),
+                                       "application/rss+xml"))
+    assert status == 202, source
+    assert source["items"]["total"] == 200 and source["skipped"]["over_limit"] == 99_800
+    run_source_worker(sources)
+    assert shown(source["id"])["items"] == {"total": 200, "pending": 0, "submitted": 200, "refused": 0}
+
+
+def test_a_sitemap_index_that_lists_itself_is_read_once(sources, site):
+    pages = serve_pages(site, "/docs", 3)
+    child = serve(site, "/sitemap-docs.xml", sitemap(pages), "application/xml")
+    index = public_url(site, "/sitemap.xml")
+    serve(site, "/sitemap.xml", sitemap_index([index, child, index]), "application/xml")
+    status, source = post_source(index)
+    assert status == 202 and source["kind"] == "sitemap_index", source
+    run_source_worker(sources)
+    after = shown(source["id"])
+    assert after["items"] == {"total": 3, "pending": 0, "submitted": 3, "refused": 0}
+    assert after["skipped"]["loop"] >= 1 and after["last_error"] is None
+    assert [r["path"] for r in site.requests].count("/sitemap.xml") == 2  # the request's read and the worker's
+
+
+def test_sitemap_indexes_that_list_each_other_are_each_read_once(sources, site):
+    pages = serve_pages(site, "/docs", 2)
+    a, b = public_url(site, "/a.xml"), public_url(site, "/b.xml")
+    serve(site, "/a.xml", sitemap_index([b]), "application/xml")
+    serve(site, "/b.xml", sitemap_index([a, serve(site, "/docs.xml", sitemap(pages), "application/xml")]),
+          "application/xml")
+    status, source = post_source(a)
+    assert status == 202, source
+    run_source_worker(sources)
+    after = shown(source["id"])
+    assert after["items"]["submitted"] == 2 and after["skipped"]["loop"] >= 1
+    read = [r["path"] for r in site.requests]
+    assert (read.count("/a.xml"), read.count("/b.xml"), read.count("/docs.xml")) == (2, 1, 1)
+
+
+def test_a_gzip_bomb_sitemap_is_a_413_and_one_inside_an_index_is_counted_unreadable(sources, site):
+    bomb = serve(site, "/sitemap.xml.gz", gzip.compress(b"<urlset>" + b" " * (60 * 1024 * 1024), compresslevel=9),
+                 "application/gzip")
+    status, body = post_source(bomb)
+    source_refused(status, body, sources, "inflates")
+    assert status == 413
+    pages = serve_pages(site, "/docs", 2)
+    index = serve(site, "/index.xml", sitemap_index([bomb, serve(site, "/docs.xml", sitemap(pages),
+                                                                   "application/xml")]), "application/xml")
+    status, source = post_source(index)
+    assert status == 202, source
+    run_source_worker(sources)
+    after = shown(source["id"])
+    assert after["items"]["submitted"] == 2 and after["skipped"]["unreadable_sitemap"] == 1
+
+
+def test_items_at_private_addresses_are_each_refused_counted_and_shown_and_none_is_requested(sources, site,
+                                                                                             public, canary):
+    port = canary.server_address[1]
+    hop = quote(f"http://127.0.0.2:{port}/latest/meta-data/", safe="")
+    private = [f"http://127.0.0.2:{port}/admin", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.5/",
+               f"http://private.test:{port}/secret", f"http://[::ffff:127.0.0.2]:{port}/",
+               f"http://public.test:{public.server_address[1]}/to?url={hop}"]
+    good = serve_pages(site, "/posts", 1)
+    status, source = post_source(serve(site, "/feed.xml", rss([(f"Item {n}", u) for n, u in
+                                                                 enumerate(private + good)]), "application/rss+xml"))
+    assert status == 202, source
+    run_source_worker(sources)
+    after = shown(source["id"])
+    assert after["items"] == {"total": 7, "pending": 0, "submitted": 1, "refused": 6}
+    assert len(after["refused"]) == 6 and good[0] not in {e["url"] for e in after["refused"]}
+    for entry in after["refused"]:
+        assert entry["state"] == "REFUSED" and "non-public address" in entry["reason"], entry
+    assert sources.metrics.counts["source_items_refused"] == 6
+    assert canary.hits == []
+
+
+def test_duplicate_items_and_items_with_no_usable_url_are_counted_and_the_rest_submitted(sources, site):
+    link, other = serve_pages(site, "/posts", 2)
+    items = [f"<link>{link}</link>", f"<link>{link}#comments</link>", f"<link>{link}</link>", "", "<link></link>",
+             "<link>   </link>", "<link>javascript:alert(1)</link>", "<link>ftp://public.test/x</link>",
+             f"<link>{other}</link>"]
+    body = ('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+            + "".join(f"<item><title>Item {n}</title>{i}</item>" for n, i in enumerate(items))
+            + "</channel></rss>").encode()
+    status, source = post_source(serve(site, "/feed.xml", body, "application/rss+xml"))
+    assert status == 202, source
+    assert source["items"]["total"] == 2
+    assert source["skipped"] == {"no_url": 3, "duplicate": 2, "over_limit": 0, "bad_url": 2}
+    run_source_worker(sources)
+    assert shown(source["id"])["items"] == {"total": 2, "pending": 0, "submitted": 2, "refused": 0}
+
+
+def test_a_feed_that_changes_keeps_old_items_adds_new_ones_and_marks_a_broken_version(sources, site):
+    links = serve_pages(site, "/posts", 4)
+    url = serve(site, "/feed.xml", rss([("Post 0", links[0]), ("Post 1", links[1])]), "application/rss+xml")
+    _, source = post_source(url)
+    run_source_worker(sources)
+    site.replace("/feed.xml", rss([("Post 2", links[2]), ("Post 3", links[3])]))
+    assert call("POST", f"/api/sources/{source['id']}/refresh")[0] == 202
+    run_source_worker(sources)
+    after = shown(source["id"])
+    assert after["items"] == {"total": 4, "pending": 0, "submitted": 4, "refused": 0} and after["last_error"] is None
+    status, listed = call("GET", f"/api/assets?source={source['id']}")
+    assert status == 200 and sorted(a["url"] for a in listed["assets"]) == sorted(links), "removed items stay"
+    for broken, words in [(b"<rss><channel></chanel></rss>", "XML"),
+                          (gzip.compress(b"<rss>" + b" " * (60 * 1024 * 1024)), "inflates"),
+                          (b"<!doctype html><html><body>we moved</body></html>", "feed")]:
+        site.replace("/feed.xml", broken)
+        assert call("POST", f"/api/sources/{source['id']}/refresh")[0] == 202
+        run_source_worker(sources)
+        after = shown(source["id"])
+        assert after["last_error"] and words in after["last_error"], (words, after["last_error"])
+        assert after["items"]["submitted"] == 4 and len(call("GET", f"/api/assets?source={source['id']}")[1]
+                                                          ["assets"]) == 4, "a broken version deletes nothing"
+
+
+@pytest.mark.parametrize("body, content_type, status, words", [
+    (b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>http://a/</loc></url', "application/xml",
+     422, "XML"),
+    (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></chanel></rss>', "application/rss+xml",
+     422, "XML"),
+    (b"<!doctype html><html><head><title>Blog</title></head><body><p>Hello<br></body></html>", "application/rss+xml",
+     415, "HTML"),
+    (b"<html><head><title>Blog</title></head><body><p>Hello</p></body></html>", "application/rss+xml", 415, "HTML"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/rss+xml", 415, "feed"),
+    (b"", "application/rss+xml", 415, "feed"),
+    (bytes((i * 7919) % 256 for i in range(4096)), "application/rss+xml", 415, "feed"),
+    (b"\x1f\x8b\x08\x00" + b"\x00" * 100, "application/gzip", 422, "gzip"),
+])
+def test_a_body_that_is_no_readable_feed_or_sitemap_is_a_4xx_naming_why(sources, site, body, content_type, status,
+                                                                        words):
+    got_status, got = post_source(serve(site, "/source", body, content_type))
+    source_refused(got_status, got, sources, words)
+    assert got_status == status, got
+
+
+def test_a_billion_laughs_feed_is_read_in_bounded_time_without_expanding(sources, site):
+    entities = '<!ENTITY l0 "lol">' + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    link = serve_pages(site, "/posts", 1)[0]
+    body = (f'<?xml version="1.0"?><!DOCTYPE r [{entities}]><rss version="2.0"><channel><title>&l9;</title>'
+            f"<item><title>&l9;</title><link>{link}</link></item></channel></rss>").encode()
+    started = time.monotonic()
+    status, source = post_source(serve(site, "/feed.xml", body, "application/rss+xml"))
+    assert time.monotonic() - started < 20
+    assert status < 500, source
+    if status == 202:
+        assert len(source["title"] or "") <= 1_000
+        run_source_worker(sources)
+        assert shown(source["id"])["items"]["submitted"] == 1
+    else:
+        source_refused(status, source, sources)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "private.test", "169.254.169.254", "[::ffff:127.0.0.2]", "10.0.0.5"])
+def test_an_html_page_linking_a_feed_at_a_private_address_is_refused_without_a_request(sources, site, canary,
+                                                                                      host):
+    feed = f"http://{host}:{canary.server_address[1]}/feed.xml"
+    home = serve(site, "/", f'<!doctype html><html><head><title>Blog</title><link rel="alternate" '
+                              f'type="application/rss+xml" href="{feed}"></head><body>Blog</body></html>'.encode(),
+                 "text/html")
+    status, body = post_source(home)
+    source_refused(status, body, sources)
+    assert status == 400, body
+    assert canary.hits == []
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+def test_a_source_at_a_private_address_is_refused_without_a_request(sources, canary, host):
+    status, body = post_source(f"http://{host}:{canary.server_address[1]}/feed.xml")
+    source_refused(status, body, sources)
+    assert status == 400, body
+    assert canary.hits == []
+
+
+def test_a_source_redirecting_into_private_space_is_refused_without_a_request(sources, public, canary):
+    hop = quote(f"http://127.0.0.2:{canary.server_address[1]}/feed.xml", safe="")
+    status, body = post_source(f"http://public.test:{public.server_address[1]}/to?url={hop}")
+    source_refused(status, body, sources, "non-public")
+    assert canary.hits == []
+
+
+@pytest.mark.parametrize("body, words", [
+    ("{}", "url"),
+    ('{"url": null}', "url"),
+    ('{"url": 42}', "url"),
+    ('{"url": "ftp://public.test/feed.xml"}', "http"),
+    ('{"url": "not a url"}', ""),
+    ('{"url": "%(feed)s", "interval": 600}', "interval"),
+    ('{"url": "%(feed)s", "refresh_interval_s": 0}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": 299}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": 2592001}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": 100000000000000000000}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": -3600}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": "3600"}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": "hourly"}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": 3600.5}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": true}', "refresh_interval_s"),
+    ('{"url": "%(feed)s", "refresh_interval_s": [3600]}', "refresh_interval_s"),
+    ("", "body"),
+    ("[]", ""),
+    ('"%(feed)s"', ""),
+    ("not json", "JSON"),
+])
+def test_a_body_that_is_not_a_new_source_is_a_400_before_any_request(sources, site, body, words):
+    feed = serve(site, "/feed.xml", rss([("Post", public_url(site, "/posts/1"))]), "application/rss+xml")
+    status, got = call("POST", "/api/sources", body % {"feed": feed}, {"Content-Type": "application/json"})
+    source_refused(status, got, sources, words)
+    assert status == 400, got
+    assert site.requests == [], "a bad body is refused before the feed is read"
+
+
+ZERO_ID = "src_" + "0" * 32
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/api/sources/nope", 400),
+    ("GET", "/api/sources/SRC_" + "0" * 32, 400),
+    ("GET", "/api/sources/src_" + "g" * 32, 400),
+    ("GET", "/api/sources/src_" + "0" * 31, 400),
+    ("GET", "/api/sources/src_" + "0" * 500, 400),
+    ("GET", "/api/sources/%00", 404),  # no route matches it
+    ("GET", "/api/sources/..%2F..%2Fetc", 404),
+    ("GET", f"/api/sources/{ZERO_ID}", 404),
+    ("POST", "/api/sources/nope/refresh", 400),
+    ("POST", f"/api/sources/{ZERO_ID}/refresh", 404),
+    ("DELETE", "/api/sources/nope", 400),
+    ("DELETE", f"/api/sources/{ZERO_ID}", 404),
+    ("DELETE", f"/api/sources/{ZERO_ID}?assets=maybe", 400),
+    ("GET", "/api/sources?limit=0", 400),
+    ("GET", "/api/sources?limit=101", 400),
+    ("GET", "/api/sources?limit=-1", 400),
+    ("GET", "/api/sources?limit=abc", 400),
+    ("GET", "/api/sources?limit=%C2%B2", 400),
+    ("GET", "/api/sources?cursor=garbage", 400),
+    ("GET", "/api/sources?cursor=%FF%FE", 400),
+    ("GET", "/api/sources?cursor=" + "A" * 4000, 400),
+    ("GET", "/api/sources?cursor=eyJzZXEiOjF9", 400),  # an asset listing's cursor: {"seq": 1}
+    ("GET", "/api/sources?cursor=eyJpZCI6MSwidCI6NX0", 400),  # {"id": 1, "t": 5}
+    ("GET", "/api/sources?cursor=eyJpZCI6IngiLCJ0IjoieWVzdGVyZGF5In0", 400),  # {"id": "x", "t": "yesterday"}
+    ("GET", "/api/assets?source=bad", 400),
+    ("GET", "/api/assets?source=src_" + "G" * 32, 400),
+    ("GET", "/api/search?q=x&source=bad", 400),
+    ("GET", "/api/search?q=x&published_after=garbage", 400),
+    ("GET", "/api/search?q=x&published_before=2024-13-01", 400),
+    ("GET", "/api/search?q=x&published_after=2025-01-01&published_before=2024-01-01", 400),
+])
+def test_a_bad_source_id_or_parameter_is_a_4xx_naming_it(sources, method, path, status):
+    got_status, body = call(method, path)
+    assert got_status == status, body
+    assert body.get("error") or body == {"message": "Not Found"}, body  # the latter: API Gateway's, no route
+
+
+def test_a_delete_with_a_bad_assets_parameter_deletes_nothing(sources, site):
+    link = serve_pages(site, "/posts", 1)[0]
+    _, source = post_source(serve(site, "/feed.xml", rss([("Post", link)]), "application/rss+xml"))
+    run_source_worker(sources)
+    for value in ("maybe", "1", "yes", "true%00"):
+        status, body = call("DELETE", f"/api/sources/{source['id']}?assets={value}")
+        assert status == 400 and "assets" in body["error"]["message"], body
+    assert shown(source["id"])["items"]["submitted"] == 1 and len(sources.store.assets) == 1

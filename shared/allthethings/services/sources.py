@@ -59,7 +59,7 @@ from allthethings.services.submit_asset import submit_asset
 
 USER_AGENT = "allthethings"  # the robots.txt group we obey (and the `*` group)
 WORKERS = 8  # submissions in flight at once, across hosts (each host has its own limit)
-BATCH = 200  # PENDING entries read at a time
+BATCH = 50  # PENDING entries read at a time (a deleted source is noticed between batches)
 SHOWN_REFUSED = 20  # refused entries a source's view lists
 MAX_INDEX_DEPTH = 3  # sitemap indexes within sitemap indexes
 ROBOTS_BYTES = 512 * 1024
