@@ -11,7 +11,8 @@ for script, args in [("cold_start.py", []), ("ingest_search.py", ["--docs", "100
                      ("bulk_ingest.py", ["--docs", "10000", "--threads", "1"]),
                      ("long_recording.py", ["--minutes", "60", "--model", "all-mpnet-base-v2"]),
                      ("time_precision.py", []), ("whisper_memory.py", []),
-                     ("ocr_throughput.py", ["--pages", "20"])]:
+                     ("ocr_throughput.py", ["--pages", "20"]),
+                     ("sources.py", ["--pages", "1000", "--refreshes", "20", "--polite-pages", "100"])]:
     module = f"bench.{script.removesuffix('.py')}"
     print(f"== python -m {module} {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", module, *args], check=True)

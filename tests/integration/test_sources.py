@@ -257,6 +257,7 @@ def test_robots_txt_is_honoured_for_a_sitemap_s_pages(origin, deps):
     assert after.entries == {EntryState.SUBMITTED: 1, EntryState.REFUSED: 1}
     assert "robots.txt" in after.refused[0].reason and after.refused[0].url == private
     assert "/private/2" not in [r["path"] for r in origin.requests]
+    assert [r["path"] for r in origin.requests].count("/robots.txt") == 1, "read once, not by every thread"
 
 
 def test_an_item_already_indexed_is_linked_to_the_source_not_fetched_again(origin, deps):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from allthethings.adapters.records import Dialect
-from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
+from allthethings.adapters.sqlite_tx import ThreadConnections, connect, write_transaction, writer_lock
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import now
 from allthethings.domain.errors import InvalidInput, UpstreamUnavailable
@@ -207,14 +207,10 @@ class SqliteSourceStore(SourceStore):
         self._connections = ThreadConnections(self._open)
 
     def _open(self):
-        import sqlite3
-
         if os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = connect(self.path)  # the asset store's library: never two copies of SQLite on one file
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             with self._init_lock:
                 if not self._initialised:
                     with write_transaction(conn, self._writer):

@@ -29,7 +29,7 @@ from allthethings.adapters.records import (
     linked_fields,
     search_metadata,
 )
-from allthethings.adapters.sqlite_tx import ThreadConnections, write_transaction, writer_lock
+from allthethings.adapters.sqlite_tx import ThreadConnections, connect, write_transaction, writer_lock
 from allthethings.adapters.vector_index import NO_DATE, IndexedRow, VectorIndex
 from allthethings.domain import cursor as cursors
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status
@@ -69,29 +69,6 @@ _INSERT_VECTOR = f"INSERT INTO chunk_vectors (rowid, embedding, {_META}) VALUES 
 _INSERT_FTS = f"INSERT INTO chunk_fts (rowid, text, {_META}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-def _connect(path: str):
-    """A connection that can load extensions (the stdlib module often cannot)."""
-    import sqlite3
-
-    if hasattr(sqlite3.Connection, "enable_load_extension"):
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    else:
-        import sqlean
-
-        conn = sqlean.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    import sqlite_vec
-
-    conn.enable_load_extension(True)
-    sqlite_vec.load(conn)
-    conn.enable_load_extension(False)
-    # SQLite's own lower() and LIKE fold ASCII letters only; listings compare as Python does.
-    conn.create_function("py_lower", 1, lambda v: v.lower() if isinstance(v, str) else v, deterministic=True)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
 class SqliteStore(AssetStore):
     def __init__(self, path: str, dimensions: int, model: str):
         self.path = path
@@ -113,7 +90,7 @@ class SqliteStore(AssetStore):
     def _open(self):
         if os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        conn = _connect(self.path)
+        conn = connect(self.path)
         with self._init_lock:
             if not self._initialised:
                 try:

@@ -14,6 +14,33 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 
+
+def connect(path: str):
+    """A connection to the embedded store's file, for every adapter that opens it. Always through
+    the same SQLite library: the stdlib module when it can load extensions, else sqlean's. Two
+    copies of SQLite in one process on one file do not see each other's POSIX locks, and SQLite
+    warns that this corrupts the file (a row written through one vanished under the other)."""
+    import sqlite3
+
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    else:
+        import sqlean
+
+        conn = sqlean.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    import sqlite_vec
+
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    # SQLite's own lower() and LIKE fold ASCII letters only; listings compare as Python does.
+    conn.create_function("py_lower", 1, lambda v: v.lower() if isinstance(v, str) else v, deterministic=True)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
 _writers: dict[str, threading.Lock] = {}
 _writers_lock = threading.Lock()
 

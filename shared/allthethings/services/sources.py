@@ -421,17 +421,17 @@ class _Robots:
     def __init__(self, deps: Deps):
         self.deps = deps
         self._lock = threading.Lock()
+        self._origin_locks: dict[str, threading.Lock] = {}
         self._parsers: dict[str, urllib.robotparser.RobotFileParser | None] = {}
 
     def allows(self, url: str, gate: HostGate | None = None) -> bool:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         with self._lock:
-            known = origin in self._parsers
-        if not known:
-            parser = self._read(origin, gate)
-            with self._lock:
-                self._parsers.setdefault(origin, parser)
+            origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
+        with origin_lock:  # the first thread reads it; the others wait for its answer, not fetch it too
+            if origin not in self._parsers:
+                self._parsers[origin] = self._read(origin, gate)
         parser = self._parsers[origin]
         return parser is None or parser.can_fetch(USER_AGENT, url)
 
