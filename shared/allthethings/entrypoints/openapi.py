@@ -218,6 +218,7 @@ def _schemas() -> dict:
                        "propertyNames": {"enum": [s.value for s in Status]},
                        "description": "The source's assets by status (statuses with none left out)."},
             "searchable": {"type": "integer", "description": "How many of its assets are SEARCHABLE."},
+            "item_count": {"type": "integer", "description": "How many items it has listed (items.total)."},
             "refused": {"type": "array", "items": _ref("SourceItem"),
                         "description": "The first items the submission refused, with why."}}},
         "SourceItem": {"type": "object", "required": ["url", "state", "title", "published_at"], "properties": {

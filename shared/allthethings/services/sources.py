@@ -90,6 +90,7 @@ class SourceView:
     def to_public(self) -> dict:
         total = sum(self.entries.values())
         return {**self.source.to_public(),
+                "item_count": total,
                 "items": {"total": total, **{s.value.lower(): self.entries.get(s, 0) for s in EntryState}},
                 "assets": {s.value: n for s, n in self.assets.items() if n},
                 "searchable": self.assets.get(Status.SEARCHABLE, 0),
