@@ -329,3 +329,57 @@ def test_a_refresh_tries_again_the_items_refused_before(origin, deps):
     after = get_source(view.source.id, deps)
     assert after.entries == {EntryState.SUBMITTED: 2} and after.refused == []
     assert deps.store.get_by_url(late).source_id == view.source.id
+
+
+def test_a_feed_rewritten_within_the_second_it_was_read_is_not_taken_as_unchanged(deps):
+    """A host without ETags (Python's http.server) answers If-Modified-Since by the file's time,
+    to the second: a Last-Modified that young is not sent back, so the change is seen."""
+    import email.utils as dates
+    import http.server
+    import threading
+
+    from allthethings.domain.assets import now
+
+    class Feed(http.server.BaseHTTPRequestHandler):
+        body, stamp, conditional = b"", "", []
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            Feed.conditional.append(self.headers.get("If-Modified-Since"))
+            if self.path.startswith("/posts/"):
+                payload, kind = page(int(self.path.rsplit("/", 1)[1])), "text/html"
+            elif self.headers.get("If-Modified-Since") == Feed.stamp:
+                self.send_response(304)
+                self.end_headers()
+                return
+            else:
+                payload, kind = Feed.body, "application/rss+xml"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Last-Modified", Feed.stamp)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        Feed.stamp = dates.format_datetime(now(), usegmt=True)
+        Feed.body = rss([("Post 1", f"{base}/posts/1")])
+        view, _ = add_source(f"{base}/feed.xml", deps)
+        assert view.source.last_modified is None, "too young to be trusted"
+        drain(deps)
+        Feed.body = rss([("Post 2", f"{base}/posts/2"), ("Post 1", f"{base}/posts/1")])  # the same second
+        refresh_source(view.source.id, deps)
+        drain(deps)
+        assert get_source(view.source.id, deps).entries == {EntryState.SUBMITTED: 2}
+        Feed.stamp = dates.format_datetime(now().replace(year=2020), usegmt=True)
+        refresh_source(view.source.id, deps)
+        drain(deps)
+        assert get_source(view.source.id, deps).source.last_modified == Feed.stamp, "an old date is kept"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import email.utils
 import threading
 import time
 import urllib.robotparser
@@ -317,7 +318,27 @@ def _list(url: str, deps: Deps, *, unless: Validator | None, robots: _Robots, cr
     items, skipped = list(parsed.items), dict(parsed.skipped)
     if parsed.kind is SourceKind.SITEMAP_INDEX and crawl:
         items, skipped = _crawl(feed_url, parsed, deps, robots)
-    return Listing(feed_url, parsed.kind, parsed.title, items, skipped, validator)
+    return Listing(feed_url, parsed.kind, parsed.title, items, skipped, _trusted(validator))
+
+
+# A Last-Modified this close to now may name a file still being written within the same second
+# (HTTP dates have one-second resolution), so a change made in that second would answer 304.
+LAST_MODIFIED_MARGIN_S = 2.0
+
+
+def _trusted(validator: Validator) -> Validator:
+    """The validators a later conditional GET may send: the ETag, and the Last-Modified only when
+    it is at least LAST_MODIFIED_MARGIN_S old (RFC 9110 8.8.2.2 calls a date within a second of
+    the response weak). Without one, the next read is a full GET whose items are compared."""
+    last_modified = validator.last_modified
+    if last_modified:
+        try:
+            stamp = email.utils.parsedate_to_datetime(last_modified)
+        except (TypeError, ValueError):
+            stamp = None
+        if stamp is None or stamp.tzinfo is None or (now() - stamp).total_seconds() < LAST_MODIFIED_MARGIN_S:
+            last_modified = None
+    return Validator(validator.etag, last_modified)
 
 
 def _crawl(index_url: str, index: ParsedSource, deps: Deps, robots: _Robots) -> tuple[list[SourceItem], dict]:
