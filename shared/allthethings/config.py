@@ -154,7 +154,7 @@ class Settings:
     inline_fetch_bytes: int = _setting(8 * 1024 * 1024, "INLINE_FETCH_BYTES", positive=True)
     fetch_part_bytes: int = _setting(8 * 1024 * 1024, "FETCH_PART_BYTES", positive=True)
     fetch_slice_s: float = _setting(840.0, "FETCH_SLICE_S", positive=True)
-    # Sources (feeds and sitemaps): at most source_max_items items kept per source; items are
+    # Sources (feeds and sitemaps): at most source_max_items items taken from one read; items are
     # submitted by the source worker with at most source_host_concurrency requests at once to
     # one host and source_host_delay_s between the starts of two requests to it; a source is
     # read again every source_refresh_s unless it says otherwise; a worker invocation submits

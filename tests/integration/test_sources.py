@@ -4,6 +4,7 @@ SQLite stores; the queues are the unit tests' fakes, drained by hand as the work
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import ipaddress
 import time
@@ -383,3 +384,18 @@ def test_a_feed_rewritten_within_the_second_it_was_read_is_not_taken_as_unchange
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_feed_at_the_item_limit_still_adds_what_it_publishes_next(origin, deps):
+    deps.settings = dataclasses.replace(deps.settings, source_max_items=3)
+    links = [origin.put(f"/posts/{n}", page(n), "text/html") for n in range(6)]
+    url = origin.put("/feed.xml", rss([(f"P{n}", links[n]) for n in (3, 2, 1, 0)]), "application/rss+xml")
+    view, _ = add_source(url, deps)
+    assert sum(view.entries.values()) == 3 and view.source.skipped["over_limit"] == 1, "a read takes 3"
+    drain(deps)
+    origin.replace("/feed.xml", rss([(f"P{n}", links[n]) for n in (5, 4, 3, 2, 1, 0)]))
+    refresh_source(view.source.id, deps)
+    drain(deps)
+    after = get_source(view.source.id, deps)
+    assert after.entries == {EntryState.SUBMITTED: 5}, "the newest 3 of the second read: 2 new, 1 known"
+    assert deps.store.get_by_url(links[5]) is not None and deps.store.get_by_url(links[0]) is None

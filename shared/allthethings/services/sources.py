@@ -3,8 +3,8 @@ assets, show where it stands, and delete it (with its assets, if asked).
 
 Adding a source reads it in the request, so that a URL that is no feed or sitemap (415), cannot
 be reached (422) or is not a URL (400) is refused at once, with the same SSRF, size and type rules
-as an asset. The items it lists are remembered as the source's entries (one per URL, at most
-SOURCE_MAX_ITEMS) and submitted behind the source queue by the source worker, through the same
+as an asset. The items it lists (at most SOURCE_MAX_ITEMS a read) are remembered as the source's
+entries (one per URL) and submitted behind the source queue by the source worker, through the same
 submission service as `POST /api/assets` (so the same dedupe: a URL already indexed is linked to
 the source, not fetched again). A sitemap index's sitemaps are read by the worker too.
 
@@ -395,17 +395,12 @@ def _crawl(index_url: str, index: ParsedSource, deps: Deps, robots: _Robots) -> 
 
 
 def _remember(source: Source, listing: Listing, deps: Deps) -> int:
-    """Keep the items not yet listed by the source as PENDING entries, up to the item limit (the
-    rest counted `over_limit` in the source's `skipped`); return how many were new."""
-    known = {e.url for e in deps.sources.entries(source.id, None, deps.settings.source_max_items + 1)}
-    fresh = [item for item in listing.items if item.url not in known]
-    room = max(0, deps.settings.source_max_items - len(known))
-    if len(fresh) > room:
-        listing.skipped["over_limit"] = listing.skipped.get("over_limit", 0) + len(fresh) - room
-        fresh = fresh[:room]
-    if not fresh:
+    """Keep the items the source had not listed before as PENDING entries; return how many were
+    new. A read lists at most SOURCE_MAX_ITEMS (the rest are counted `over_limit` as it is read),
+    so a feed that keeps publishing keeps adding its new items."""
+    if not listing.items:
         return 0
-    return deps.sources.add_entries([Entry.of(source.id, item) for item in fresh])
+    return deps.sources.add_entries([Entry.of(source.id, item) for item in listing.items])
 
 
 # --- politeness -------------------------------------------------------------------------------
