@@ -17,6 +17,7 @@ from typing import BinaryIO
 from allthethings.domain.assets import Asset, Chunk, ChunkHit, Location, Status, now, sources_of
 from allthethings.domain.chunking import Segment
 from allthethings.domain.content import SizeLimits
+from allthethings.domain.errors import UnreachableUrl
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.search import SearchFilter, reciprocal_rank_fusion
 from allthethings.domain.sources import Entry, EntryState, ParsedSource, Source, SourceLimits
@@ -386,6 +387,7 @@ class Fetched:
     size: int
     head: bytes
     sha256: str  # of the whole body
+    validator: Validator | None = None  # what identifies this version (its ETag and Last-Modified)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -471,7 +473,29 @@ class Fetcher(abc.ABC):
             raise
         body.seek(0)
         return Fetched(url=download.url, final_url=download.final_url, declared_type=download.declared_type,
-                       body=body, size=size, head=download.head, sha256=digest.hexdigest())
+                       body=body, size=size, head=download.head, sha256=digest.hexdigest(),
+                       validator=download.validator)
+
+    # How long `fetch` waits for a whole body unless told (HttpFetcher: three read timeouts), and
+    # how much of it is held in memory before it spills to a temporary file.
+    whole_body_s: float = 60.0
+    spool_bytes: int = 8 * 1024 * 1024
+
+    def fetch(self, url: str, limits: SizeLimits, *, limit: int | None = None, within_s: float | None = None,
+              unless: Validator | None = None) -> Fetched | None:
+        """The whole body in one go (`open` then `read`): UnreachableUrl unless it has all come
+        within `within_s`, ContentTooLarge past `limit` (else the limit of the kind its first bytes
+        show). With `unless`, None when a conditional GET says the version is unchanged."""
+        seconds = self.whole_body_s if within_s is None else within_s
+        with self.open(url, limits, limit=limit, unless=unless) as download:
+            if download.not_modified:
+                return None
+            fetched = self.read(download, until=time.monotonic() + seconds, max_bytes=limit,
+                                spool_bytes=self.spool_bytes)
+        if fetched is None:
+            size = f" or is over {limit} bytes" if limit is not None else ""
+            raise UnreachableUrl(f"the URL did not finish sending within {seconds:.0f} s{size}")
+        return fetched
 
 
 @dataclasses.dataclass(frozen=True)

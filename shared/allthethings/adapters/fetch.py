@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from allthethings.domain.content import SNIFF_BYTES, SizeLimits
 from allthethings.domain.errors import ContentTooLarge, Interrupted, InvalidInput, UnreachableUrl
 from allthethings.domain.network import is_public_address, literal_address
-from allthethings.ports import Download, Fetched, Fetcher, Validator
+from allthethings.ports import Download, Fetcher, Validator
 
 MAX_REDIRECTS = 5
 # The whole download may take this many read timeouts: a server trickling bytes just under the
@@ -93,6 +93,7 @@ class HttpFetcher(Fetcher):
                  resolver: Resolver = resolve, allowed: Policy = is_public_address):
         """`resolver` and `allowed` are the name lookup and the address policy (tests give their own)."""
         self.timeout_s = timeout_s
+        self.whole_body_s = timeout_s * TOTAL_TIMEOUTS  # `fetch`: a body fetched in one go
         self.spool_bytes = spool_bytes
         self.resolver = resolver
         self.allowed: Policy = (lambda _address: True) if allow_private else allowed
@@ -108,16 +109,6 @@ class HttpFetcher(Fetcher):
                 timeout=httpx.Timeout(self.timeout_s, connect=5.0),
                 headers={"User-Agent": "allthethings/0.1 (+https://github.com/allthethings)"})
         return self._http
-
-    def fetch(self, url: str, limits: SizeLimits) -> Fetched:
-        """The whole body, within TOTAL_TIMEOUTS read timeouts (a body fetched in one go)."""
-        seconds = self.timeout_s * TOTAL_TIMEOUTS
-        until = time.monotonic() + seconds
-        with self.open(url, limits) as download:
-            fetched = self.read(download, until=until, spool_bytes=self.spool_bytes)
-        if fetched is None:
-            raise UnreachableUrl(f"the URL did not finish sending within {seconds:.0f} s")
-        return fetched
 
     def open(self, url: str, limits: SizeLimits, *, start: int = 0, validator: Validator | None = None,
              limit: int | None = None, unless: Validator | None = None) -> Download:

@@ -36,7 +36,6 @@ from allthethings.domain.assets import Status, host_of, normalise_url, now
 from allthethings.domain.errors import (
     DomainError,
     NotFound,
-    UnreachableUrl,
     UnsupportedContentType,
     UpstreamUnavailable,
 )
@@ -288,16 +287,12 @@ def _fetch(url: str, deps: Deps, *, unless: Validator | None = None,
     """The body at `url` (its final URL, declared type and validators), or None when a
     conditional GET says it has not changed."""
     settings = deps.settings
-    cap = limit or settings.source_max_bytes
-    seconds = settings.fetch_timeout_s * 3
-    with deps.fetcher.open(url, settings.size_limits, limit=cap, unless=unless) as download:
-        if download.not_modified:
-            return None
-        fetched = deps.fetcher.read(download, until=time.monotonic() + seconds, max_bytes=cap)
+    fetched = deps.fetcher.fetch(url, settings.size_limits, limit=limit or settings.source_max_bytes,
+                                 within_s=settings.fetch_timeout_s * 3, unless=unless)
     if fetched is None:
-        raise UnreachableUrl(f"{url} did not finish sending within {seconds:.0f} s")
+        return None
     with fetched.body:
-        return fetched.body.read(), fetched.final_url, fetched.declared_type, download.validator
+        return fetched.body.read(), fetched.final_url, fetched.declared_type, fetched.validator or Validator()
 
 
 def _list(url: str, deps: Deps, *, unless: Validator | None, robots: _Robots, crawl: bool = True) -> Listing | None:

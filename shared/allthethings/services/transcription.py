@@ -18,12 +18,11 @@ fetched, is too large or slow, or holds no timed text is logged and counted
 from __future__ import annotations
 
 import logging
-import time
 
 from allthethings.domain.assets import Asset, Chunk, Status, normalise_url
 from allthethings.domain.chunking import Segment, chunk_segments
 from allthethings.domain.content import declared_charset
-from allthethings.domain.errors import DomainError, ExtractionFailed, UnreachableUrl
+from allthethings.domain.errors import DomainError, ExtractionFailed
 from allthethings.domain.sources import Transcript
 from allthethings.domain.transcripts import parse_transcript
 from allthethings.services import Deps
@@ -100,14 +99,9 @@ def _publisher_chunks(asset: Asset, deps: Deps) -> list[Chunk] | None:
 def _publisher_segments(transcript: Transcript, deps: Deps) -> list[Segment]:
     """Fetch and parse the transcript; any DomainError says why it cannot be used (an unreachable
     or refused URL, a body over the cap or too slow, no timed text)."""
-    url = normalise_url(transcript.url)
-    until = time.monotonic() + TRANSCRIPT_FETCH_S
     # `limit` stands in for the fetcher's per-kind limits, which would refuse a subtitle type.
-    with deps.fetcher.open(url, deps.settings.size_limits, limit=TRANSCRIPT_MAX_BYTES) as download:
-        fetched = deps.fetcher.read(download, until=until, max_bytes=TRANSCRIPT_MAX_BYTES)
-    if fetched is None:
-        raise UnreachableUrl(f"the transcript is over {TRANSCRIPT_MAX_BYTES} bytes or did not arrive "
-                             f"within {TRANSCRIPT_FETCH_S:.0f} s")
+    fetched = deps.fetcher.fetch(normalise_url(transcript.url), deps.settings.size_limits,
+                                 limit=TRANSCRIPT_MAX_BYTES, within_s=TRANSCRIPT_FETCH_S)
     with fetched.body:
         body = fetched.body.read()
     return parse_transcript(body, transcript.type, declared_charset(fetched.declared_type))
