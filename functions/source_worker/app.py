@@ -17,9 +17,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from allthethings import bootstrap
-from allthethings.domain.tasks import DeleteSourceAssets, ReadSource, SubmitEntries, from_message, to_message
+from allthethings.domain.tasks import SourceTask, from_message
 from allthethings.entrypoints import logs
-from allthethings.services.sources import delete_source_assets, read_source, submit_entries
+from allthethings.services.sources import run_task
 
 MARGIN_S = 60  # kept back from the function's timeout: a submission in flight finishes, the rest is queued
 logger = logs.logger()
@@ -36,22 +36,10 @@ def handler_for(context):
     deadline = until(context)
 
     def record_handler(record: SQSRecord) -> None:
-        deps = bootstrap.deps()
         task = from_message(json.loads(record.body))
-        if isinstance(task, ReadSource):
-            outcome = read_source(task, deps, until=deadline)
-        elif isinstance(task, SubmitEntries):
-            done = submit_entries(task.source_id, deps, until=deadline, webhook_base=task.webhook_base)
-            if not done:
-                deps.source_queue.send(to_message(task))
-            outcome = "submitted" if done else "continued"
-        elif isinstance(task, DeleteSourceAssets):
-            done = delete_source_assets(task.source_id, deps, until=deadline)
-            if not done:
-                deps.source_queue.send(to_message(task))
-            outcome = "deleted" if done else "continued"
-        else:
+        if not isinstance(task, SourceTask):
             raise ValueError(f"a {task.kind} message does not belong on the source queue")
+        outcome = run_task(task, bootstrap.deps(), until=deadline)
         logger.info("source task", extra={"source_id": task.source_id, "task": task.kind, "outcome": outcome})
 
     return record_handler

@@ -20,7 +20,7 @@ from allthethings.domain.assets import Status
 from allthethings.domain.errors import ContentTooLarge, ExtractionFailed, InvalidInput, UnsupportedContentType
 from allthethings.domain.listing import AssetFilter
 from allthethings.domain.sources import EntryState, SourceKind
-from allthethings.domain.tasks import ReadSource, SubmitEntries, from_message
+from allthethings.domain.tasks import ReadSource, from_message
 from allthethings.services.sources import (
     HostGate,
     add_source,
@@ -28,6 +28,7 @@ from allthethings.services.sources import (
     get_source,
     read_source,
     refresh_source,
+    run_task,
     schedule_due,
     submit_entries,
 )
@@ -87,12 +88,7 @@ def drain(deps, slice_s: float = 60.0, limit: int = 20) -> list:
     while deps.source_queue.messages and len(ran) < limit:
         task = from_message(deps.source_queue.messages.pop(0))
         ran.append(task)
-        until = time.monotonic() + slice_s
-        if isinstance(task, ReadSource):
-            read_source(task, deps, until=until)
-        elif isinstance(task, SubmitEntries) and not submit_entries(task.source_id, deps, until=until,
-                                                                     webhook_base=None):
-            deps.source_queue.send({"kind": "submit_entries", "source_id": task.source_id})
+        run_task(task, deps, until=time.monotonic() + slice_s)
     return ran
 
 
@@ -399,3 +395,27 @@ def test_a_feed_at_the_item_limit_still_adds_what_it_publishes_next(origin, deps
     after = get_source(view.source.id, deps)
     assert after.entries == {EntryState.SUBMITTED: 5}, "the newest 3 of the second read: 2 new, 1 known"
     assert deps.store.get_by_url(links[5]) is not None and deps.store.get_by_url(links[0]) is None
+
+
+def test_the_host_gate_lets_at_most_its_concurrency_into_one_host_at_once():
+    import threading
+
+    gate, lock = HostGate(concurrency=2, delay_s=0.0), threading.Lock()
+    inside, most = 0, 0
+
+    def visit():
+        nonlocal inside, most
+        with gate.slot("example.org"):
+            with lock:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.05)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=visit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 2

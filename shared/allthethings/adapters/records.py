@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from allthethings.domain.assets import Asset, Kind, Status
+from allthethings.domain.assets import ITEM_FIELDS, Asset, Kind, Status
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Asset))
 _ENUMS: dict[str, type[Status] | type[Kind]] = {"status": Status, "kind": Kind}
@@ -106,7 +106,7 @@ def search_metadata(asset: Asset) -> SearchMetadata:
 
 
 # What `AssetStore.link_source` may set besides the source itself (a source's item's fields).
-LINKED_FIELDS = frozenset({"title", "published_at", "author", "description", "transcript"})
+LINKED_FIELDS = ITEM_FIELDS - {"source_id"}  # the source itself is link_source's own argument
 
 
 def linked_fields(item: Mapping[str, object]) -> dict:

@@ -51,7 +51,7 @@ from allthethings.domain.sources import (
     check_interval,
     check_source_id,
 )
-from allthethings.domain.tasks import DeleteSourceAssets, ReadSource, SubmitEntries, to_message
+from allthethings.domain.tasks import DeleteSourceAssets, ReadSource, SourceTask, SubmitEntries, to_message
 from allthethings.ports import Validator
 from allthethings.services import Deps
 from allthethings.services.lifecycle import delete_asset
@@ -194,6 +194,20 @@ def schedule_due(deps: Deps, *, at: datetime | None = None, limit: int = 500) ->
 
 
 # --- the worker's use cases -----------------------------------------------------------------
+
+def run_task(task: SourceTask, deps: Deps, *, until: float) -> str:
+    """Do what a source-queue message asks until `until`, queueing a continuation for what is left;
+    return what happened (read_source's outcomes, submitted, deleted or continued)."""
+    if isinstance(task, ReadSource):
+        return read_source(task, deps, until=until)
+    if isinstance(task, SubmitEntries):
+        done = submit_entries(task.source_id, deps, until=until, webhook_base=task.webhook_base)
+    else:
+        done = delete_source_assets(task.source_id, deps, until=until)
+    if not done:
+        deps.source_queue.send(to_message(task))
+    return ("submitted" if isinstance(task, SubmitEntries) else "deleted") if done else "continued"
+
 
 def read_source(task: ReadSource, deps: Deps, *, until: float) -> str:
     """Read the source (conditionally unless `force`), remember its new items and submit what is

@@ -40,7 +40,7 @@ def submit_asset(raw_url: object, deps: Deps, *, webhook_base: str | None = None
     url = normalise_url(raw_url)
     existing = deps.store.get_by_url(url)
     if existing is not None and item and existing.source_id is None:
-        fields = {k: v for k, v in item.items() if k not in ("source_id", "transcript")}
+        fields = {k: v for k, v in item.items() if k != "source_id"}
         if deps.store.link_source(existing.id, item["source_id"], **fields):
             existing = deps.store.get(existing.id) or existing
     if existing is not None and existing.status.is_error and not url.startswith(DOCUMENT_SCHEME):
